@@ -1,0 +1,221 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/auraos/realtime/eventstore"
+)
+
+func newEventsCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "events",
+		Short: "Read the event log",
+	}
+	cmd.AddCommand(newEventsReadCommand())
+	return cmd
+}
+
+// eventsReadOptions are the flags of `auraos events read`.
+type eventsReadOptions struct {
+	storage storageConfig
+	stream  string
+	types   []string
+	from    string
+	follow  bool
+	format  string
+}
+
+func newEventsReadCommand() *cobra.Command {
+	var o eventsReadOptions
+	cmd := &cobra.Command{
+		Use:   "read",
+		Short: "Print stored events in global order, one JSON object a line",
+		Long: `Print stored events in global order. With --format jsonl (the default) each line
+is one JSON object: {"position","id","stream","version","type","time","data","metadata"},
+where data and metadata are the event's JSON exactly as stored and metadata says who
+caused the event. An empty store prints nothing. --follow keeps printing new events
+until interrupted.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runEventsRead(cmd.Context(), cmd.OutOrStdout(), o)
+		},
+	}
+	o.storage.register(cmd.Flags())
+	cmd.Flags().StringVar(&o.stream, "stream", "", "only events of this stream (exact name)")
+	cmd.Flags().StringSliceVar(&o.types, "type", nil, "only events of these types (repeat or comma-separate)")
+	cmd.Flags().StringVar(&o.from, "from", "", "start at this global position (inclusive)")
+	cmd.Flags().BoolVar(&o.follow, "follow", false, "keep printing new events until interrupted")
+	cmd.Flags().StringVar(&o.format, "format", "jsonl", "output format: jsonl or table")
+	return cmd
+}
+
+func runEventsRead(ctx context.Context, out io.Writer, o eventsReadOptions) error {
+	var printer eventPrinter
+	switch o.format {
+	case "jsonl":
+		printer = newJSONLPrinter(out)
+	case "table":
+		printer = newTablePrinter(out)
+	default:
+		return fmt.Errorf("--format %q: want jsonl or table", o.format)
+	}
+	from := eventstore.Start
+	if o.from != "" {
+		p, err := eventstore.ParsePosition(o.from)
+		if err != nil {
+			return fmt.Errorf("--from: %w", err)
+		}
+		from = p
+	}
+	store, err := o.storage.openEventStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	filter := eventstore.Filter{EventTypes: o.types}
+	if o.stream != "" {
+		filter.StreamPrefixes = []string{o.stream}
+	}
+	wanted := func(e eventstore.RecordedEvent) bool {
+		return (o.stream == "" || e.Stream == o.stream) && !e.Position.Less(from)
+	}
+
+	// Catch up in pages, flushing each, then follow live if asked.
+	const page = 1000
+	last := eventstore.Start
+	next := from
+	for {
+		evs, err := store.ReadAll(ctx, eventstore.ReadAllOptions{From: next, Limit: page, Filter: filter})
+		if err != nil {
+			return err
+		}
+		for _, e := range evs {
+			if wanted(e) {
+				if err := printer.print(e); err != nil {
+					return err
+				}
+			}
+			last = e.Position
+		}
+		if err := printer.flush(); err != nil {
+			return err
+		}
+		if len(evs) < page {
+			break
+		}
+		next = nextPosition(last)
+	}
+	if !o.follow {
+		return nil
+	}
+	sub, err := store.Subscribe(ctx, eventstore.SubscribeOptions{After: last, Filter: filter})
+	if err != nil {
+		return err
+	}
+	defer sub.Close()
+	for {
+		b, err := sub.Next(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil // interrupted: a normal end of --follow
+			}
+			return err
+		}
+		for _, e := range b.Events {
+			if wanted(e) {
+				if err := printer.print(e); err != nil {
+					return err
+				}
+			}
+		}
+		if err := printer.flush(); err != nil {
+			return err
+		}
+	}
+}
+
+// nextPosition returns the smallest position after p, for paging with an
+// inclusive From.
+func nextPosition(p eventstore.Position) eventstore.Position {
+	if p.Commit == p.Prepare {
+		return eventstore.Pos(p.Commit + 1)
+	}
+	return eventstore.Position{Commit: p.Commit, Prepare: p.Prepare + 1}
+}
+
+type eventPrinter interface {
+	print(e eventstore.RecordedEvent) error
+	flush() error
+}
+
+// auditLine is one line of `events read --format jsonl`.
+type auditLine struct {
+	Position uint64          `json:"position"`
+	ID       string          `json:"id"`
+	Stream   string          `json:"stream"`
+	Version  uint64          `json:"version"`
+	Type     string          `json:"type"`
+	Time     string          `json:"time"`
+	Data     json.RawMessage `json:"data"`
+	Metadata json.RawMessage `json:"metadata"`
+}
+
+type jsonlPrinter struct {
+	w   *bufio.Writer
+	enc *json.Encoder
+}
+
+func newJSONLPrinter(out io.Writer) *jsonlPrinter {
+	w := bufio.NewWriter(out)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return &jsonlPrinter{w: w, enc: enc}
+}
+
+func (p *jsonlPrinter) print(e eventstore.RecordedEvent) error {
+	return p.enc.Encode(auditLine{
+		Position: e.Position.Commit, ID: e.ID, Stream: e.Stream, Version: e.Version, Type: e.Type,
+		Time: e.Time.UTC().Format(time.RFC3339Nano), Data: e.Data, Metadata: e.Metadata,
+	})
+}
+
+func (p *jsonlPrinter) flush() error { return p.w.Flush() }
+
+type tablePrinter struct {
+	tw     *tabwriter.Writer
+	header bool
+}
+
+func newTablePrinter(out io.Writer) *tablePrinter {
+	return &tablePrinter{tw: tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)}
+}
+
+// tableDataWidth caps the data column; jsonl prints data in full.
+const tableDataWidth = 80
+
+func (p *tablePrinter) print(e eventstore.RecordedEvent) error {
+	if !p.header {
+		p.header = true
+		if _, err := fmt.Fprintln(p.tw, "POSITION\tTIME\tSTREAM\tVERSION\tTYPE\tDATA"); err != nil {
+			return err
+		}
+	}
+	data := strings.Join(strings.Fields(string(e.Data)), " ")
+	if r := []rune(data); len(r) > tableDataWidth {
+		data = string(r[:tableDataWidth-1]) + "…"
+	}
+	_, err := fmt.Fprintf(p.tw, "%s\t%s\t%s\t%d\t%s\t%s\n", e.Position, e.Time.UTC().Format(time.RFC3339Nano), e.Stream, e.Version, e.Type, data)
+	return err
+}
+
+func (p *tablePrinter) flush() error { return p.tw.Flush() }

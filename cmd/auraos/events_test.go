@@ -1,0 +1,209 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/auraos/realtime/eventstore"
+	"github.com/auraos/realtime/eventstore/sqlstore"
+)
+
+func fillStore(t *testing.T, dir string) []eventstore.Position {
+	t.Helper()
+	s, err := sqlstore.OpenSQLite(context.Background(), dir, sqlstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var positions []eventstore.Position
+	for i, stream := range []string{"chat-general", "presence-u1", "chat-general", "app-a1", "chat-random"} {
+		typ := map[bool]string{true: "MessagePosted", false: "Other"}[strings.HasPrefix(stream, "chat-")]
+		res, err := s.Append(context.Background(), stream, eventstore.Any, eventstore.EventData{
+			Type: typ, Data: json.RawMessage(fmt.Sprintf(`{"i":%d,"text":"héllo <b>"}`, i)), Metadata: json.RawMessage(`{"userId":"u1"}`),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		positions = append(positions, res.Positions...)
+	}
+	return positions
+}
+
+func readLines(t *testing.T, out string) []auditLine {
+	t.Helper()
+	var lines []auditLine
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		var l auditLine
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			t.Fatalf("line %q is not JSON: %v", sc.Text(), err)
+		}
+		lines = append(lines, l)
+	}
+	return lines
+}
+
+func TestEventsReadJSONL(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	positions := fillStore(t, dir)
+	storage := storageConfig{DataDir: dir, EventStore: "sqlite"}
+	cases := []struct {
+		name    string
+		opts    eventsReadOptions
+		wantPos []eventstore.Position
+	}{
+		{"all", eventsReadOptions{}, positions},
+		{"stream", eventsReadOptions{stream: "chat-general"}, []eventstore.Position{positions[0], positions[2]}},
+		{"type", eventsReadOptions{types: []string{"Other"}}, []eventstore.Position{positions[1], positions[3]}},
+		{"from", eventsReadOptions{from: positions[3].String()}, positions[3:]},
+		{"stream and from", eventsReadOptions{stream: "chat-general", from: positions[1].String()}, []eventstore.Position{positions[2]}},
+	}
+	for _, c := range cases {
+		c.opts.storage = storage
+		c.opts.format = "jsonl"
+		var out bytes.Buffer
+		if err := runEventsRead(context.Background(), &out, c.opts); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		lines := readLines(t, out.String())
+		if len(lines) != len(c.wantPos) {
+			t.Fatalf("%s: %d lines, want %d:\n%s", c.name, len(lines), len(c.wantPos), out.String())
+		}
+		for i, l := range lines {
+			if l.Position != c.wantPos[i].Commit {
+				t.Errorf("%s: line %d at position %d, want %d", c.name, i, l.Position, c.wantPos[i].Commit)
+			}
+		}
+	}
+	var out bytes.Buffer
+	if err := runEventsRead(context.Background(), &out, eventsReadOptions{storage: storage, format: "jsonl"}); err != nil {
+		t.Fatal(err)
+	}
+	first := strings.SplitN(out.String(), "\n", 2)[0]
+	for _, field := range []string{`"position":`, `"stream":"chat-general"`, `"version":0`, `"type":"MessagePosted"`, `"time":"`, `"data":{"i":0,"text":"héllo <b>"}`, `"metadata":{"userId":"u1"}`} {
+		if !strings.Contains(first, field) {
+			t.Errorf("line %s lacks %s", first, field)
+		}
+	}
+}
+
+func TestEventsReadEmptyStoreAndBadFlags(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	var out bytes.Buffer
+	if err := runEventsRead(context.Background(), &out, eventsReadOptions{storage: storageConfig{DataDir: dir, EventStore: "sqlite"}, format: "jsonl"}); err != nil || out.Len() != 0 {
+		t.Fatalf("empty store: %q, %v", out.String(), err)
+	}
+	bad := []eventsReadOptions{
+		{storage: storageConfig{DataDir: dir, EventStore: "sqlite"}, format: "xml"},
+		{storage: storageConfig{DataDir: dir, EventStore: "sqlite"}, format: "jsonl", from: "ten"},
+		{storage: storageConfig{DataDir: dir, EventStore: "mysql://x"}, format: "jsonl"},
+	}
+	for _, o := range bad {
+		if err := runEventsRead(context.Background(), io.Discard, o); err == nil {
+			t.Errorf("%+v: no error", o)
+		}
+	}
+}
+
+func TestEventsReadTable(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	fillStore(t, dir)
+	var out bytes.Buffer
+	if err := runEventsRead(context.Background(), &out, eventsReadOptions{storage: storageConfig{DataDir: dir, EventStore: "sqlite"}, format: "table"}); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 6 || !strings.HasPrefix(lines[0], "POSITION") || !strings.Contains(lines[1], "chat-general") {
+		t.Fatalf("table output:\n%s", out.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe to read while another goroutine writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestEventsReadFollow(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s, err := sqlstore.OpenSQLite(context.Background(), dir, sqlstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Append(context.Background(), "chat-a", eventstore.Any, eventstore.EventData{Type: "E", Data: json.RawMessage(`{"n":1}`)}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() {
+		done <- runEventsRead(ctx, out, eventsReadOptions{storage: storageConfig{DataDir: dir, EventStore: "sqlite"}, format: "jsonl", follow: true})
+	}()
+	// The follower is another store on the same file, as another process
+	// would be; it notices the new event through its cross-process check.
+	if _, err := s.Append(context.Background(), "chat-a", eventstore.Any, eventstore.EventData{Type: "E", Data: json.RawMessage(`{"n":2}`)}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for strings.Count(out.String(), "\n") < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("follow printed %q", out.String())
+		}
+		time.Sleep(20 * time.Millisecond) // polling the output of a running command
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("interrupted follow returned %v, want nil", err)
+	}
+	lines := readLines(t, out.String())
+	if len(lines) != 2 || string(lines[1].Data) != `{"n":2}` {
+		t.Fatalf("followed lines: %+v", lines)
+	}
+}
+
+func TestEnvironmentAppliesUnlessFlagGiven(t *testing.T) {
+	t.Setenv("AURAOS_DATA_DIR", "/from/env")
+	t.Setenv("AURAOS_TYPE", "A, B")
+	t.Setenv("AURAOS_FORMAT", "table")
+	cmd := newEventsReadCommand()
+	if err := cmd.Flags().Parse([]string{"--format", "jsonl"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := applyEnvironment(cmd.Flags()); err != nil {
+		t.Fatal(err)
+	}
+	get := func(name string) string { return cmd.Flags().Lookup(name).Value.String() }
+	if get("data-dir") != "/from/env" || get("format") != "jsonl" || get("type") != "[A,B]" {
+		t.Fatalf("data-dir %s, format %s, type %s", get("data-dir"), get("format"), get("type"))
+	}
+	t.Setenv("AURAOS_FOLLOW", "maybe")
+	cmd = newEventsReadCommand()
+	if err := applyEnvironment(cmd.Flags()); err == nil || !strings.Contains(err.Error(), "AURAOS_FOLLOW") {
+		t.Fatalf("bad boolean in the environment: %v", err)
+	}
+}

@@ -1,0 +1,17 @@
+package sqlstore
+
+import "context"
+
+// LimitSQLitePages caps the size of the SQLite database file the writer may
+// grow to, to provoke a full disk (SQLITE_FULL) in tests.
+func LimitSQLitePages(s *Store, pages int) error {
+	_, err := s.writeDB.ExecContext(context.Background(), "PRAGMA max_page_count = ?", pages)
+	return err
+}
+
+// PageCount returns the database's current number of pages.
+func PageCount(s *Store) (int, error) {
+	var n int
+	err := s.writeDB.QueryRowContext(context.Background(), "PRAGMA page_count").Scan(&n)
+	return n, err
+}

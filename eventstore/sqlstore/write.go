@@ -1,0 +1,460 @@
+package sqlstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/uptrace/bun"
+
+	"github.com/auraos/realtime/eventstore"
+)
+
+// appendRequest is one Append waiting for the writer.
+type appendRequest struct {
+	ctx      context.Context
+	stream   string
+	expected eventstore.ExpectedVersion
+	events   []eventstore.EventData
+	done     chan appendOutcome // buffered: the writer never blocks on it
+}
+
+type appendOutcome struct {
+	result eventstore.AppendResult
+	err    error
+}
+
+// eventRow is a row of the events table.
+type eventRow struct {
+	bun.BaseModel `bun:"table:events"`
+
+	Position  int64  `bun:"position,pk"`
+	EventID   string `bun:"event_id"`
+	Stream    string `bun:"stream"`
+	Version   int64  `bun:"version"`
+	Type      string `bun:"type"`
+	Data      string `bun:"data"`
+	Metadata  string `bun:"metadata"`
+	CreatedAt any    `bun:"created_at"`
+}
+
+// commitTimeout bounds one group transaction, so a hung database turns into
+// errors for the waiting appends instead of a stuck writer.
+const commitTimeout = 30 * time.Second
+
+// insertChunk keeps one INSERT statement well below the parameter and
+// statement-size limits of both databases.
+const insertChunk = 500
+
+// Append implements eventstore.Store.
+func (s *Store) Append(ctx context.Context, stream string, expected eventstore.ExpectedVersion, events ...eventstore.EventData) (eventstore.AppendResult, error) {
+	if err := ctx.Err(); err != nil {
+		return eventstore.AppendResult{}, err
+	}
+	if s.isClosed() {
+		return eventstore.AppendResult{}, eventstore.ErrClosed
+	}
+	evs := append([]eventstore.EventData(nil), events...) // validation fills ids and metadata
+	if err := eventstore.ValidateAppend(stream, evs, s.opts.NewID); err != nil {
+		return eventstore.AppendResult{}, err
+	}
+	req := &appendRequest{ctx: ctx, stream: stream, expected: expected, events: evs, done: make(chan appendOutcome, 1)}
+	select {
+	case s.requests <- req:
+	case <-ctx.Done():
+		return eventstore.AppendResult{}, ctx.Err()
+	case <-s.closing:
+		return eventstore.AppendResult{}, eventstore.ErrClosed
+	}
+	select {
+	case out := <-req.done:
+		return out.result, out.err
+	case <-ctx.Done():
+		// The writer may still commit it; a retry with the same ids is
+		// answered idempotently.
+		return eventstore.AppendResult{}, ctx.Err()
+	case <-s.writerDone:
+		select {
+		case out := <-req.done:
+			return out.result, out.err
+		default:
+			return eventstore.AppendResult{}, eventstore.ErrClosed
+		}
+	}
+}
+
+// writeLoop is the single writer: it takes the appends waiting at the moment
+// and commits them in one transaction, so concurrent appenders share fsyncs.
+func (s *Store) writeLoop() {
+	defer close(s.writerDone)
+	for {
+		var first *appendRequest
+		select {
+		case first = <-s.requests:
+		case <-s.closing:
+			s.failWaiting()
+			return
+		}
+		batch := []*appendRequest{first}
+		n := len(first.events)
+		// Appenders answered by the last commit are usually about to send
+		// their next append; yielding once lets them join this batch.
+		runtime.Gosched()
+	gather:
+		for n < s.opts.MaxBatchEvents {
+			select {
+			case r := <-s.requests:
+				batch = append(batch, r)
+				n += len(r.events)
+			default:
+				break gather
+			}
+		}
+		s.commitBatch(batch)
+	}
+}
+
+// failWaiting answers the appends still queued at Close.
+func (s *Store) failWaiting() {
+	for {
+		select {
+		case r := <-s.requests:
+			r.done <- appendOutcome{err: eventstore.ErrClosed}
+		default:
+			return
+		}
+	}
+}
+
+// commitBatch commits batch in one transaction. If the transaction as a whole
+// fails, each append is retried alone, so that one bad append (say, one too
+// large for the disk) fails only itself.
+func (s *Store) commitBatch(batch []*appendRequest) {
+	live := batch[:0]
+	for _, r := range batch {
+		if err := r.ctx.Err(); err != nil {
+			r.done <- appendOutcome{err: err}
+			continue
+		}
+		live = append(live, r)
+	}
+	if len(live) == 0 {
+		return
+	}
+	outcomes, err := s.commit(live)
+	if err != nil && len(live) > 1 {
+		for _, r := range live {
+			one, err := s.commit([]*appendRequest{r})
+			if err != nil {
+				r.done <- appendOutcome{err: err}
+				continue
+			}
+			r.done <- one[0]
+		}
+		s.notifier.broadcast()
+		return
+	}
+	if err != nil {
+		live[0].done <- appendOutcome{err: err}
+		return
+	}
+	for i, r := range live {
+		r.done <- outcomes[i]
+	}
+	s.notifier.broadcast()
+}
+
+// storedEvent is what the batch knows about an event id already stored.
+type storedEvent struct {
+	stream   string
+	version  int64
+	position int64
+}
+
+// commit runs one group transaction and returns each append's outcome. A
+// returned error means the transaction did not commit and nothing of it is
+// stored.
+//
+// The fast path trusts the writer's cache of stream versions (valid while the
+// log's head is where this writer left it) and inserts with ON CONFLICT DO
+// NOTHING: if any row was not inserted — a retried append, an id reused, or
+// a stream changed behind the cache — it rolls back and decides again with
+// every id and version looked up.
+func (s *Store) commit(batch []*appendRequest) ([]appendOutcome, error) {
+	if s.batchHasDuplicateIDs(batch) {
+		return s.commitTx(batch, true)
+	}
+	outcomes, err := s.commitTx(batch, false)
+	if errors.Is(err, errRowsSkipped) {
+		return s.commitTx(batch, true)
+	}
+	return outcomes, err
+}
+
+// errRowsSkipped says that the fast path's insert skipped rows.
+var errRowsSkipped = errors.New("insert skipped rows")
+
+func (s *Store) batchHasDuplicateIDs(batch []*appendRequest) bool {
+	if len(batch) == 1 {
+		return false // ValidateAppend rejected duplicates within one append
+	}
+	seen := make(map[string]struct{}, len(batch))
+	for _, r := range batch {
+		for _, e := range r.events {
+			if _, dup := seen[e.ID]; dup {
+				return true
+			}
+			seen[e.ID] = struct{}{}
+		}
+	}
+	return false
+}
+
+func (s *Store) commitTx(batch []*appendRequest, lookUpIDs bool) ([]appendOutcome, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
+	defer cancel()
+	started := time.Now()
+
+	tx, err := s.writeDB.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, s.classify(ctx, "begin append", err)
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			_ = tx.Rollback()
+		}
+	}()
+	if s.lockKey != 0 {
+		if _, err := tx.Tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", s.lockKey); err != nil {
+			return nil, s.classify(ctx, "lock the log", err)
+		}
+	}
+	var head int64
+	if err := tx.Tx.QueryRowContext(ctx, "SELECT COALESCE(MAX(position), 0) FROM events").Scan(&head); err != nil {
+		return nil, s.classify(ctx, "read head", err)
+	}
+	if head != s.cache.head || lookUpIDs {
+		// Another process appended, or we must not trust the cache.
+		s.cache.reset(head)
+	}
+	known := map[string]storedEvent{}
+	if lookUpIDs {
+		if known, err = s.storedIDs(ctx, tx, batch); err != nil {
+			return nil, err
+		}
+	}
+	versions, err := s.streamVersions(ctx, tx, batch)
+	if err != nil {
+		return nil, err
+	}
+
+	now := s.opts.Now().UTC().Truncate(time.Microsecond)
+	created := s.dialect.timeValue(now)
+	outcomes := make([]appendOutcome, len(batch))
+	var rows []eventRow
+	for i, r := range batch {
+		if res, ok, err := repeatOf(r, known); ok || err != nil {
+			outcomes[i] = appendOutcome{result: res, err: err}
+			continue
+		}
+		current := versions[r.stream]
+		if !r.expected.Allows(current) {
+			outcomes[i] = appendOutcome{err: &eventstore.WrongExpectedVersionError{Stream: r.stream, Expected: r.expected, Actual: current}}
+			continue
+		}
+		res := eventstore.AppendResult{Positions: make([]eventstore.Position, len(r.events))}
+		for j, e := range r.events {
+			current++
+			head++
+			rows = append(rows, eventRow{
+				Position: head, EventID: e.ID, Stream: r.stream, Version: current, Type: e.Type,
+				Data: string(e.Data), Metadata: string(e.Metadata), CreatedAt: created,
+			})
+			known[e.ID] = storedEvent{stream: r.stream, version: current, position: head}
+			res.Positions[j] = eventstore.Pos(uint64(head))
+		}
+		res.StreamVersion = uint64(current)
+		versions[r.stream] = current
+		outcomes[i] = appendOutcome{result: res}
+	}
+	for start := 0; start < len(rows); start += insertChunk {
+		chunk := rows[start:min(start+insertChunk, len(rows))]
+		query, args := s.insertStatement(chunk)
+		res, err := tx.Tx.ExecContext(ctx, query, args...)
+		if err != nil {
+			return nil, s.classify(ctx, "insert events", err)
+		}
+		if n, err := res.RowsAffected(); err != nil || n != int64(len(chunk)) {
+			return nil, errRowsSkipped
+		}
+	}
+	if s.notifyChannel != "" && len(rows) > 0 {
+		// Delivered to listeners only when the transaction commits.
+		if _, err := tx.Tx.ExecContext(ctx, "SELECT pg_notify($1, $2)", s.notifyChannel, strconv.FormatInt(head, 10)); err != nil {
+			return nil, s.classify(ctx, "notify subscribers", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		s.cache.reset(-1) // the outcome is unknown: look everything up next time
+		return nil, s.classify(ctx, "commit", err)
+	}
+	committed = true
+	s.cache.update(head, versions)
+	if s.opts.OnCommit != nil {
+		s.opts.OnCommit(len(batch), len(rows), time.Since(started))
+	}
+	return outcomes, nil
+}
+
+// insertStatement builds one multi-row INSERT with driver placeholders ($n
+// works in both SQLite and PostgreSQL), so payloads are bound, not quoted.
+func (s *Store) insertStatement(rows []eventRow) (string, []any) {
+	var q strings.Builder
+	q.Grow(96 + len(rows)*48)
+	q.WriteString("INSERT INTO events (position, event_id, stream, version, type, data, metadata, created_at) VALUES ")
+	args := make([]any, 0, len(rows)*8)
+	for i, r := range rows {
+		if i > 0 {
+			q.WriteByte(',')
+		}
+		q.WriteByte('(')
+		for c := 1; c <= 8; c++ {
+			if c > 1 {
+				q.WriteByte(',')
+			}
+			q.WriteByte('$')
+			q.WriteString(strconv.Itoa(i*8 + c))
+		}
+		q.WriteByte(')')
+		args = append(args, r.Position, r.EventID, r.Stream, r.Version, r.Type, r.Data, r.Metadata, r.CreatedAt)
+	}
+	q.WriteString(" ON CONFLICT DO NOTHING")
+	return q.String(), args
+}
+
+// repeatOf decides whether r repeats an append already stored: when every
+// event id of r is stored in r's stream, in order and at consecutive
+// versions, it returns the original result. Ids stored elsewhere, or only
+// some of them, are ErrDuplicateEventID.
+func repeatOf(r *appendRequest, known map[string]storedEvent) (eventstore.AppendResult, bool, error) {
+	found := 0
+	for _, e := range r.events {
+		if _, ok := known[e.ID]; ok {
+			found++
+		}
+	}
+	if found == 0 {
+		return eventstore.AppendResult{}, false, nil
+	}
+	if found < len(r.events) {
+		return eventstore.AppendResult{}, false, fmt.Errorf("%d of %d event ids of this append are stored already: %w", found, len(r.events), eventstore.ErrDuplicateEventID)
+	}
+	res := eventstore.AppendResult{Positions: make([]eventstore.Position, len(r.events))}
+	first := known[r.events[0].ID]
+	for j, e := range r.events {
+		k := known[e.ID]
+		if k.stream != r.stream {
+			return eventstore.AppendResult{}, false, fmt.Errorf("event %s is stored in stream %q, not %q: %w", e.ID, k.stream, r.stream, eventstore.ErrDuplicateEventID)
+		}
+		if k.version != first.version+int64(j) {
+			return eventstore.AppendResult{}, false, fmt.Errorf("event ids stored in another order: %w", eventstore.ErrDuplicateEventID)
+		}
+		res.Positions[j] = eventstore.Pos(uint64(k.position))
+		res.StreamVersion = uint64(k.version)
+	}
+	return res, true, nil
+}
+
+// storedIDs looks up which event ids of the batch are stored already.
+func (s *Store) storedIDs(ctx context.Context, tx bun.Tx, batch []*appendRequest) (map[string]storedEvent, error) {
+	var ids []string
+	for _, r := range batch {
+		for _, e := range r.events {
+			ids = append(ids, e.ID)
+		}
+	}
+	known := make(map[string]storedEvent)
+	for start := 0; start < len(ids); start += insertChunk {
+		var found []struct {
+			EventID  string `bun:"event_id"`
+			Stream   string `bun:"stream"`
+			Version  int64  `bun:"version"`
+			Position int64  `bun:"position"`
+		}
+		err := tx.NewSelect().Table("events").Column("event_id", "stream", "version", "position").
+			Where("event_id IN (?)", bun.List(ids[start:min(start+insertChunk, len(ids))])).Scan(ctx, &found)
+		if err != nil {
+			return nil, s.classify(ctx, "check event ids", err)
+		}
+		for _, f := range found {
+			known[f.EventID] = storedEvent{stream: f.Stream, version: f.Version, position: f.Position}
+		}
+	}
+	return known, nil
+}
+
+// streamVersions returns the last version of every stream the batch appends
+// to, from the cache or the database; streams without events are -1.
+func (s *Store) streamVersions(ctx context.Context, tx bun.Tx, batch []*appendRequest) (map[string]int64, error) {
+	versions := make(map[string]int64, len(batch))
+	var streams []string
+	for _, r := range batch {
+		if _, ok := versions[r.stream]; ok {
+			continue
+		}
+		if v, ok := s.cache.versions[r.stream]; ok {
+			versions[r.stream] = v
+			continue
+		}
+		versions[r.stream] = -1
+		streams = append(streams, r.stream)
+	}
+	for start := 0; start < len(streams); start += insertChunk {
+		var found []struct {
+			Stream  string `bun:"stream"`
+			Version int64  `bun:"version"`
+		}
+		err := tx.NewSelect().Table("events").ColumnExpr("stream, MAX(version) AS version").
+			Where("stream IN (?)", bun.List(streams[start:min(start+insertChunk, len(streams))])).
+			Group("stream").Scan(ctx, &found)
+		if err != nil {
+			return nil, s.classify(ctx, "read stream versions", err)
+		}
+		for _, f := range found {
+			versions[f.Stream] = f.Version
+		}
+	}
+	return versions, nil
+}
+
+// versionCache remembers the last version of recently written streams and
+// the head this writer left the log at. It is owned by the writer goroutine.
+// It is trusted only while the head is unchanged when the next transaction
+// takes the write lock: any other writer moves the head.
+type versionCache struct {
+	head     int64
+	versions map[string]int64
+}
+
+// maxCachedStreams bounds the cache; past it, the cache starts over.
+const maxCachedStreams = 100000
+
+func (c *versionCache) reset(head int64) {
+	c.head = head
+	c.versions = make(map[string]int64)
+}
+
+func (c *versionCache) update(head int64, versions map[string]int64) {
+	if c.versions == nil || len(c.versions)+len(versions) > maxCachedStreams {
+		c.versions = make(map[string]int64, len(versions))
+	}
+	c.head = head
+	for k, v := range versions {
+		c.versions[k] = v
+	}
+}

@@ -1,0 +1,136 @@
+package schema
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	_ "github.com/lib/pq" // the "postgres" database/sql driver
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/pgdialect"
+	"github.com/uptrace/bun/dialect/sqlitedialect"
+	"modernc.org/sqlite" // also the "sqlite" database/sql driver
+)
+
+// SQLiteMode says how a SQLite connection pool will be used.
+type SQLiteMode int
+
+const (
+	// SQLiteWriter is a pool of one connection whose transactions take the
+	// write lock when they begin (BEGIN IMMEDIATE), so they never fail to
+	// upgrade from a read lock halfway.
+	SQLiteWriter SQLiteMode = iota
+	// SQLiteReader is a pool of several connections for concurrent reads.
+	SQLiteReader
+)
+
+// SQLiteOptions tunes OpenSQLite.
+type SQLiteOptions struct {
+	Mode SQLiteMode
+	// Synchronous is SQLite's synchronous setting; FULL (the default) syncs
+	// the write-ahead log on every commit, so a commit survives power loss.
+	// NORMAL is enough for data that can be rebuilt, such as read models.
+	Synchronous string
+	// MaxReaders caps the reader pool (default 4).
+	MaxReaders int
+}
+
+func init() {
+	// SQLite syncs with fsync unless told otherwise in this build;
+	// fdatasync is what SQLite uses on Linux elsewhere and is just as
+	// durable: it skips only the timestamp update. Where it is not
+	// available the setting stays off.
+	_, _ = sqlite.Fdatasync(true)
+}
+
+// OpenSQLite opens (creating it and its directory if needed) the SQLite
+// database at path in WAL mode, with a busy timeout so that other processes
+// holding the write lock are waited for rather than failed.
+func OpenSQLite(path string, opts SQLiteOptions) (*bun.DB, error) {
+	if dir := filepath.Dir(path); dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("create data directory: %w", err)
+		}
+	}
+	sync := strings.ToUpper(opts.Synchronous)
+	if sync == "" {
+		sync = "FULL"
+	}
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "synchronous("+sync+")")
+	q.Add("_pragma", "foreign_keys(ON)")
+	if opts.Mode == SQLiteWriter {
+		q.Set("_txlock", "immediate")
+	}
+	sqldb, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	if opts.Mode == SQLiteWriter {
+		sqldb.SetMaxOpenConns(1)
+		sqldb.SetMaxIdleConns(1)
+	} else {
+		n := opts.MaxReaders
+		if n <= 0 {
+			n = 4
+		}
+		sqldb.SetMaxOpenConns(n)
+		sqldb.SetMaxIdleConns(n)
+	}
+	sqldb.SetConnMaxIdleTime(0)
+	sqldb.SetConnMaxLifetime(0)
+	db := bun.NewDB(sqldb, sqlitedialect.New())
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	return db, nil
+}
+
+// OpenPostgres opens a pool to the PostgreSQL database at dsn (a postgres://
+// URL or key=value string that lib/pq accepts) and checks that it answers.
+func OpenPostgres(ctx context.Context, dsn string, maxConns int) (*bun.DB, error) {
+	sqldb, err := sql.Open("postgres", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres: %w", err)
+	}
+	if maxConns <= 0 {
+		maxConns = 10
+	}
+	sqldb.SetMaxOpenConns(maxConns)
+	sqldb.SetMaxIdleConns(maxConns)
+	sqldb.SetConnMaxIdleTime(5 * time.Minute)
+	db := bun.NewDB(sqldb, pgdialect.New())
+	pingCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := db.PingContext(pingCtx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("connect to postgres %s: %w", RedactURL(dsn), err)
+	}
+	return db, nil
+}
+
+// IsPostgresURL reports whether s names a PostgreSQL database rather than the
+// embedded SQLite one.
+func IsPostgresURL(s string) bool {
+	return strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://")
+}
+
+// RedactURL returns s with any password replaced by "xxxxx", for logs and
+// error messages.
+func RedactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return s
+	}
+	return u.Redacted()
+}
