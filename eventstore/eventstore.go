@@ -19,7 +19,7 @@ import (
 // store is accepted by all.
 const (
 	// MaxStreamLength is the longest stream name, in bytes.
-	MaxStreamLength = 512
+	MaxStreamLength = 1024
 	// MaxTypeLength is the longest event type, in bytes.
 	MaxTypeLength = 256
 	// MaxEventsPerAppend is the most events one Append may carry.
@@ -212,11 +212,14 @@ type Batch struct {
 // the filter is delivered exactly once, in strictly increasing position order,
 // even under concurrent writers.
 type Subscription interface {
-	// Next blocks until it has events to deliver, or until the subscription
-	// first reaches the head (then it returns a batch with CaughtUp set, which
-	// may be empty). It returns ctx's error when ctx ends, and an EUNAVAILABLE
-	// error when the store is closed or unreachable; the subscription may then
-	// be resumed with a new Subscribe from the last Through.
+	// Next blocks until it has events to deliver, until its checkpoint moves
+	// past events the filter left out (then it returns an empty batch whose
+	// Through moved, so a consumer's checkpoint keeps up with the log), or
+	// until the subscription first reaches the head (then it returns a batch
+	// with CaughtUp set, which may be empty). It returns ctx's error when ctx
+	// ends, and an EUNAVAILABLE error when the store is closed or
+	// unreachable; the subscription may then be resumed with a new Subscribe
+	// from the last Through.
 	Next(ctx context.Context) (Batch, error)
 	// Close releases the subscription. It is safe to call more than once.
 	Close() error

@@ -28,6 +28,8 @@ type Set struct {
 var (
 	// EventStore creates the events table of the SQL event store.
 	EventStore = Set{name: "events", dir: "events"}
+	// ReadModels creates the projection checkpoints and the read-model tables.
+	ReadModels = Set{name: "readmodels", dir: "readmodels"}
 )
 
 // Migrate applies the migrations of set that db has not applied yet. Each
@@ -36,14 +38,9 @@ var (
 // advisory lock; the statements are idempotent, so a repeated run is
 // harmless.
 func Migrate(ctx context.Context, db *bun.DB, set Set) error {
-	var root string
-	switch db.Dialect().Name() {
-	case dialect.SQLite:
-		root = "sqlite"
-	case dialect.PG:
-		root = "postgres"
-	default:
-		return fmt.Errorf("schema: unsupported dialect %s", db.Dialect().Name())
+	root, err := dialectDir(db.Dialect().Name())
+	if err != nil {
+		return err
 	}
 	sub, err := fs.Sub(migrations, root+"/"+set.dir)
 	if err != nil {
@@ -52,6 +49,9 @@ func Migrate(ctx context.Context, db *bun.DB, set Set) error {
 	ms := migrate.NewMigrations()
 	if err := ms.Discover(sub); err != nil {
 		return fmt.Errorf("schema: discover %s migrations: %w", set.name, err)
+	}
+	if set == ReadModels {
+		registerTableMigration(ms)
 	}
 	m := migrate.NewMigrator(db, ms,
 		migrate.WithTableName("auraos_"+set.name+"_migrations"),

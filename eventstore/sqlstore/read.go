@@ -187,12 +187,13 @@ func (sub *subscription) Next(ctx context.Context) (eventstore.Batch, error) {
 		// Take the wake-up channel before reading, so a commit between the
 		// read and the wait is not missed.
 		wake := s.notifier.wait()
+		before := sub.after
 		b, err := sub.read(ctx)
 		if err != nil {
 			return eventstore.Batch{}, err
 		}
 		sub.after = b.Through
-		if len(b.Events) > 0 || (b.CaughtUp && !sub.caughtUpSent) {
+		if len(b.Events) > 0 || b.Through != before || (b.CaughtUp && !sub.caughtUpSent) {
 			sub.caughtUpSent = sub.caughtUpSent || b.CaughtUp
 			return b, nil
 		}

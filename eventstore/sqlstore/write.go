@@ -181,9 +181,9 @@ type storedEvent struct {
 //
 // The fast path trusts the writer's cache of stream versions (valid while the
 // log's head is where this writer left it) and inserts with ON CONFLICT DO
-// NOTHING: if any row was not inserted — a retried append, an id reused, or
-// a stream changed behind the cache — it rolls back and decides again with
-// every id and version looked up.
+// NOTHING: if any row was not inserted or an expected version does not match
+// — a retried append, an id reused, or a stream changed behind the cache — it
+// rolls back and decides again with every id and version looked up.
 func (s *Store) commit(batch []*appendRequest) ([]appendOutcome, error) {
 	if s.batchHasDuplicateIDs(batch) {
 		return s.commitTx(batch, true)
@@ -195,7 +195,8 @@ func (s *Store) commit(batch []*appendRequest) ([]appendOutcome, error) {
 	return outcomes, err
 }
 
-// errRowsSkipped says that the fast path's insert skipped rows.
+// errRowsSkipped says that the fast path met what may be a retried append:
+// its insert skipped rows, or an expected version did not match.
 var errRowsSkipped = errors.New("insert skipped rows")
 
 func (s *Store) batchHasDuplicateIDs(batch []*appendRequest) bool {
@@ -264,6 +265,10 @@ func (s *Store) commitTx(batch []*appendRequest, lookUpIDs bool) ([]appendOutcom
 		}
 		current := versions[r.stream]
 		if !r.expected.Allows(current) {
+			if !lookUpIDs {
+				// It may be a retry of a stored append: decide with ids looked up.
+				return nil, errRowsSkipped
+			}
 			outcomes[i] = appendOutcome{err: &eventstore.WrongExpectedVersionError{Stream: r.stream, Expected: r.expected, Actual: current}}
 			continue
 		}

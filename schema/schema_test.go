@@ -1,0 +1,51 @@
+package schema_test
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+
+	"github.com/auraos/realtime/schema"
+)
+
+func TestMigrateSQLiteTwiceAndTables(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db, err := schema.OpenSQLite(filepath.Join(t.TempDir(), "read.db"), schema.SQLiteOptions{Mode: schema.SQLiteWriter})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for range 2 {
+		if err := schema.Migrate(ctx, db, schema.ReadModels); err != nil {
+			t.Fatalf("migrate: %v", err)
+		}
+		if err := schema.Migrate(ctx, db, schema.EventStore); err != nil {
+			t.Fatalf("migrate: %v", err)
+		}
+	}
+	for _, table := range append([]string{"events", "projection_checkpoints"}, schema.ReadModelTables...) {
+		var n int
+		if err := db.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?", table).Scan(&n); err != nil || n != 1 {
+			t.Errorf("table %s: %d, %v", table, n, err)
+		}
+	}
+	names, err := schema.IndexNames(db.Dialect().Name(), "chat_messages", "")
+	if err != nil || len(names) != 1 || names[0] != "chat_messages_room_idx" {
+		t.Fatalf("index names: %v %v", names, err)
+	}
+	var n int
+	if err := db.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = ?", names[0]).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("index %s: %d %v", names[0], n, err)
+	}
+	// A copy made from the template has the same columns.
+	if err := schema.CreateTable(ctx, db, "chat_messages", "chat_messages_copy"); err != nil {
+		t.Fatal(err)
+	}
+	var a, b int
+	db.QueryRowContext(ctx, "SELECT count(*) FROM pragma_table_info('chat_messages')").Scan(&a)
+	db.QueryRowContext(ctx, "SELECT count(*) FROM pragma_table_info('chat_messages_copy')").Scan(&b)
+	if a == 0 || a != b {
+		t.Fatalf("columns: %d vs %d", a, b)
+	}
+}
