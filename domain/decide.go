@@ -58,13 +58,13 @@ func JoinPresence(a Actor, userID string, profile UserProfile, at time.Time) (Pr
 	}
 	return PresenceJoined{
 		SchemaVersion: SchemaVersion, UserID: userID, SessionID: a.SessionID, NodeID: a.NodeID,
-		Profile: profile, Status: "online", At: at.UTC(),
+		Profile: profile, Status: "online", At: stamp(at),
 	}, bound, nil
 }
 
 // LeavePresence decides the end of a session that joined presence.
 func LeavePresence(userID, sessionID, nodeID, reason string, at time.Time) PresenceLeft {
-	return PresenceLeft{SchemaVersion: SchemaVersion, UserID: userID, SessionID: sessionID, NodeID: nodeID, Reason: reason, At: at.UTC()}
+	return PresenceLeft{SchemaVersion: SchemaVersion, UserID: userID, SessionID: sessionID, NodeID: nodeID, Reason: reason, At: stamp(at)}
 }
 
 // JoinChat decides a join_chat_room. It returns EINVALID for a bad room or
@@ -79,7 +79,7 @@ func JoinChat(a Actor, room string, profile UserProfile, at time.Time) (ChatMemb
 	}
 	return ChatMemberJoined{
 		SchemaVersion: SchemaVersion, RoomName: room, UserID: profile.UID, SessionID: a.SessionID, NodeID: a.NodeID,
-		Profile: profile, At: at.UTC(),
+		Profile: profile, At: stamp(at),
 	}, bound, nil
 }
 
@@ -87,7 +87,7 @@ func JoinChat(a Actor, room string, profile UserProfile, at time.Time) (ChatMemb
 func LeaveChat(joined ChatMemberJoined, reason string, at time.Time) ChatMemberLeft {
 	return ChatMemberLeft{
 		SchemaVersion: SchemaVersion, RoomName: joined.RoomName, UserID: joined.UserID, SessionID: joined.SessionID,
-		NodeID: joined.NodeID, Profile: joined.Profile, Reason: reason, At: at.UTC(),
+		NodeID: joined.NodeID, Profile: joined.Profile, Reason: reason, At: stamp(at),
 	}
 }
 
@@ -130,7 +130,7 @@ func PostMessage(a Actor, in PostMessageInput, id string, at time.Time) (Message
 	}
 	return MessagePosted{
 		SchemaVersion: SchemaVersion, ID: id, RoomName: in.RoomName, UserID: in.Profile.UID, UserName: in.Profile.Name(),
-		UserAvatar: avatar, Message: text, MessageType: mt, ClientMsgID: in.ClientMsgID, At: at.UTC(),
+		UserAvatar: avatar, Message: text, MessageType: mt, ClientMsgID: in.ClientMsgID, At: stamp(at),
 	}, bound, nil
 }
 
@@ -145,7 +145,7 @@ func PostAssistantMessage(trigger MessagePosted, assistantID, assistantName, tex
 	}
 	m := MessagePosted{
 		SchemaVersion: SchemaVersion, ID: id, RoomName: trigger.RoomName, UserID: assistantID, UserName: assistantName,
-		Message: text, MessageType: MessageAIResponse, IsAI: true, InReplyTo: trigger.ID, At: at.UTC(),
+		Message: text, MessageType: MessageAIResponse, IsAI: true, InReplyTo: trigger.ID, At: stamp(at),
 	}
 	if failed {
 		m.MessageType, m.IsAI = MessageSystem, false
@@ -173,7 +173,7 @@ func SendNotification(a Actor, to, title, message, typ string, data json.RawMess
 		return NotificationSent{}, err
 	}
 	return NotificationSent{
-		SchemaVersion: SchemaVersion, To: to, From: a.UserID, Title: title, Message: message, Type: nt, Data: data, At: at.UTC(),
+		SchemaVersion: SchemaVersion, To: to, From: a.UserID, Title: title, Message: message, Type: nt, Data: data, At: stamp(at),
 	}, nil
 }
 
@@ -199,7 +199,7 @@ func BroadcastAlert(a Actor, title, message, severity string, action *AlertActio
 		}
 	}
 	return SystemAlertBroadcast{
-		SchemaVersion: SchemaVersion, Title: title, Message: message, Severity: sev, Action: action, By: a.UserID, At: at.UTC(),
+		SchemaVersion: SchemaVersion, Title: title, Message: message, Severity: sev, Action: action, By: a.UserID, At: stamp(at),
 	}, nil
 }
 
@@ -214,7 +214,7 @@ func ChangeAppStatus(a Actor, appID, status string, previous AppStatus, at time.
 		return AppStatusChanged{}, err
 	}
 	return AppStatusChanged{
-		SchemaVersion: SchemaVersion, AppID: appID, Status: st, PreviousStatus: previous, By: a.UserID, At: at.UTC(),
+		SchemaVersion: SchemaVersion, AppID: appID, Status: st, PreviousStatus: previous, By: a.UserID, At: stamp(at),
 	}, nil
 }
 
@@ -234,5 +234,14 @@ func UpdateDataAgent(a Actor, agentID, status string, data json.RawMessage, at t
 	if err := CheckData("data", data); err != nil {
 		return DataAgentUpdated{}, err
 	}
-	return DataAgentUpdated{SchemaVersion: SchemaVersion, AgentID: agentID, Status: status, Data: data, By: a.UserID, At: at.UTC()}, nil
+	return DataAgentUpdated{SchemaVersion: SchemaVersion, AgentID: agentID, Status: status, Data: data, By: a.UserID, At: stamp(at)}, nil
+}
+
+// stamp is the time an event records: UTC, to the microsecond, which every
+// store and read model keeps exactly.
+func stamp(at time.Time) time.Time { return at.UTC().Truncate(time.Microsecond) }
+
+// StartNode decides the record of a server process starting.
+func StartNode(nodeID string, at time.Time) NodeStarted {
+	return NodeStarted{SchemaVersion: SchemaVersion, NodeID: nodeID, At: stamp(at)}
 }

@@ -219,7 +219,8 @@ type Subscription interface {
 	// with CaughtUp set, which may be empty). It returns ctx's error when ctx
 	// ends, and an EUNAVAILABLE error when the store is closed or
 	// unreachable; the subscription may then be resumed with a new Subscribe
-	// from the last Through.
+	// from the last Through. After ctx's error, Next may be called again with
+	// another context and carries on where it was.
 	Next(ctx context.Context) (Batch, error)
 	// Close releases the subscription. It is safe to call more than once.
 	Close() error

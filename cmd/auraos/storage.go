@@ -2,11 +2,16 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
+
+	"github.com/uptrace/bun"
 
 	"github.com/spf13/pflag"
 
+	"github.com/auraos/realtime/domain"
 	"github.com/auraos/realtime/eventstore"
 	"github.com/auraos/realtime/eventstore/sqlstore"
 	"github.com/auraos/realtime/schema"
@@ -16,11 +21,64 @@ import (
 type storageConfig struct {
 	DataDir    string
 	EventStore string
+	ReadDB     string
 }
 
 func (c *storageConfig) register(flags *pflag.FlagSet) {
 	flags.StringVar(&c.DataDir, "data-dir", "./data", "directory of the embedded SQLite databases (event store and read models)")
 	flags.StringVar(&c.EventStore, "event-store", "sqlite", `event store: "sqlite" (embedded, in --data-dir) or a postgres:// URL`)
+	flags.StringVar(&c.ReadDB, "read-db", "", `read-model database: empty for SQLite in --data-dir, or a postgres:// URL`)
+}
+
+// readDB is the read-model database: a writer for runners and rebuilds, a
+// reader pool for queries (the same pool on PostgreSQL).
+type readDB struct {
+	writer, reader *bun.DB
+}
+
+func (r readDB) Close() error {
+	err := r.writer.Close()
+	if r.reader != r.writer {
+		err = errors.Join(err, r.reader.Close())
+	}
+	return err
+}
+
+// readModelFile is the SQLite read-model database inside the data directory.
+const readModelFile = "read.db"
+
+// openReadDB opens and migrates the read-model database the flags select.
+// The SQLite read models sync with synchronous=NORMAL: they can always be
+// rebuilt from the log, and their checkpoint commits with their rows.
+func (c *storageConfig) openReadDB(ctx context.Context) (readDB, error) {
+	var r readDB
+	switch {
+	case c.ReadDB == "" || c.ReadDB == "sqlite":
+		path := filepath.Join(c.DataDir, readModelFile)
+		w, err := schema.OpenSQLite(path, schema.SQLiteOptions{Mode: schema.SQLiteWriter, Synchronous: "NORMAL"})
+		if err != nil {
+			return r, domain.WrapError(domain.EUNAVAILABLE, "read database unavailable", err)
+		}
+		rd, err := schema.OpenSQLite(path, schema.SQLiteOptions{Mode: schema.SQLiteReader, Synchronous: "NORMAL", MaxReaders: 8})
+		if err != nil {
+			w.Close()
+			return r, domain.WrapError(domain.EUNAVAILABLE, "read database unavailable", err)
+		}
+		r = readDB{writer: w, reader: rd}
+	case schema.IsPostgresURL(c.ReadDB):
+		db, err := schema.OpenPostgres(ctx, c.ReadDB, 16)
+		if err != nil {
+			return r, domain.WrapError(domain.EUNAVAILABLE, "read database unavailable", err)
+		}
+		r = readDB{writer: db, reader: db}
+	default:
+		return r, fmt.Errorf("--read-db %q: want empty (SQLite in --data-dir) or a postgres:// URL", schema.RedactURL(c.ReadDB))
+	}
+	if err := schema.Migrate(ctx, r.writer, schema.ReadModels); err != nil {
+		r.Close()
+		return readDB{}, err
+	}
+	return r, nil
 }
 
 // openEventStore opens the event store the flags select.

@@ -1,0 +1,149 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"text/tabwriter"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/auraos/realtime/eventstore"
+	"github.com/auraos/realtime/projections"
+)
+
+func newProjectionsCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "projections",
+		Short: "Inspect and rebuild the read models",
+	}
+	cmd.AddCommand(newProjectionsStatusCommand(), newProjectionsRebuildCommand())
+	return cmd
+}
+
+func newProjectionsStatusCommand() *cobra.Command {
+	var storage storageConfig
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show each projection's version, checkpoint, the log's head and the lag",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runProjectionsStatus(cmd.Context(), cmd.OutOrStdout(), storage)
+		},
+	}
+	storage.register(cmd.Flags())
+	return cmd
+}
+
+func runProjectionsStatus(ctx context.Context, out io.Writer, storage storageConfig) error {
+	store, err := storage.openEventStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	rdb, err := storage.openReadDB(ctx)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	statuses, err := projections.StatusQuery{DB: rdb.reader, Log: store}.Handle(ctx, projections.All())
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tVERSION\tSTORED VERSION\tCHECKPOINT\tHEAD\tLAG\tSTATE")
+	for _, s := range statuses {
+		state := "up to date"
+		switch {
+		case !s.Started:
+			state = "never run"
+		case s.NeedsRebuild:
+			state = "needs rebuild (version changed)"
+		case s.Lag > 0:
+			state = "behind"
+		}
+		if s.RebuildInProgress {
+			state += ", rebuild in progress or interrupted"
+		}
+		stored := "-"
+		if s.Started {
+			stored = fmt.Sprint(s.StoredVersion)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d\t%s\n", s.Name, s.Version, stored, s.Checkpoint, s.Head, s.Lag, state)
+	}
+	return tw.Flush()
+}
+
+func newProjectionsRebuildCommand() *cobra.Command {
+	var storage storageConfig
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "rebuild [NAME...] [--all]",
+		Short: "Rebuild projections from the whole log, beside the live tables, and swap them in",
+		Long: `Rebuild rebuilds the named projections (online-users, chat-history, app-status), or
+every one with --all, from the whole event log. It builds beside the live tables and swaps
+when caught up, so a running server keeps answering; the server's runners carry on from
+the swapped-in checkpoint. On a terminal it shows a progress bar; it ends with events/s.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 && !all {
+				return fmt.Errorf("name the projections to rebuild (online-users, chat-history, app-status) or pass --all")
+			}
+			if len(args) > 0 && all {
+				return fmt.Errorf("pass either projection names or --all, not both")
+			}
+			ps, err := projections.ByName(args...)
+			if err != nil {
+				return err
+			}
+			return runProjectionsRebuild(cmd.Context(), cmd.OutOrStdout(), storage, ps, isTerminal(cmd.OutOrStdout()))
+		},
+	}
+	storage.register(cmd.Flags())
+	cmd.Flags().BoolVar(&all, "all", false, "rebuild every projection")
+	return cmd
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+func runProjectionsRebuild(ctx context.Context, out io.Writer, storage storageConfig, ps []projections.Projection, bar bool) error {
+	store, err := storage.openEventStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	rdb, err := storage.openReadDB(ctx)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	for _, p := range ps {
+		var pb *progressbar.ProgressBar
+		opts := projections.RebuildOptions{}
+		if bar {
+			opts.Progress = func(through, head eventstore.Position) {
+				if pb == nil {
+					pb = progressbar.NewOptions64(int64(head.Commit),
+						progressbar.OptionSetWriter(out), progressbar.OptionSetDescription(p.Name()),
+						progressbar.OptionShowCount(), progressbar.OptionSetPredictTime(true), progressbar.OptionClearOnFinish())
+				}
+				_ = pb.Set64(int64(min(through.Commit, head.Commit)))
+			}
+		}
+		res, err := projections.Rebuild(ctx, rdb.writer, store, p, opts)
+		if pb != nil {
+			_ = pb.Finish()
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "rebuilt %s: %d events through position %s in %s (%.0f events/s)\n",
+			res.Projection, res.Events, res.Through, res.Took.Round(1e6), res.EventsPerSecond())
+	}
+	return nil
+}

@@ -1,0 +1,160 @@
+package commands
+
+import (
+	"context"
+	"time"
+
+	"github.com/auraos/realtime/domain"
+	"github.com/auraos/realtime/eventstore"
+)
+
+// JoinUserRoom is a join_user_room: a session joins presence as a user.
+type JoinUserRoom struct {
+	Cause
+	UserID  string
+	Profile domain.UserProfile
+}
+
+// JoinedPresence is what JoinUserRoom stored: the event (the caller keeps it
+// to end the session later), the actor now bound to the user, and where it
+// landed.
+type JoinedPresence struct {
+	Stored
+	Event domain.PresenceJoined
+	Actor domain.Actor
+}
+
+// JoinUserRoomHandler handles JoinUserRoom.
+type JoinUserRoomHandler struct{ Deps }
+
+// Handle appends PresenceJoined. It returns EINVALID or EFORBIDDEN for a bad
+// payload (nothing stored) and the store's EUNAVAILABLE.
+func (h JoinUserRoomHandler) Handle(ctx context.Context, cmd JoinUserRoom) (JoinedPresence, error) {
+	ev, actor, err := domain.JoinPresence(cmd.Actor, cmd.UserID, cmd.Profile, h.Now())
+	if err != nil {
+		return JoinedPresence{}, err
+	}
+	pos, err := appendOne(ctx, h.Store, ev, cmd.eventID(ev.EventType(), 0), eventstore.Any, cmd.Cause, actor)
+	if err != nil {
+		return JoinedPresence{}, err
+	}
+	return JoinedPresence{Stored: Stored{pos}, Event: ev, Actor: actor}, nil
+}
+
+// presenceLeftID derives the id of the event that ends one presence join, so
+// that every path that ends it (disconnect, restart clean-up) stores it once.
+func presenceLeftID(joined domain.PresenceJoined) string {
+	return eventstore.NameID(domain.TypePresenceLeft, joined.SessionID, joined.UserID, joined.At.Format(time.RFC3339Nano))
+}
+
+// chatLeftID derives the id of the event that ends one chat membership.
+func chatLeftID(joined domain.ChatMemberJoined) string {
+	return eventstore.NameID(domain.TypeChatMemberLeft, joined.RoomName, joined.SessionID, joined.UserID, joined.At.Format(time.RFC3339Nano))
+}
+
+// EndSession ends what a session had joined: its presence (when it joined)
+// and its chat memberships, for the given reason.
+type EndSession struct {
+	Cause
+	Presence *domain.PresenceJoined
+	Chats    []domain.ChatMemberJoined
+	Reason   string
+}
+
+// EndSessionHandler handles EndSession.
+type EndSessionHandler struct{ Deps }
+
+// Handle appends ChatMemberLeft for every membership and then PresenceLeft.
+// Each is idempotent, so running it again after a partial failure stores
+// only what is missing. It returns the store's errors.
+func (h EndSessionHandler) Handle(ctx context.Context, cmd EndSession) (Stored, error) {
+	var last eventstore.Position
+	now := h.Now()
+	for _, joined := range cmd.Chats {
+		ev := domain.LeaveChat(joined, cmd.Reason, now)
+		pos, err := appendOne(ctx, h.Store, ev, chatLeftID(joined), eventstore.Any, cmd.Cause, cmd.Actor)
+		if err != nil {
+			return Stored{last}, err
+		}
+		last = pos
+	}
+	if p := cmd.Presence; p != nil {
+		ev := domain.LeavePresence(p.UserID, p.SessionID, p.NodeID, cmd.Reason, now)
+		pos, err := appendOne(ctx, h.Store, ev, presenceLeftID(*p), eventstore.Any, cmd.Cause, cmd.Actor)
+		if err != nil {
+			return Stored{last}, err
+		}
+		last = pos
+	}
+	return Stored{last}, nil
+}
+
+// OpenSessions lists what sessions a node held and never ended: their
+// presence joins and chat memberships. The online-users read model provides
+// it.
+type OpenSessions interface {
+	OpenSessionsOf(ctx context.Context, nodeID string) ([]domain.PresenceJoined, []domain.ChatMemberJoined, error)
+}
+
+// StartNode records that a server process started, ending the sessions its
+// previous run left open (after a clean stop they are already ended; after
+// a crash they are not).
+type StartNode struct {
+	Cause
+	NodeID string
+}
+
+// NodeStarted is what StartNode stored: how many presence sessions and chat
+// memberships it ended, and where its last event landed.
+type NodeStarted struct {
+	Stored
+	EndedSessions    int
+	EndedMemberships int
+}
+
+// StartNodeHandler handles StartNode.
+type StartNodeHandler struct {
+	Deps
+	Sessions OpenSessions
+}
+
+// Handle ends the node's open sessions with ReasonServerRestart and appends
+// NodeStarted. The caller must let the online-users projection catch up
+// first, so that the sessions it lists are complete. It returns the store's
+// and the read model's errors; a retry ends only what is still open.
+func (h StartNodeHandler) Handle(ctx context.Context, cmd StartNode) (NodeStarted, error) {
+	if err := domain.CheckID("nodeId", cmd.NodeID); err != nil {
+		return NodeStarted{}, err
+	}
+	sessions, memberships, err := h.Sessions.OpenSessionsOf(ctx, cmd.NodeID)
+	if err != nil {
+		return NodeStarted{}, err
+	}
+	var out NodeStarted
+	now := h.Now()
+	for _, joined := range memberships {
+		ev := domain.LeaveChat(joined, domain.ReasonServerRestart, now)
+		actor := domain.Actor{UserID: joined.UserID, SessionID: joined.SessionID, NodeID: cmd.NodeID}
+		pos, err := appendOne(ctx, h.Store, ev, chatLeftID(joined), eventstore.Any, cmd.Cause, actor)
+		if err != nil {
+			return out, err
+		}
+		out.Position, out.EndedMemberships = pos, out.EndedMemberships+1
+	}
+	for _, joined := range sessions {
+		ev := domain.LeavePresence(joined.UserID, joined.SessionID, joined.NodeID, domain.ReasonServerRestart, now)
+		actor := domain.Actor{UserID: joined.UserID, SessionID: joined.SessionID, NodeID: cmd.NodeID}
+		pos, err := appendOne(ctx, h.Store, ev, presenceLeftID(joined), eventstore.Any, cmd.Cause, actor)
+		if err != nil {
+			return out, err
+		}
+		out.Position, out.EndedSessions = pos, out.EndedSessions+1
+	}
+	ev := domain.StartNode(cmd.NodeID, now)
+	pos, err := appendOne(ctx, h.Store, ev, cmd.eventID(ev.EventType(), 0), eventstore.Any, cmd.Cause, domain.Actor{NodeID: cmd.NodeID})
+	if err != nil {
+		return out, err
+	}
+	out.Position = pos
+	return out, nil
+}

@@ -1,0 +1,362 @@
+package esdb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	esdbclient "github.com/EventStore/EventStore-Client-Go/v4/esdb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/auraos/realtime/domain"
+	"github.com/auraos/realtime/eventstore"
+)
+
+// Options tunes a Store. The zero value is usable.
+type Options struct {
+	// Namespace, when not empty, is prepended to every stream name the store
+	// writes and reads, and the store's view of the log ($all reads,
+	// subscriptions, Head) holds only the streams of the namespace. It lets
+	// several deployments, or test runs, share one database. It must not start
+	// with "$".
+	Namespace string
+	// NewID generates ids for events appended without one (default
+	// eventstore.NewID).
+	NewID func() string
+	// IdempotencyWindow is how many of a stream's latest events an append
+	// looks through for its event ids when the server's own check cannot be
+	// relied on (expected version Any or StreamExists, or after a failed
+	// concurrency check). Default 100; a negative value turns the look-up
+	// off.
+	IdempotencyWindow int
+	// IDCache is how many event ids appended through this Store it remembers
+	// (with their stream, version and position), so that retries and ids
+	// reused in another stream are recognised without asking the server.
+	// Default 16384; a negative value turns the cache off.
+	IDCache int
+	// SubscriptionBatch is the default number of events a subscription
+	// delivers at once (default 500).
+	SubscriptionBatch int
+	// ResubscribeTimeout is how long a subscription whose server
+	// subscription dropped keeps trying to resubscribe before Next reports
+	// EUNAVAILABLE (default 30s).
+	ResubscribeTimeout time.Duration
+	// Logger receives the store's warnings and, at debug level, the client's
+	// own log (default slog.Default()).
+	Logger *slog.Logger
+}
+
+func (o *Options) setDefaults() {
+	if o.NewID == nil {
+		o.NewID = eventstore.NewID
+	}
+	if o.IdempotencyWindow == 0 {
+		o.IdempotencyWindow = 100
+	}
+	if o.IDCache == 0 {
+		o.IDCache = 16384
+	}
+	if o.SubscriptionBatch <= 0 {
+		o.SubscriptionBatch = 500
+	}
+	if o.ResubscribeTimeout <= 0 {
+		o.ResubscribeTimeout = 30 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+// Store is the EventStoreDB/KurrentDB event store. It implements
+// eventstore.Store and is safe for concurrent use.
+type Store struct {
+	opts Options
+	cfg  *esdbclient.Configuration
+	ids  *idCache
+
+	mu       sync.Mutex
+	client   *esdbclient.Client
+	closed   bool
+	inflight sync.WaitGroup // Append, ReadStream, ReadAll and Head calls
+
+	// life ends when Close starts: reads and subscriptions stop, appends
+	// already sent finish.
+	life     context.Context
+	stopLife context.CancelFunc
+	pumps    sync.WaitGroup // one goroutine per open subscription
+}
+
+var _ eventstore.Store = (*Store)(nil)
+
+// Open connects to EventStoreDB or KurrentDB. connString is any connection
+// string the official client accepts: esdb://host:2113?tls=false for one
+// node, esdb://host1:2113,host2:2113,host3:2113 or esdb+discover://host:2113
+// for a cluster, with the client's settings (tls, tlsCAFile, nodePreference,
+// maxDiscoverAttempts, discoveryInterval, gossipTimeout, keepAliveInterval,
+// keepAliveTimeout, defaultDeadline, …) as query parameters.
+//
+// Open checks that the server answers by reading the head of the log. It
+// returns an EINVALID error for a connection string the client rejects or a
+// bad Namespace, and an EUNAVAILABLE error when the server cannot be reached
+// (after the client's discovery attempts) or refuses the read.
+//
+// Credentials in the connection string (esdb://user:password@host) are sent
+// only over TLS: the client silently drops them when tls=false, so Open logs
+// a warning in that case.
+func Open(ctx context.Context, connString string, opts Options) (*Store, error) {
+	opts.setDefaults()
+	if strings.HasPrefix(opts.Namespace, "$") {
+		return nil, domain.Errorf(domain.EINVALID, "event store namespace %q starts with $, which marks system streams", opts.Namespace)
+	}
+	cfg, err := esdbclient.ParseConnectionString(connString)
+	if err != nil {
+		// The parser's message may quote the string, password included.
+		cause := errors.New(strings.ReplaceAll(err.Error(), connString, redact(connString)))
+		return nil, domain.WrapError(domain.EINVALID, "invalid EventStoreDB connection string", cause)
+	}
+	cfg.Logger = clientLogger(opts.Logger)
+	if cfg.Username != "" && cfg.DisableTLS {
+		opts.Logger.Warn("esdb: the connection string has credentials but tls=false; the EventStoreDB client sends credentials only over TLS, so they are dropped and requests are anonymous",
+			"user", cfg.Username)
+	}
+	s := &Store{opts: opts, cfg: cfg, ids: newIDCache(opts.IDCache)}
+	s.life, s.stopLife = context.WithCancel(context.Background())
+	client, err := esdbclient.NewClient(cfg)
+	if err != nil {
+		return nil, domain.WrapError(domain.EINVALID, "invalid EventStoreDB configuration", err)
+	}
+	s.client = client
+	if _, _, err := s.rawHead(ctx); err != nil {
+		err = s.translate("connect to "+redact(connString), ctxErr(ctx, err))
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close stops the store: new calls fail with eventstore.ErrClosed, reads and
+// subscriptions end (waiting Next calls return EUNAVAILABLE), appends already
+// sent to the server finish, and the client's connection is closed. It is
+// safe to call more than once.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	s.stopLife()
+	s.pumps.Wait()
+	s.inflight.Wait()
+	s.mu.Lock()
+	client := s.client
+	s.mu.Unlock()
+	return closeClient(client)
+}
+
+// enter registers a call in flight, or fails with ErrClosed.
+func (s *Store) enter() (func(), error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, eventstore.ErrClosed
+	}
+	s.inflight.Add(1)
+	return s.inflight.Done, nil
+}
+
+func (s *Store) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// readContext returns a context that ends with ctx or when the store closes.
+func (s *Store) readContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	c, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(s.life, cancel)
+	return c, func() { stop(); cancel() }
+}
+
+// do runs fn with the current client. The client closes itself for good when
+// a discovery fails (and any later call then fails with "connection closed"):
+// do then replaces it with a new client, so the next call discovers the
+// cluster again, and runs fn once more if it never reached the server.
+func (s *Store) do(ctx context.Context, fn func(c *esdbclient.Client) error) error {
+	for attempt := 0; ; attempt++ {
+		s.mu.Lock()
+		c := s.client
+		s.mu.Unlock()
+		err := guard(func() error { return fn(c) })
+		if err == nil {
+			return nil
+		}
+		closedNow := isCode(err, esdbclient.ErrorCodeConnectionClosed)
+		if closedNow || isDiscoveryFailure(err) {
+			s.renew(c)
+		}
+		if closedNow && attempt == 0 && ctx.Err() == nil && !s.isClosed() {
+			continue
+		}
+		return err
+	}
+}
+
+// renew replaces old by a new client unless that happened already or the
+// store is closing.
+func (s *Store) renew(old *esdbclient.Client) {
+	s.mu.Lock()
+	if s.closed || s.client != old {
+		s.mu.Unlock()
+		return
+	}
+	fresh, err := esdbclient.NewClient(s.cfg)
+	if err != nil {
+		s.mu.Unlock()
+		s.opts.Logger.Error("esdb: cannot create a new client", "err", err)
+		return
+	}
+	s.client = fresh
+	s.mu.Unlock()
+	s.opts.Logger.Warn("esdb: the client closed itself after a failed discovery; using a new client")
+	// Calls still blocked inside the old client (it reports connection errors
+	// on a channel nobody reads once its discovery failed) are released by
+	// the close: they panic with "send on closed channel", which guard turns
+	// into an error.
+	_ = closeClient(old)
+}
+
+// closeClient closes c, tolerating a client whose internals already stopped.
+func closeClient(c *esdbclient.Client) error {
+	return guard(c.Close)
+}
+
+// redact hides the password of a connection string, for messages and logs.
+func redact(connString string) string {
+	scheme, rest, ok := strings.Cut(connString, "://")
+	if !ok {
+		return connString
+	}
+	at := strings.LastIndex(rest, "@")
+	if at < 0 {
+		return connString
+	}
+	user, _, _ := strings.Cut(rest[:at], ":")
+	return scheme + "://" + user + ":xxxxx" + rest[at:]
+}
+
+// errClientGone is what guard reports when the client panicked because it had
+// been closed under a call.
+var errClientGone = errors.New("the EventStoreDB client was closed during the call")
+
+// guard runs fn and turns the client's "send on closed channel" panic (a call
+// racing the close of a client) into errClientGone; other panics propagate.
+func guard(fn func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			if re, ok := r.(runtime.Error); ok && strings.Contains(re.Error(), "closed channel") {
+				err = errClientGone
+				return
+			}
+			panic(r)
+		}
+	}()
+	return fn()
+}
+
+// isCode reports whether err is an *esdbclient.Error with the given code. It
+// uses errors.As: esdbclient.FromError returns ok=false exactly when there is
+// an error, which makes it easy to misuse.
+func isCode(err error, code esdbclient.ErrorCode) bool {
+	var e *esdbclient.Error
+	return errors.As(err, &e) && e.Code() == code
+}
+
+func isDiscoveryFailure(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "maximum discovery attempt count reached")
+}
+
+// translate maps a client error to the port's errors: a closed store is
+// ErrClosed; a deleted stream is ECONFLICT; a request the server rejects as
+// invalid (an append over its size limit) is EINVALID; everything else —
+// lost connections, failed discovery, timeouts, refused credentials — is
+// EUNAVAILABLE.
+func (s *Store) translate(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if s.isClosed() {
+		return eventstore.ErrClosed
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	if isCode(err, esdbclient.ErrorCodeStreamDeleted) {
+		return domain.WrapError(domain.ECONFLICT, "the stream is deleted", err)
+	}
+	if st, ok := status.FromError(err); ok {
+		switch st.Code() {
+		case codes.InvalidArgument, codes.OutOfRange:
+			return domain.WrapError(domain.EINVALID, "the event store rejected the request: "+st.Message(), err)
+		case codes.Canceled:
+			// A call canceled by its context reports the context's error above;
+			// one canceled otherwise was cut off by the connection.
+		}
+	}
+	return eventstore.Unavailable(what, err)
+}
+
+// ctxErr returns ctx's error when ctx has ended, so that a call canceled by its
+// caller reports context.Canceled or DeadlineExceeded rather than a gRPC
+// status.
+func ctxErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
+}
+
+// actualRe reads the stream's current revision from the client's wrong
+// expected version error, the only place the client reports it.
+var actualRe = regexp.MustCompile(`but got '([^']*)'`)
+
+// actualFrom returns the current revision a wrong expected version error
+// reports (-1 for no stream), and false when the message has none.
+func actualFrom(err error) (int64, bool) {
+	m := actualRe.FindStringSubmatch(err.Error())
+	if m == nil {
+		return 0, false
+	}
+	if m[1] == "no_stream" {
+		return -1, true
+	}
+	n, perr := strconv.ParseInt(m[1], 10, 64)
+	if perr != nil {
+		return 0, false
+	}
+	return n, true
+}
+
+// clientLogger forwards the client's log to logger at debug level (errors at
+// info), where it helps to diagnose connections without flooding the log.
+func clientLogger(logger *slog.Logger) esdbclient.LoggingFunc {
+	return func(level esdbclient.LogLevel, format string, args ...any) {
+		l := slog.LevelDebug
+		if level == esdbclient.LogError {
+			l = slog.LevelInfo
+		}
+		if !logger.Enabled(context.Background(), l) {
+			return
+		}
+		logger.Log(context.Background(), l, "esdb client: "+fmt.Sprintf(format, args...))
+	}
+}

@@ -1,0 +1,114 @@
+package projections
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/uptrace/bun"
+
+	"github.com/auraos/realtime/domain"
+	"github.com/auraos/realtime/eventstore"
+)
+
+// AppStatus is the app-status projection: each app's last status and when it
+// changed.
+type AppStatus struct{}
+
+// Name implements Projection.
+func (AppStatus) Name() string { return "app-status" }
+
+// Version implements Projection.
+func (AppStatus) Version() int { return 1 }
+
+// Tables implements Projection.
+func (AppStatus) Tables() []string { return []string{"app_status"} }
+
+// EventTypes implements Projection.
+func (AppStatus) EventTypes() []string { return []string{domain.TypeAppStatusChanged} }
+
+// appRow is a row of app_status.
+type appRow struct {
+	bun.BaseModel `bun:"table:app_status"`
+
+	AppID     string `bun:"app_id,pk"`
+	Status    string `bun:"status"`
+	UpdatedAt int64  `bun:"updated_at"`
+	UpdatedBy string `bun:"updated_by"`
+}
+
+// Apply implements Projection.
+func (AppStatus) Apply(ctx context.Context, tx bun.Tx, t Tables, events []eventstore.RecordedEvent) error {
+	for _, rec := range events {
+		ev, err := domain.Decode(rec.Type, rec.Data)
+		if err != nil {
+			return fmt.Errorf("event at %v: %w", rec.Position, err)
+		}
+		e, ok := ev.(domain.AppStatusChanged)
+		if !ok {
+			continue
+		}
+		row := appRow{AppID: e.AppID, Status: string(e.Status), UpdatedAt: micros(e.At), UpdatedBy: e.By}
+		if _, err := tx.NewInsert().Model(&row).ModelTableExpr("?", t.Ident("app_status")).
+			On("CONFLICT (app_id) DO UPDATE").
+			Set("status = EXCLUDED.status, updated_at = EXCLUDED.updated_at, updated_by = EXCLUDED.updated_by").
+			Exec(ctx); err != nil {
+			return fmt.Errorf("%s at %v: %w", rec.Type, rec.Position, err)
+		}
+	}
+	return nil
+}
+
+// AppTotals are the counts of system_status_update.
+type AppTotals struct {
+	Total    int
+	Active   int
+	Inactive int
+}
+
+// AppTotalsQuery counts apps by status.
+type AppTotalsQuery struct{ DB bun.IDB }
+
+// Handle returns the app counts.
+func (q AppTotalsQuery) Handle(ctx context.Context) (AppTotals, error) {
+	var rows []struct {
+		Status string `bun:"status"`
+		N      int    `bun:"n"`
+	}
+	if err := q.DB.NewSelect().Model((*appRow)(nil)).ColumnExpr("status, count(*) AS n").Group("status").Scan(ctx, &rows); err != nil {
+		return AppTotals{}, readError("app status", err)
+	}
+	var t AppTotals
+	for _, r := range rows {
+		t.Total += r.N
+		switch domain.AppStatus(r.Status) {
+		case domain.AppActive:
+			t.Active += r.N
+		case domain.AppInactive:
+			t.Inactive += r.N
+		}
+	}
+	return t, nil
+}
+
+// App is one app's status.
+type App struct {
+	AppID     string
+	Status    string
+	UpdatedAt time.Time
+}
+
+// AppQuery reads one app's status.
+type AppQuery struct{ DB bun.IDB }
+
+// Handle returns the app's status and whether it is known.
+func (q AppQuery) Handle(ctx context.Context, appID string) (App, bool, error) {
+	var rows []appRow
+	if err := q.DB.NewSelect().Model(&rows).Where("app_id = ?", appID).Scan(ctx); err != nil {
+		return App{}, false, readError("app status", err)
+	}
+	if len(rows) == 0 {
+		return App{}, false, nil
+	}
+	return App{AppID: rows[0].AppID, Status: rows[0].Status, UpdatedAt: fromMicros(rows[0].UpdatedAt)}, true, nil
+}

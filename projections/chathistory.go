@@ -1,0 +1,134 @@
+package projections
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/uptrace/bun"
+
+	"github.com/auraos/realtime/domain"
+	"github.com/auraos/realtime/eventstore"
+)
+
+// ChatHistory is the chat-history projection: every message of every room,
+// found by room in log order.
+type ChatHistory struct{}
+
+// Name implements Projection.
+func (ChatHistory) Name() string { return "chat-history" }
+
+// Version implements Projection.
+func (ChatHistory) Version() int { return 1 }
+
+// Tables implements Projection.
+func (ChatHistory) Tables() []string { return []string{"chat_messages"} }
+
+// EventTypes implements Projection.
+func (ChatHistory) EventTypes() []string { return []string{domain.TypeMessagePosted} }
+
+// messageRow is a row of chat_messages.
+type messageRow struct {
+	bun.BaseModel `bun:"table:chat_messages"`
+
+	CommitPosition  int64   `bun:"commit_position,pk"`
+	PreparePosition int64   `bun:"prepare_position,pk"`
+	ID              string  `bun:"id"`
+	RoomName        string  `bun:"room_name"`
+	UserID          string  `bun:"user_id"`
+	UserName        string  `bun:"user_name"`
+	UserAvatar      *string `bun:"user_avatar"`
+	Message         string  `bun:"message"`
+	MessageType     string  `bun:"message_type"`
+	IsAI            bool    `bun:"is_ai"`
+	InReplyTo       string  `bun:"in_reply_to"`
+	CreatedAt       int64   `bun:"created_at"`
+}
+
+// insertChunk keeps multi-row inserts well within statement limits.
+const insertChunk = 500
+
+// Apply implements Projection: one multi-row insert per chunk of messages.
+// A message already present (a replay) is left as it is.
+func (ChatHistory) Apply(ctx context.Context, tx bun.Tx, t Tables, events []eventstore.RecordedEvent) error {
+	rows := make([]messageRow, 0, len(events))
+	for _, rec := range events {
+		ev, err := domain.Decode(rec.Type, rec.Data)
+		if err != nil {
+			return fmt.Errorf("event at %v: %w", rec.Position, err)
+		}
+		m, ok := ev.(domain.MessagePosted)
+		if !ok {
+			continue
+		}
+		c, p, err := dbPosition(rec.Position)
+		if err != nil {
+			return err
+		}
+		rows = append(rows, messageRow{
+			CommitPosition: c, PreparePosition: p, ID: m.ID, RoomName: m.RoomName, UserID: m.UserID,
+			UserName: m.UserName, UserAvatar: m.UserAvatar, Message: m.Message, MessageType: string(m.MessageType),
+			IsAI: m.IsAI, InReplyTo: m.InReplyTo, CreatedAt: micros(m.At),
+		})
+	}
+	for start := 0; start < len(rows); start += insertChunk {
+		chunk := rows[start:min(start+insertChunk, len(rows))]
+		if _, err := tx.NewInsert().Model(&chunk).ModelTableExpr("?", t.Ident("chat_messages")).On("CONFLICT DO NOTHING").Exec(ctx); err != nil {
+			return fmt.Errorf("insert messages: %w", err)
+		}
+	}
+	return nil
+}
+
+// ChatMessage is one message of chat_history and new_message.
+type ChatMessage struct {
+	ID          string
+	RoomName    string
+	UserID      string
+	UserName    string
+	UserAvatar  *string
+	Message     string
+	MessageType string
+	Timestamp   time.Time
+	IsAI        bool
+	Position    eventstore.Position
+}
+
+// HistoryLimit is how many messages chat_history holds.
+const HistoryLimit = 50
+
+// ChatHistoryQuery reads a room's last messages.
+type ChatHistoryQuery struct{ DB bun.IDB }
+
+// Handle returns the room's last limit messages at or before through
+// (eventstore.Start for no bound), oldest first, in one query on the
+// (room_name, position) index.
+func (q ChatHistoryQuery) Handle(ctx context.Context, room string, through eventstore.Position, limit int) ([]ChatMessage, error) {
+	if limit <= 0 {
+		limit = HistoryLimit
+	}
+	sel := q.DB.NewSelect().Model((*messageRow)(nil)).Where("room_name = ?", room)
+	if !through.IsZero() {
+		c, p, err := dbPosition(through)
+		if err != nil {
+			return nil, err
+		}
+		sel = sel.Where("(commit_position < ? OR (commit_position = ? AND prepare_position <= ?))", c, c, p)
+	}
+	inner := sel.OrderExpr("commit_position DESC, prepare_position DESC").Limit(int64(limit))
+	var rows []messageRow
+	err := q.DB.NewSelect().TableExpr("(?) AS recent", inner).ColumnExpr("recent.*").
+		OrderExpr("commit_position, prepare_position").Scan(ctx, &rows)
+	if err != nil {
+		return nil, readError("chat history", err)
+	}
+	out := make([]ChatMessage, len(rows))
+	for i, r := range rows {
+		out[i] = ChatMessage{
+			ID: r.ID, RoomName: r.RoomName, UserID: r.UserID, UserName: r.UserName, UserAvatar: r.UserAvatar,
+			Message: r.Message, MessageType: r.MessageType, Timestamp: fromMicros(r.CreatedAt), IsAI: r.IsAI,
+			Position: eventstore.Position{Commit: uint64(r.CommitPosition), Prepare: uint64(r.PreparePosition)},
+		}
+	}
+	return out, nil
+}
