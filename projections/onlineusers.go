@@ -61,7 +61,7 @@ type memberRow struct {
 	JoinedAt    int64  `bun:"joined_at"`
 }
 
-func micros(t time.Time) int64     { return t.UnixMicro() }
+func micros(t time.Time) int64      { return t.UnixMicro() }
 func fromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
 
 // Apply implements Projection.

@@ -578,4 +578,3 @@ func TestByName(t *testing.T) {
 		t.Fatalf("unknown: %v", err)
 	}
 }
-
