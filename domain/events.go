@@ -231,13 +231,6 @@ func Decode(eventType string, data []byte) (Event, error) {
 	if d, ok := e.(decodeFailure); ok {
 		return nil, WrapError(EINVALID, fmt.Sprintf("%s: data does not decode", eventType), d.err)
 	}
-	var v struct {
-		SchemaVersion int `json:"schemaVersion"`
-	}
-	_ = json.Unmarshal(data, &v)
-	if v.SchemaVersion > SchemaVersion {
-		return nil, Errorf(EINVALID, "%s: schema version %d is newer than this server knows (%d)", eventType, v.SchemaVersion, SchemaVersion)
-	}
 	return e, nil
 }
 
@@ -247,13 +240,33 @@ type decodeFailure struct{ err error }
 func (decodeFailure) EventType() string { return "" }
 func (decodeFailure) Stream() string    { return "" }
 
-func decodeAs[T Event](data []byte) Event {
+// versioned is every event: it knows its schema version.
+type versioned interface {
+	Event
+	schemaVersion() int
+}
+
+func decodeAs[T versioned](data []byte) Event {
 	var v T
 	if err := json.Unmarshal(data, &v); err != nil {
 		return decodeFailure{err}
 	}
+	if n := v.schemaVersion(); n > SchemaVersion {
+		return decodeFailure{fmt.Errorf("schema version %d is newer than this server knows (%d)", n, SchemaVersion)}
+	}
 	return v
 }
+
+func (e PresenceJoined) schemaVersion() int       { return e.SchemaVersion }
+func (e PresenceLeft) schemaVersion() int         { return e.SchemaVersion }
+func (e ChatMemberJoined) schemaVersion() int     { return e.SchemaVersion }
+func (e ChatMemberLeft) schemaVersion() int       { return e.SchemaVersion }
+func (e MessagePosted) schemaVersion() int        { return e.SchemaVersion }
+func (e NotificationSent) schemaVersion() int     { return e.SchemaVersion }
+func (e SystemAlertBroadcast) schemaVersion() int { return e.SchemaVersion }
+func (e AppStatusChanged) schemaVersion() int     { return e.SchemaVersion }
+func (e DataAgentUpdated) schemaVersion() int     { return e.SchemaVersion }
+func (e NodeStarted) schemaVersion() int          { return e.SchemaVersion }
 
 // Metadata says who and what caused an event. Every event the commands
 // append carries it, so auditors can read who did what.

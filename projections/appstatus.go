@@ -8,7 +8,6 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/auraos/realtime/domain"
-	"github.com/auraos/realtime/eventstore"
 )
 
 // AppStatus is the app-status projection: each app's last status and when it
@@ -38,13 +37,9 @@ type appRow struct {
 }
 
 // Apply implements Projection.
-func (AppStatus) Apply(ctx context.Context, tx bun.Tx, t Tables, events []eventstore.RecordedEvent) error {
+func (AppStatus) Apply(ctx context.Context, tx bun.Tx, t Tables, events []Envelope) error {
 	for _, rec := range events {
-		ev, err := domain.Decode(rec.Type, rec.Data)
-		if err != nil {
-			return fmt.Errorf("event at %v: %w", rec.Position, err)
-		}
-		e, ok := ev.(domain.AppStatusChanged)
+		e, ok := rec.Event.(domain.AppStatusChanged)
 		if !ok {
 			continue
 		}

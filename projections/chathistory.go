@@ -45,19 +45,17 @@ type messageRow struct {
 	CreatedAt       int64   `bun:"created_at"`
 }
 
-// insertChunk keeps multi-row inserts well within statement limits.
-const insertChunk = 500
+// messageColumns are the columns of chat_messages in the order Apply binds
+// them.
+var messageColumns = []string{"commit_position", "prepare_position", "id", "room_name", "user_id", "user_name",
+	"user_avatar", "message", "message_type", "is_ai", "in_reply_to", "created_at"}
 
-// Apply implements Projection: one multi-row insert per chunk of messages.
-// A message already present (a replay) is left as it is.
-func (ChatHistory) Apply(ctx context.Context, tx bun.Tx, t Tables, events []eventstore.RecordedEvent) error {
-	rows := make([]messageRow, 0, len(events))
+// Apply implements Projection: multi-row inserts of the messages. A message
+// already present (a replay) is left as it is.
+func (ChatHistory) Apply(ctx context.Context, tx bun.Tx, t Tables, events []Envelope) error {
+	rows := make([][]any, 0, len(events))
 	for _, rec := range events {
-		ev, err := domain.Decode(rec.Type, rec.Data)
-		if err != nil {
-			return fmt.Errorf("event at %v: %w", rec.Position, err)
-		}
-		m, ok := ev.(domain.MessagePosted)
+		m, ok := rec.Event.(domain.MessagePosted)
 		if !ok {
 			continue
 		}
@@ -65,17 +63,16 @@ func (ChatHistory) Apply(ctx context.Context, tx bun.Tx, t Tables, events []even
 		if err != nil {
 			return err
 		}
-		rows = append(rows, messageRow{
-			CommitPosition: c, PreparePosition: p, ID: m.ID, RoomName: m.RoomName, UserID: m.UserID,
-			UserName: m.UserName, UserAvatar: m.UserAvatar, Message: m.Message, MessageType: string(m.MessageType),
-			IsAI: m.IsAI, InReplyTo: m.InReplyTo, CreatedAt: micros(m.At),
-		})
-	}
-	for start := 0; start < len(rows); start += insertChunk {
-		chunk := rows[start:min(start+insertChunk, len(rows))]
-		if _, err := tx.NewInsert().Model(&chunk).ModelTableExpr("?", t.Ident("chat_messages")).On("CONFLICT DO NOTHING").Exec(ctx); err != nil {
-			return fmt.Errorf("insert messages: %w", err)
+		var avatar any
+		if m.UserAvatar != nil {
+			avatar = *m.UserAvatar
 		}
+		rows = append(rows, []any{c, p, m.ID, m.RoomName, m.UserID, m.UserName, avatar, m.Message,
+			string(m.MessageType), m.IsAI, m.InReplyTo, micros(m.At)})
+	}
+	ins := bulkInsert{table: t.Name("chat_messages"), columns: messageColumns, conflict: "ON CONFLICT DO NOTHING"}
+	if err := ins.exec(ctx, tx, rows); err != nil {
+		return fmt.Errorf("insert messages: %w", err)
 	}
 	return nil
 }

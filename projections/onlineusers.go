@@ -9,7 +9,6 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/auraos/realtime/domain"
-	"github.com/auraos/realtime/eventstore"
 )
 
 // OnlineUsers is the online-users projection: the live sessions (sockets that
@@ -65,14 +64,11 @@ func micros(t time.Time) int64      { return t.UnixMicro() }
 func fromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
 
 // Apply implements Projection.
-func (OnlineUsers) Apply(ctx context.Context, tx bun.Tx, t Tables, events []eventstore.RecordedEvent) error {
+func (OnlineUsers) Apply(ctx context.Context, tx bun.Tx, t Tables, events []Envelope) error {
 	sessions, members := t.Ident("online_sessions"), t.Ident("chat_members")
 	for _, rec := range events {
-		ev, err := domain.Decode(rec.Type, rec.Data)
-		if err != nil {
-			return fmt.Errorf("event at %v: %w", rec.Position, err)
-		}
-		switch e := ev.(type) {
+		var err error
+		switch e := rec.Event.(type) {
 		case domain.PresenceJoined:
 			row := sessionRow{
 				SessionID: e.SessionID, UserID: e.UserID, NodeID: e.NodeID, Email: e.Profile.Email,

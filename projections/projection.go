@@ -29,7 +29,7 @@ type Projection interface {
 	EventTypes() []string
 	// Apply folds events, in log order, into the tables named by t, inside
 	// tx. It must be deterministic: the same events give the same rows.
-	Apply(ctx context.Context, tx bun.Tx, t Tables, events []eventstore.RecordedEvent) error
+	Apply(ctx context.Context, tx bun.Tx, t Tables, events []Envelope) error
 }
 
 // Tables maps a projection's table names to the physical tables it writes:

@@ -276,7 +276,7 @@ type failingProjection struct {
 	failed bool
 }
 
-func (f *failingProjection) Apply(ctx context.Context, tx bun.Tx, t projections.Tables, events []eventstore.RecordedEvent) error {
+func (f *failingProjection) Apply(ctx context.Context, tx bun.Tx, t projections.Tables, events []projections.Envelope) error {
 	if err := f.Projection.Apply(ctx, tx, t, events); err != nil {
 		return err
 	}

@@ -73,32 +73,35 @@ func Rebuild(ctx context.Context, db *bun.DB, log EventLog, p Projection, opts R
 		return res, err
 	}
 	defer sub.Close()
+	f := startFeed(ctx, sub)
+	defer f.close()
 	through := eventstore.Start
 	for {
-		b, err := sub.Next(ctx)
+		b, err := f.next(ctx)
 		if err != nil {
 			return res, err
 		}
-		if len(b.Events) > 0 || through != b.Through {
+		if len(b.events) > 0 || through != b.through {
 			err = db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-				if err := p.Apply(ctx, tx, Rebuilding, b.Events); err != nil {
+				if err := p.Apply(ctx, tx, Rebuilding, b.events); err != nil {
 					return err
 				}
-				return advanceCheckpoint(ctx, tx, shadow, through, b.Through)
+				return advanceCheckpoint(ctx, tx, shadow, through, b.through)
 			})
 			if err != nil {
 				return res, fmt.Errorf("rebuild %s: %w", p.Name(), err)
 			}
-			res.Events += len(b.Events)
-			through = b.Through
+			res.Events += len(b.events)
+			through = b.through
 		}
 		if opts.Progress != nil {
 			opts.Progress(through, head)
 		}
-		if b.CaughtUp && !through.Less(head) {
+		if b.caughtUp && !through.Less(head) {
 			break
 		}
 	}
+	f.close()
 	sub.Close()
 
 	pg := db.Dialect().Name() == dialect.PG
@@ -173,7 +176,11 @@ func applyRemaining(ctx context.Context, tx bun.Tx, log EventLog, p Projection, 
 		if len(todo) == 0 {
 			break
 		}
-		if err := p.Apply(ctx, tx, Rebuilding, todo); err != nil {
+		b, err := decode(eventstore.Batch{Events: todo})
+		if err != nil {
+			return applied, err
+		}
+		if err := p.Apply(ctx, tx, Rebuilding, b.events); err != nil {
 			return applied, err
 		}
 		applied += len(todo)

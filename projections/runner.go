@@ -131,6 +131,8 @@ func (r *Runner) runOnce(ctx context.Context) error {
 		return err
 	}
 	defer sub.Close()
+	f := startFeed(ctx, sub)
+	defer f.close()
 	lastWrite := time.Now()
 	defer func() {
 		// Keep a checkpoint that moved past unread events, so a restart
@@ -145,7 +147,7 @@ func (r *Runner) runOnce(ctx context.Context) error {
 		}
 	}()
 	for {
-		b, err := r.next(ctx, sub, persisted)
+		b, err := r.next(ctx, f, persisted)
 		if errors.Is(err, errIdle) {
 			// Nothing came for a while: write down a checkpoint that moved
 			// only past events this projection does not read.
@@ -162,16 +164,16 @@ func (r *Runner) runOnce(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		through := b.Through
-		if len(b.Events) == 0 && time.Since(lastWrite) < checkpointInterval {
-			r.advance(through, b.CaughtUp)
+		through := b.through
+		if len(b.events) == 0 && time.Since(lastWrite) < checkpointInterval {
+			r.advance(through, b.caughtUp)
 			continue
 		}
 		started := time.Now()
 		err = r.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-			if len(b.Events) > 0 {
-				if err := r.proj.Apply(ctx, tx, Live, b.Events); err != nil {
-					return fmt.Errorf("apply %d events to %s: %w", len(b.Events), r.proj.Name(), err)
+			if len(b.events) > 0 {
+				if err := r.proj.Apply(ctx, tx, Live, b.events); err != nil {
+					return fmt.Errorf("apply %d events to %s: %w", len(b.events), r.proj.Name(), err)
 				}
 			}
 			return advanceCheckpoint(ctx, tx, r.proj.Name(), persisted, through)
@@ -180,9 +182,9 @@ func (r *Runner) runOnce(ctx context.Context) error {
 			return err
 		}
 		persisted, lastWrite = through, time.Now()
-		r.advance(through, b.CaughtUp)
+		r.advance(through, b.caughtUp)
 		if r.opts.OnBatch != nil {
-			r.opts.OnBatch(len(b.Events), through, time.Since(started))
+			r.opts.OnBatch(len(b.events), through, time.Since(started))
 		}
 	}
 }
@@ -194,13 +196,13 @@ var errIdle = errors.New("idle")
 // next waits for the next batch; while the in-memory position is ahead of
 // the stored checkpoint it waits at most checkpointInterval and then returns
 // errIdle.
-func (r *Runner) next(ctx context.Context, sub eventstore.Subscription, persisted eventstore.Position) (eventstore.Batch, error) {
+func (r *Runner) next(ctx context.Context, f *feed, persisted eventstore.Position) (decodedBatch, error) {
 	if !persisted.Less(r.Position()) {
-		return sub.Next(ctx)
+		return f.next(ctx)
 	}
 	wait, cancel := context.WithTimeout(ctx, checkpointInterval)
 	defer cancel()
-	b, err := sub.Next(wait)
+	b, err := f.next(wait)
 	if err != nil && ctx.Err() == nil && wait.Err() != nil {
 		return b, errIdle
 	}

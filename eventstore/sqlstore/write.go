@@ -316,9 +316,11 @@ func (s *Store) commitTx(batch []*appendRequest, lookUpIDs bool) ([]appendOutcom
 	return outcomes, nil
 }
 
-// insertStatement builds one multi-row INSERT with driver placeholders ($n
-// works in both SQLite and PostgreSQL), so payloads are bound, not quoted.
+// insertStatement builds one multi-row INSERT with driver placeholders, so
+// payloads are bound, not quoted. SQLite gets anonymous ? placeholders: it
+// resolves $n as names, by a linear search per parameter.
 func (s *Store) insertStatement(rows []eventRow) (string, []any) {
+	numbered := s.lockKey != 0 // PostgreSQL
 	var q strings.Builder
 	q.Grow(96 + len(rows)*48)
 	q.WriteString("INSERT INTO events (position, event_id, stream, version, type, data, metadata, created_at) VALUES ")
@@ -332,8 +334,12 @@ func (s *Store) insertStatement(rows []eventRow) (string, []any) {
 			if c > 1 {
 				q.WriteByte(',')
 			}
-			q.WriteByte('$')
-			q.WriteString(strconv.Itoa(i*8 + c))
+			if numbered {
+				q.WriteByte('$')
+				q.WriteString(strconv.Itoa(i*8 + c))
+			} else {
+				q.WriteByte('?')
+			}
 		}
 		q.WriteByte(')')
 		args = append(args, r.Position, r.EventID, r.Stream, r.Version, r.Type, r.Data, r.Metadata, r.CreatedAt)

@@ -1,0 +1,265 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"golang.org/x/time/rate"
+
+	"github.com/auraos/realtime/commands"
+	"github.com/auraos/realtime/eventstore"
+	"github.com/auraos/realtime/projections"
+	"github.com/auraos/realtime/socketadapter"
+)
+
+// serveOptions are the flags of `auraos serve`.
+type serveOptions struct {
+	storage         storageConfig
+	addr            string
+	nodeID          string
+	statusInterval  time.Duration
+	corsOrigins     []string
+	maxFrame        int64
+	auth            string
+	shutdownTimeout time.Duration
+	commandTimeout  time.Duration
+	limits          rateFlags
+	logLevel        string
+}
+
+// rateFlags are the per-socket rate-limit flags, one rate and burst per event
+// family.
+type rateFlags struct {
+	messageRate, typingRate, notificationRate, agentRate     float64
+	messageBurst, typingBurst, notificationBurst, agentBurst int
+}
+
+func (r *rateFlags) register(f *pflag.FlagSet) {
+	d := socketadapter.DefaultRateLimits
+	f.Float64Var(&r.messageRate, "rate-message", float64(d.Message.Rate), "send_message events per second per socket")
+	f.IntVar(&r.messageBurst, "burst-message", d.Message.Burst, "send_message burst per socket")
+	f.Float64Var(&r.typingRate, "rate-typing", float64(d.Typing.Rate), "typing_start/typing_stop events per second per socket")
+	f.IntVar(&r.typingBurst, "burst-typing", d.Typing.Burst, "typing burst per socket")
+	f.Float64Var(&r.notificationRate, "rate-notification", float64(d.Notification.Rate), "send_notification events per second per socket")
+	f.IntVar(&r.notificationBurst, "burst-notification", d.Notification.Burst, "send_notification burst per socket")
+	f.Float64Var(&r.agentRate, "rate-agent", float64(d.Agent.Rate), "data_agent_update events per second per socket")
+	f.IntVar(&r.agentBurst, "burst-agent", d.Agent.Burst, "data_agent_update burst per socket")
+}
+
+func (r rateFlags) limits() (socketadapter.RateLimits, error) {
+	for _, v := range []float64{r.messageRate, r.typingRate, r.notificationRate, r.agentRate} {
+		if v <= 0 {
+			return socketadapter.RateLimits{}, fmt.Errorf("rate limits must be positive")
+		}
+	}
+	for _, v := range []int{r.messageBurst, r.typingBurst, r.notificationBurst, r.agentBurst} {
+		if v < 1 {
+			return socketadapter.RateLimits{}, fmt.Errorf("rate-limit bursts must be at least 1")
+		}
+	}
+	return socketadapter.RateLimits{
+		Message:      socketadapter.RateLimit{Rate: rate.Limit(r.messageRate), Burst: r.messageBurst},
+		Typing:       socketadapter.RateLimit{Rate: rate.Limit(r.typingRate), Burst: r.typingBurst},
+		Notification: socketadapter.RateLimit{Rate: rate.Limit(r.notificationRate), Burst: r.notificationBurst},
+		Agent:        socketadapter.RateLimit{Rate: rate.Limit(r.agentRate), Burst: r.agentBurst},
+	}, nil
+}
+
+func newServeCommand() *cobra.Command {
+	var o serveOptions
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve the AuraOS Socket.IO protocol",
+		Long: `Serve the AuraOS Socket.IO protocol on --addr, storing every event in the event store
+and answering from the read models. SIGINT or SIGTERM stops it: it stops accepting
+connections, finishes the appends in flight, ends the sessions of its sockets in the log
+and exits 0.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runServe(cmd.Context(), o)
+		},
+	}
+	f := cmd.Flags()
+	o.storage.register(f)
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "node"
+	}
+	f.StringVar(&o.addr, "addr", ":5000", "address to listen on")
+	f.StringVar(&o.nodeID, "node-id", host, "this server's name in events; keep it stable across restarts (sessions a crashed run left open are ended by the next start of the same node)")
+	f.DurationVar(&o.statusInterval, "status-interval", 30*time.Second, "period of system_status_update to every client")
+	f.StringSliceVar(&o.corsOrigins, "cors-origins", []string{"*"}, "allowed origins (comma-separated), * for any")
+	f.Int64Var(&o.maxFrame, "max-frame", 1<<20, "largest frame in bytes a client may send; a bigger one closes that socket")
+	f.StringVar(&o.auth, "auth", "open", "identity: open (a socket is bound to the first user it names)")
+	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a stop may take")
+	f.DurationVar(&o.commandTimeout, "command-timeout", 10*time.Second, "how long a client event may take before the client gets UNAVAILABLE")
+	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	o.limits.register(f)
+	return cmd
+}
+
+func newLogger(level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+}
+
+func runServe(ctx context.Context, o serveOptions) error {
+	log, err := newLogger(o.logLevel)
+	if err != nil {
+		return err
+	}
+	if o.auth != "open" {
+		return fmt.Errorf("--auth %q: want open", o.auth)
+	}
+	limits, err := o.limits.limits()
+	if err != nil {
+		return err
+	}
+	if o.maxFrame < 1024 {
+		return fmt.Errorf("--max-frame %d: must be at least 1024 bytes", o.maxFrame)
+	}
+	if o.statusInterval < time.Second {
+		return fmt.Errorf("--status-interval %s: must be at least 1s", o.statusInterval)
+	}
+
+	store, err := o.storage.openEventStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	rdb, err := o.storage.openReadDB(ctx)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+
+	// Projections whose version changed are rebuilt before serving.
+	for _, p := range projections.All() {
+		if err := projections.Prepare(ctx, rdb.writer, p); errors.Is(err, projections.ErrNeedsRebuild) {
+			log.Info("rebuilding projection", "projection", p.Name(), "reason", err)
+			res, err := projections.Rebuild(ctx, rdb.writer, store, p, projections.RebuildOptions{})
+			if err != nil {
+				return err
+			}
+			log.Info("projection rebuilt", "projection", p.Name(), "events", res.Events, "events_per_second", int(res.EventsPerSecond()))
+		} else if err != nil {
+			return err
+		}
+	}
+
+	runCtx, stopRunners := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopRunners()
+	var runnersDone sync.WaitGroup
+	runners := map[string]*projections.Runner{}
+	for _, p := range projections.All() {
+		r := projections.NewRunner(rdb.writer, store, p, projections.RunnerOptions{Logger: log})
+		runners[p.Name()] = r
+		runnersDone.Add(1)
+		go func() {
+			defer runnersDone.Done()
+			if err := r.Run(runCtx); err != nil {
+				log.Error("projection stopped", "projection", p.Name(), "err", err)
+			}
+		}()
+	}
+	defer runnersDone.Wait()
+	defer stopRunners()
+
+	online := runners[projections.OnlineUsers{}.Name()]
+	if err := online.WaitCaughtUp(ctx); err != nil {
+		return err
+	}
+	deps := commands.Deps{Store: store, Now: time.Now, NewID: eventstore.NewID}
+	started, err := commands.StartNodeHandler{Deps: deps, Sessions: projections.OpenSessionsQuery{DB: rdb.reader}}.Handle(ctx, commands.StartNode{
+		Cause:  commands.Cause{Command: "server_start", CorrelationID: eventstore.NewID()},
+		NodeID: o.nodeID,
+	})
+	if err != nil {
+		return fmt.Errorf("end the sessions of the previous run: %w", err)
+	}
+	if started.EndedSessions > 0 || started.EndedMemberships > 0 {
+		log.Info("ended sessions left open by the previous run", "node", o.nodeID, "sessions", started.EndedSessions, "chat_memberships", started.EndedMemberships)
+	}
+
+	adapter := socketadapter.New(socketadapter.Config{
+		NodeID: o.nodeID, StatusInterval: o.statusInterval, CORSOrigins: o.corsOrigins, MaxFrame: o.maxFrame,
+		CommandTimeout: o.commandTimeout, Limits: limits, Logger: log,
+	}, socketadapter.Handlers{
+		JoinUserRoom:         commands.JoinUserRoomHandler{Deps: deps},
+		JoinChatRoom:         commands.JoinChatRoomHandler{Deps: deps},
+		LeaveChatRoom:        commands.LeaveChatRoomHandler{Deps: deps},
+		SendMessage:          commands.SendMessageHandler{Deps: deps},
+		SendNotification:     commands.SendNotificationHandler{Deps: deps},
+		BroadcastSystemAlert: commands.BroadcastSystemAlertHandler{Deps: deps},
+		UpdateAppStatus:      commands.UpdateAppStatusHandler{Deps: deps},
+		UpdateDataAgent:      commands.UpdateDataAgentHandler{Deps: deps},
+		EndSession:           commands.EndSessionHandler{Deps: deps},
+	}, socketadapter.Queries{
+		OnlineUsers:  projections.OnlineUsersQuery{DB: rdb.reader},
+		UserSessions: projections.UserSessionsQuery{DB: rdb.reader},
+		ChatHistory:  projections.ChatHistoryQuery{DB: rdb.reader},
+		AppTotals:    projections.AppTotalsQuery{DB: rdb.reader},
+	}, socketadapter.ReadModels{
+		OnlineUsers: online,
+		ChatHistory: runners[projections.ChatHistory{}.Name()],
+		AppStatus:   runners[projections.AppStatus{}.Name()],
+	}, store)
+	if err := adapter.Run(ctx); err != nil {
+		return err
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle("/socket.io/", adapter.Handler())
+	httpServer := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	ln, err := net.Listen("tcp", o.addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", o.addr, err)
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- httpServer.Serve(ln) }()
+	log.Info("serving", "addr", ln.Addr().String(), "node", o.nodeID, "event_store", storeKind(o.storage.EventStore), "data_dir", o.storage.DataDir)
+
+	select {
+	case <-ctx.Done():
+		log.Info("stopping", "reason", "signal")
+	case err := <-serveErr:
+		if !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve: %w", err)
+		}
+	}
+	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.shutdownTimeout)
+	defer cancel()
+	_ = ln.Close() // stop accepting
+	if err := adapter.Shutdown(stopCtx); err != nil {
+		log.Warn("sockets did not all close in time", "err", err)
+	}
+	if err := httpServer.Shutdown(stopCtx); err != nil {
+		log.Warn("HTTP server did not stop in time", "err", err)
+	}
+	stopRunners()
+	runnersDone.Wait()
+	log.Info("stopped")
+	return nil
+}
+
+// storeKind names the event store for logs without its credentials.
+func storeKind(s string) string {
+	if s == "" || s == "sqlite" {
+		return "sqlite"
+	}
+	scheme, _, _ := strings.Cut(s, ":")
+	return scheme
+}

@@ -1,0 +1,86 @@
+package projections_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/auraos/realtime/domain"
+	"github.com/auraos/realtime/eventstore"
+	"github.com/auraos/realtime/eventstore/sqlstore"
+	"github.com/auraos/realtime/projections"
+	"github.com/auraos/realtime/schema/schematest"
+)
+
+// benchEvents is the size of the rebuild benchmark's log (default 1,000,000
+// messages over 1,000 rooms; AURAOS_BENCH_EVENTS overrides it).
+func benchEvents() int {
+	if n, err := strconv.Atoi(os.Getenv("AURAOS_BENCH_EVENTS")); err == nil && n > 0 {
+		return n
+	}
+	return 1_000_000
+}
+
+// fillChatLog appends n MessagePosted events over 1,000 rooms, in batches.
+func fillChatLog(b *testing.B, s *sqlstore.Store, n int) {
+	b.Helper()
+	ctx := context.Background()
+	at := time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC)
+	const batch = 1000
+	evs := make([]eventstore.EventData, 0, batch)
+	for i := 0; i < n; i++ {
+		room := fmt.Sprintf("room-%d", i%1000)
+		id := eventstore.NewID()
+		data, _ := json.Marshal(domain.MessagePosted{
+			SchemaVersion: 1, ID: id, RoomName: room, UserID: fmt.Sprintf("user-%d", i%5000), UserName: "A user",
+			Message: "A chat message of a typical length, with a few words in it.", MessageType: domain.MessageText,
+			At: at.Add(time.Duration(i) * time.Millisecond),
+		})
+		evs = append(evs, eventstore.EventData{ID: id, Type: domain.TypeMessagePosted, Data: data})
+		if len(evs) == batch || i == n-1 {
+			// One stream per batch keeps the fill fast; the rebuild reads
+			// the log in global order regardless of streams.
+			if _, err := s.Append(ctx, domain.ChatStream(room), eventstore.Any, evs...); err != nil {
+				b.Fatal(err)
+			}
+			evs = evs[:0]
+		}
+	}
+}
+
+// BenchmarkRebuildChatHistory rebuilds chat history from a log of chat
+// messages, swap included, and reports events per second.
+func BenchmarkRebuildChatHistory(b *testing.B) {
+	n := benchEvents()
+	s, err := sqlstore.OpenSQLite(context.Background(), b.TempDir(), sqlstore.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	fillChatLog(b, s, n)
+	for _, kind := range schematest.Kinds() {
+		b.Run(kind, func(b *testing.B) {
+			var total time.Duration
+			runs := 0
+			for b.Loop() {
+				b.StopTimer()
+				rdb := schematest.OpenReadDB(b, kind)
+				b.StartTimer()
+				res, err := projections.Rebuild(context.Background(), rdb.Writer, s, projections.ChatHistory{}, projections.RebuildOptions{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if res.Events != n {
+					b.Fatalf("rebuilt %d events, want %d", res.Events, n)
+				}
+				total += res.Took
+				runs++
+			}
+			b.ReportMetric(float64(n*runs)/total.Seconds(), "events/s")
+		})
+	}
+}

@@ -1,0 +1,86 @@
+package projections
+
+import (
+	"context"
+	"database/sql"
+	"strconv"
+	"strings"
+
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect"
+)
+
+// bulkInsert inserts many rows with multi-row INSERT statements whose values
+// are bound, not formatted into the SQL: each full chunk reuses one prepared
+// statement, so a rebuild parses a handful of statements, not one per batch.
+type bulkInsert struct {
+	table    string
+	columns  []string
+	conflict string // e.g. "ON CONFLICT DO NOTHING"
+}
+
+// bulkChunk is how many rows one statement inserts.
+const bulkChunk = 500
+
+func (b bulkInsert) statement(numbered bool, rows int) string {
+	var q strings.Builder
+	q.WriteString("INSERT INTO " + b.table + " (" + strings.Join(b.columns, ", ") + ") VALUES ")
+	n := 0
+	for r := range rows {
+		if r > 0 {
+			q.WriteByte(',')
+		}
+		q.WriteByte('(')
+		for c := range b.columns {
+			if c > 0 {
+				q.WriteByte(',')
+			}
+			n++
+			if numbered {
+				q.WriteString("$" + strconv.Itoa(n))
+			} else {
+				// SQLite resolves $n by name with a linear search; ? is positional.
+				q.WriteByte('?')
+			}
+		}
+		q.WriteByte(')')
+	}
+	q.WriteString(" " + b.conflict)
+	return q.String()
+}
+
+// exec inserts rows (each holding one value per column) inside tx.
+func (b bulkInsert) exec(ctx context.Context, tx bun.Tx, rows [][]any) error {
+	numbered := tx.Dialect().Name() == dialect.PG
+	var full *sql.Stmt
+	defer func() {
+		if full != nil {
+			full.Close()
+		}
+	}()
+	args := make([]any, 0, bulkChunk*len(b.columns))
+	for start := 0; start < len(rows); start += bulkChunk {
+		chunk := rows[start:min(start+bulkChunk, len(rows))]
+		args = args[:0]
+		for _, r := range chunk {
+			args = append(args, r...)
+		}
+		if len(chunk) < bulkChunk {
+			if _, err := tx.Tx.ExecContext(ctx, b.statement(numbered, len(chunk)), args...); err != nil {
+				return err
+			}
+			continue
+		}
+		if full == nil {
+			stmt, err := tx.Tx.PrepareContext(ctx, b.statement(numbered, bulkChunk))
+			if err != nil {
+				return err
+			}
+			full = stmt
+		}
+		if _, err := full.ExecContext(ctx, args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,318 @@
+package socketadapter
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"time"
+
+	"github.com/zishang520/socket.io/servers/socket/v3"
+
+	"github.com/auraos/realtime/domain"
+	"github.com/auraos/realtime/eventstore"
+	"github.com/auraos/realtime/projections"
+)
+
+// dispatcher pushes stored events to this node's sockets, in log order, from
+// a subscription to the log that starts at the head when the server starts.
+// Every node runs one, so a message reaches members on every node.
+//
+// A socket that joins a chat room gets joined_chat and the room's history up
+// to its join's position, then everything after it, in order and without
+// duplicates: until its history is delivered, the room's pushes to it wait in
+// a gate. Only the dispatcher goroutine touches gates; other goroutines hand
+// it work through control.
+type dispatcher struct {
+	srv     *Server
+	control chan func()
+	fetches sync.WaitGroup // history reads of open gates
+
+	mu       sync.Mutex
+	position eventstore.Position // pushed through
+	changed  chan struct{}
+
+	gates map[string]map[string]*gate // room → socket id → gate
+}
+
+// gate holds back a room's pushes to one socket until its history is sent.
+type gate struct {
+	sid, room string
+	through   eventstore.Position
+	buffer    []pushed
+	waiters   []chan error
+}
+
+type pushed struct {
+	event   string
+	payload json.RawMessage
+}
+
+func newDispatcher(srv *Server) *dispatcher {
+	return &dispatcher{srv: srv, control: make(chan func(), 256), changed: make(chan struct{}), gates: map[string]map[string]*gate{}}
+}
+
+// start sets where pushing begins: events after p.
+func (d *dispatcher) start(p eventstore.Position) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.position = p
+}
+
+// Position returns the position the dispatcher has pushed through.
+func (d *dispatcher) Position() eventstore.Position {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.position
+}
+
+func (d *dispatcher) advance(p eventstore.Position) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.position.Less(p) {
+		d.position = p
+		close(d.changed)
+		d.changed = make(chan struct{})
+	}
+}
+
+// waitFor returns once events through p have been pushed.
+func (d *dispatcher) waitFor(ctx context.Context, p eventstore.Position) error {
+	for {
+		d.mu.Lock()
+		done, ch := !d.position.Less(p), d.changed
+		d.mu.Unlock()
+		if done {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return domain.WrapError(domain.EUNAVAILABLE, "the live feed did not reach the stored event in time", ctx.Err())
+		}
+	}
+}
+
+// do runs fn on the dispatcher goroutine.
+func (d *dispatcher) do(fn func()) {
+	select {
+	case d.control <- fn:
+	case <-d.srv.ctx.Done():
+	}
+}
+
+// redeliver sends joined_chat and the history of room to a socket that is
+// already a member, as of now.
+func (d *dispatcher) redeliver(sid, room string, done chan error) {
+	d.do(func() { d.openGate(sid, room, d.Position(), []chan error{done}) })
+}
+
+type feedItem struct {
+	events  []projections.Envelope
+	through eventstore.Position
+	err     error
+}
+
+// run pushes the live feed until ctx ends, resubscribing after errors from
+// where it got to.
+func (d *dispatcher) run(ctx context.Context) {
+	defer d.fetches.Wait()
+	pause := 50 * time.Millisecond
+	for ctx.Err() == nil {
+		err := d.follow(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		d.srv.cfg.Logger.Warn("live feed failed; resubscribing", "err", err, "retry_in", pause)
+		select {
+		case <-time.After(pause):
+		case <-ctx.Done():
+			return
+		}
+		pause = min(pause*2, 5*time.Second)
+	}
+}
+
+func (d *dispatcher) follow(ctx context.Context) error {
+	sub, err := d.srv.feed.Subscribe(ctx, eventstore.SubscribeOptions{After: d.Position(), BatchSize: 500})
+	if err != nil {
+		return err
+	}
+	defer sub.Close()
+	readCtx, stop := context.WithCancel(ctx)
+	items := make(chan feedItem, 2)
+	var reader sync.WaitGroup
+	reader.Add(1)
+	go func() {
+		defer reader.Done()
+		for {
+			b, err := sub.Next(readCtx)
+			item := feedItem{through: b.Through, err: err}
+			if err == nil {
+				item.events = make([]projections.Envelope, 0, len(b.Events))
+				for _, rec := range b.Events {
+					ev, derr := domain.Decode(rec.Type, rec.Data)
+					if derr != nil {
+						// An event this code cannot read is not pushed.
+						d.srv.cfg.Logger.Warn("live feed skips an event it cannot decode", "position", rec.Position, "type", rec.Type, "err", derr)
+						continue
+					}
+					item.events = append(item.events, projections.Envelope{RecordedEvent: rec, Event: ev})
+				}
+			}
+			select {
+			case items <- item:
+			case <-readCtx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	defer func() { stop(); reader.Wait() }()
+	for {
+		select {
+		case item := <-items:
+			if item.err != nil {
+				return item.err
+			}
+			for _, e := range item.events {
+				d.push(e)
+				d.advance(e.Position)
+			}
+			d.advance(item.through)
+		case fn := <-d.control:
+			fn()
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// push sends one stored event to the sockets the source document names.
+func (d *dispatcher) push(e projections.Envelope) {
+	srv := d.srv
+	switch ev := e.Event.(type) {
+	case domain.PresenceJoined:
+		if d.localConfirm(ev.NodeID, ev.SessionID, e.Metadata) {
+			srv.emitTo(ev.SessionID, "user_joined", encode(userJoinedPayload{ID: ev.UserID, SocketID: ev.SessionID}))
+		}
+		srv.presence.changed(e.Position, "")
+	case domain.PresenceLeft:
+		srv.presence.changed(e.Position, ev.UserID)
+	case domain.ChatMemberJoined:
+		local := ev.NodeID == srv.cfg.NodeID
+		if local {
+			if s, ok := srv.socketByID(ev.SessionID); ok {
+				s.Join(clientRoom(ev.RoomName))
+			}
+		}
+		d.emitRoom(ev.RoomName, ev.SessionID, "user_joined_chat", encode(chatMemberPayload{User: ev.Profile, Message: ev.Profile.Name() + " joined the chat"}))
+		if local && d.localConfirm(ev.NodeID, ev.SessionID, e.Metadata) {
+			var waiters []chan error
+			if sess, ok := srv.sessionByID(ev.SessionID); ok {
+				waiters = sess.takeJoins(ev.RoomName)
+			}
+			d.openGate(ev.SessionID, ev.RoomName, e.Position, waiters)
+		}
+	case domain.ChatMemberLeft:
+		d.emitRoom(ev.RoomName, ev.SessionID, "user_left_chat", encode(chatMemberPayload{User: ev.Profile, Message: ev.Profile.Name() + " left the chat"}))
+	case domain.MessagePosted:
+		d.emitRoom(ev.RoomName, "", "new_message", encode(messageFromEvent(ev)))
+	case domain.NotificationSent:
+		_ = srv.io.To(userRoom(ev.To)).Emit("notification", encode(notificationOut{Title: ev.Title, Message: ev.Message, Type: string(ev.Type), Data: ev.Data}))
+	case domain.SystemAlertBroadcast:
+		_ = srv.io.Emit("system_alert", encode(systemAlertOut{Title: ev.Title, Message: ev.Message, Severity: string(ev.Severity), Action: ev.Action}))
+	case domain.AppStatusChanged:
+		_ = srv.io.Emit("app_updated", encode(appUpdatedPayload{AppID: ev.AppID, Status: string(ev.Status), UpdatedAt: jsDate(ev.At)}))
+	case domain.DataAgentUpdated:
+		_ = srv.io.Emit("data_agent_update", encode(dataAgentPayload{AgentID: ev.AgentID, Status: ev.Status, Data: ev.Data, Timestamp: jsDate(ev.At)}))
+	}
+}
+
+// localConfirm reports whether an event concerns a live socket of this node
+// that should get its confirmations (a recovered socket's restored session
+// is not confirmed again).
+func (d *dispatcher) localConfirm(nodeID, sid string, metadata json.RawMessage) bool {
+	if nodeID != d.srv.cfg.NodeID {
+		return false
+	}
+	if _, ok := d.srv.sessionByID(sid); !ok {
+		return false
+	}
+	var m domain.Metadata
+	_ = json.Unmarshal(metadata, &m)
+	return m.Command != commandRecover
+}
+
+// emitRoom sends an event to a client room, except one socket (if named),
+// holding it back for sockets whose history is still on its way.
+func (d *dispatcher) emitRoom(room, exceptSid, event string, payload json.RawMessage) {
+	op := d.srv.io.To(clientRoom(room))
+	var except []socket.Room
+	if exceptSid != "" {
+		except = append(except, socketRoom(exceptSid))
+	}
+	for sid, g := range d.gates[room] {
+		if sid == exceptSid {
+			continue
+		}
+		except = append(except, socketRoom(sid))
+		g.buffer = append(g.buffer, pushed{event: event, payload: payload})
+	}
+	if len(except) > 0 {
+		op = op.Except(except...)
+	}
+	_ = op.Emit(event, payload)
+}
+
+// openGate starts holding back room's pushes to a socket and reads its
+// history through the given position.
+func (d *dispatcher) openGate(sid, room string, through eventstore.Position, waiters []chan error) {
+	if g := d.gates[room][sid]; g != nil {
+		g.waiters = append(g.waiters, waiters...)
+		return
+	}
+	g := &gate{sid: sid, room: room, through: through, waiters: waiters}
+	if d.gates[room] == nil {
+		d.gates[room] = map[string]*gate{}
+	}
+	d.gates[room][sid] = g
+	d.fetches.Add(1)
+	go func() {
+		defer d.fetches.Done()
+		srv := d.srv
+		ctx, cancel := context.WithTimeout(srv.ctx, srv.cfg.CommandTimeout)
+		defer cancel()
+		var msgs []projections.ChatMessage
+		err := srv.models.ChatHistory.WaitFor(ctx, through)
+		if err == nil {
+			msgs, err = srv.queries.ChatHistory.Handle(ctx, room, through, projections.HistoryLimit)
+		}
+		d.do(func() { d.closeGate(g, msgs, err) })
+	}()
+}
+
+// closeGate sends joined_chat and the history, then what was held back.
+func (d *dispatcher) closeGate(g *gate, history []projections.ChatMessage, err error) {
+	delete(d.gates[g.room], g.sid)
+	if len(d.gates[g.room]) == 0 {
+		delete(d.gates, g.room)
+	}
+	srv := d.srv
+	srv.emitTo(g.sid, "joined_chat", encode(joinedChatPayload{Room: g.room, Message: "Joined " + g.room}))
+	if err == nil {
+		srv.emitTo(g.sid, "chat_history", encode(historyPayload(history)))
+	} else {
+		srv.cfg.Logger.Warn("could not read chat history", "socket", g.sid, "room", g.room, "err", err)
+	}
+	for _, p := range g.buffer {
+		srv.emitTo(g.sid, p.event, p.payload)
+	}
+	for _, w := range g.waiters {
+		select {
+		case w <- err:
+		default:
+		}
+	}
+}

@@ -1,0 +1,574 @@
+package socketadapter
+
+import (
+	"context"
+	"errors"
+
+	"github.com/zishang520/socket.io/servers/socket/v3"
+	"golang.org/x/time/rate"
+
+	"github.com/auraos/realtime/commands"
+	"github.com/auraos/realtime/domain"
+	"github.com/auraos/realtime/eventstore"
+)
+
+// handlerFunc handles one client event and returns the success ack's fields
+// (ok is added).
+type handlerFunc func(ctx context.Context, c *conn, payload any) (map[string]any, error)
+
+// conn is one socket with its session, as event handlers see it.
+type conn struct {
+	srv  *Server
+	s    *socket.Socket
+	sess *session
+}
+
+func (c *conn) log() []any { return []any{"socket", c.sess.id, "user", c.sess.currentActor().UserID} }
+
+// onConnection sets up a new (or recovered) socket.
+func (srv *Server) onConnection(s *socket.Socket) {
+	sid := string(s.Id())
+	ci, _ := s.Data().(*connectionIdentity)
+	if ci == nil {
+		ci = &connectionIdentity{}
+	}
+	actor := domain.Actor{UserID: ci.UserID, SessionID: sid, NodeID: srv.cfg.NodeID, Admin: ci.Admin}
+	sess := newSession(sid, actor, ci.Profile, srv.cfg.Limits)
+	previous := ci.session
+	recovered := s.Recovered() && previous != nil
+	if recovered {
+		sess.actor = previous.currentActor()
+	}
+	ci.session = sess
+	s.SetData(ci)
+	srv.sessions.Store(sid, sess)
+	c := &conn{srv: srv, s: s, sess: sess}
+	srv.cfg.Logger.Debug("socket connected", "socket", sid, "user", sess.actor.UserID, "transport", s.Conn().Transport().Name(), "recovered", recovered)
+
+	c.on("join_user_room", nil, c.joinUserRoom)
+	c.on("join_system_room", nil, c.joinSystemRoom)
+	c.on("join_room", nil, c.joinRoom)
+	c.on("leave_room", nil, c.leaveRoom)
+	c.on("join_chat_room", nil, c.joinChatRoom)
+	c.on("send_message", sess.limits.message, c.sendMessage)
+	c.on("typing_start", sess.limits.typing, c.typing(true))
+	c.on("typing_stop", sess.limits.typing, c.typing(false))
+	c.on("send_notification", sess.limits.notification, c.sendNotification)
+	c.on("broadcast_system_alert", nil, c.broadcastSystemAlert)
+	c.on("update_app_status", nil, c.updateAppStatus)
+	c.on("request_system_status", nil, c.requestSystemStatus)
+	c.on("data_agent_update", sess.limits.agent, c.dataAgentUpdate)
+	s.On("disconnect", func(args ...any) {
+		reason, _ := firstString(args)
+		srv.endSession(sess, reason)
+	})
+
+	srv.inflight.enter()
+	go func() {
+		defer srv.inflight.leave()
+		if recovered {
+			srv.restoreRecovered(c, previous)
+		}
+		// A first status also gives the client an offset to recover from.
+		ctx, cancel := context.WithTimeout(srv.ctx, srv.cfg.CommandTimeout)
+		defer cancel()
+		if st, err := srv.systemStatus(ctx); err == nil {
+			srv.emitTo(sid, "system_status_update", st)
+		}
+	}()
+}
+
+func firstString(args []any) (string, bool) {
+	if len(args) == 0 {
+		return "", false
+	}
+	s, ok := args[0].(string)
+	return s, ok
+}
+
+// on registers a client event: it splits off the acknowledgement callback,
+// applies the rate limit, runs fn with a bounded context, and answers with
+// an ack and, on failure, an `error` event.
+func (c *conn) on(event string, limit *rate.Limiter, fn handlerFunc) {
+	c.s.On(event, func(args ...any) {
+		srv := c.srv
+		srv.inflight.enter()
+		defer srv.inflight.leave()
+		var ack socket.Ack
+		if n := len(args); n > 0 {
+			if a, ok := args[n-1].(socket.Ack); ok {
+				ack, args = a, args[:n-1]
+			}
+		}
+		var payload any
+		if len(args) > 0 {
+			payload = args[0]
+		}
+		var res map[string]any
+		var err error
+		switch {
+		case srv.closing.Load():
+			err = domain.Errorf(domain.EUNAVAILABLE, "the server is shutting down")
+		case limit != nil && !limit.Allow():
+			err = domain.Errorf(domain.ERATELIMITED, "too many %s events; slow down", event)
+		default:
+			ctx, cancel := context.WithTimeout(srv.ctx, srv.cfg.CommandTimeout)
+			res, err = fn(ctx, c, payload)
+			if err != nil && errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
+				err = domain.WrapError(domain.EUNAVAILABLE, "the server could not complete "+event+" in time", err)
+			}
+			cancel()
+		}
+		if err != nil {
+			c.refuse(event, err, ack)
+			return
+		}
+		if ack != nil {
+			if res == nil {
+				res = map[string]any{}
+			}
+			res["ok"] = true
+			ack([]any{res}, nil)
+		}
+	})
+}
+
+// refuse reports a refused or failed event to its socket: an `error` event
+// and, when the client asked for one, a failed ack. Internal details go to
+// the log only.
+func (c *conn) refuse(event string, err error, ack socket.Ack) {
+	code, msg := domain.ErrorCode(err), domain.ErrorMessage(err)
+	switch code {
+	case domain.ECONFLICT:
+		code, msg = domain.EINTERNAL, "internal error"
+	case domain.EINTERNAL:
+		c.srv.cfg.Logger.Error("client event failed", append(c.log(), "event", event, "err", err)...)
+	}
+	if code == domain.EUNAVAILABLE {
+		c.srv.cfg.Logger.Warn("client event failed", append(c.log(), "event", event, "code", code, "err", err)...)
+	} else if code != domain.EINTERNAL {
+		c.srv.cfg.Logger.Info("client event refused", append(c.log(), "event", event, "code", code, "field", domain.ErrorField(err))...)
+	}
+	c.srv.emitTo(c.sess.id, "error", encode(errorPayload{Message: msg, Code: code, Details: errorDetails{Event: event, Field: domain.ErrorField(err)}}))
+	if ack != nil {
+		ack([]any{map[string]any{"ok": false, "error": ackError{Code: code, Message: msg}}}, nil)
+	}
+}
+
+// stored waits until the live feed has pushed the event at p (so the client
+// gets an event's pushes before its ack) and returns the ack's position.
+func (c *conn) stored(ctx context.Context, p eventstore.Position) (map[string]any, error) {
+	if err := c.srv.dispatch.waitFor(ctx, p); err != nil {
+		return nil, err
+	}
+	return map[string]any{"position": p.Commit}, nil
+}
+
+func (c *conn) joinUserRoom(ctx context.Context, _ *conn, payload any) (map[string]any, error) {
+	p, err := decodeJoinUserRoom(payload)
+	if err != nil {
+		return nil, err
+	}
+	sess := c.sess
+	sess.mu.Lock()
+	joined := sess.presence
+	sess.mu.Unlock()
+	if joined != nil {
+		// Already present: confirm again without storing anything.
+		if _, err := sess.currentActor().ActAs("userId", p.UserID); err != nil {
+			return nil, err
+		}
+		c.srv.emitTo(sess.id, "user_joined", encode(userJoinedPayload{ID: joined.UserID, SocketID: sess.id}))
+		users, err := c.srv.onlineUsers(ctx)
+		if err != nil {
+			return nil, err
+		}
+		c.srv.emitTo(sess.id, "online_users", users)
+		return map[string]any{}, nil
+	}
+	res, err := c.srv.handlers.JoinUserRoom.Handle(ctx, commands.JoinUserRoom{
+		Cause: sess.cause("join_user_room", c.srv.cfg.NewID()), UserID: p.UserID, Profile: sess.verifiedProfile(p.Profile),
+	})
+	if err != nil {
+		return nil, err
+	}
+	ev := res.Event
+	sess.mu.Lock()
+	ended := sess.ended
+	if !ended {
+		sess.presence, sess.actor = &ev, res.Actor
+	}
+	sess.mu.Unlock()
+	if ended {
+		c.srv.endLate(sess, &ev, nil)
+		return nil, domain.Errorf(domain.EUNAVAILABLE, "the connection closed while joining")
+	}
+	c.s.Join(userRoom(ev.UserID))
+	return c.stored(ctx, res.Position)
+}
+
+func (c *conn) joinSystemRoom(_ context.Context, _ *conn, payload any) (map[string]any, error) {
+	name, err := stringPayload(payload, "roomName")
+	if err != nil {
+		return nil, err
+	}
+	if err := domain.CheckRoomName("roomName", name); err != nil {
+		return nil, err
+	}
+	if name == "admin_notifications" && !c.sess.currentActor().Admin {
+		return nil, domain.Errorf(domain.EFORBIDDEN, "admin_notifications is for admins only")
+	}
+	c.s.Join(systemRoom(name))
+	return nil, nil
+}
+
+func (c *conn) joinRoom(_ context.Context, _ *conn, payload any) (map[string]any, error) {
+	name, err := stringPayload(payload, "roomName")
+	if err != nil {
+		return nil, err
+	}
+	if err := domain.CheckRoomName("roomName", name); err != nil {
+		return nil, err
+	}
+	c.s.Join(clientRoom(name))
+	return nil, nil
+}
+
+func (c *conn) leaveRoom(ctx context.Context, _ *conn, payload any) (map[string]any, error) {
+	name, err := stringPayload(payload, "roomName")
+	if err != nil {
+		return nil, err
+	}
+	if err := domain.CheckRoomName("roomName", name); err != nil {
+		return nil, err
+	}
+	sess := c.sess
+	c.s.Leave(clientRoom(name))
+	sess.mu.Lock()
+	stop, typing := sess.typing[name]
+	delete(sess.typing, name)
+	member, isMember := sess.chats[name]
+	delete(sess.chats, name)
+	sess.mu.Unlock()
+	if typing {
+		c.srv.emitTyping(name, sess.id, stop)
+	}
+	if !isMember {
+		return nil, nil
+	}
+	res, err := c.srv.handlers.LeaveChatRoom.Handle(ctx, commands.LeaveChatRoom{Cause: sess.cause("leave_room", c.srv.cfg.NewID()), Joined: member})
+	if err != nil {
+		sess.mu.Lock()
+		if !sess.ended {
+			sess.chats[name] = member // still a member: a retry can leave
+		}
+		sess.mu.Unlock()
+		return nil, err
+	}
+	return c.stored(ctx, res.Position)
+}
+
+func (c *conn) joinChatRoom(ctx context.Context, _ *conn, payload any) (map[string]any, error) {
+	p, err := decodeRoomProfile(payload)
+	if err != nil {
+		return nil, err
+	}
+	sess := c.sess
+	profile := sess.verifiedProfile(p.Profile)
+	done := make(chan error, 1)
+	sess.mu.Lock()
+	_, member := sess.chats[p.RoomName]
+	sess.mu.Unlock()
+	var ack map[string]any
+	if member {
+		// Already a member: check the identity, then deliver joined_chat and
+		// the history again.
+		if _, _, err := domain.JoinChat(sess.currentActor(), p.RoomName, profile, c.srv.cfg.Now()); err != nil {
+			return nil, err
+		}
+		c.srv.dispatch.redeliver(sess.id, p.RoomName, done)
+		ack = map[string]any{}
+	} else {
+		sess.awaitJoin(p.RoomName, done)
+		res, err := c.srv.handlers.JoinChatRoom.Handle(ctx, commands.JoinChatRoom{
+			Cause: sess.cause("join_chat_room", c.srv.cfg.NewID()), RoomName: p.RoomName, Profile: profile,
+		})
+		if err != nil {
+			sess.forgetJoin(p.RoomName, done)
+			return nil, err
+		}
+		ev := res.Event
+		sess.mu.Lock()
+		ended := sess.ended
+		if !ended {
+			sess.chats[p.RoomName], sess.actor = ev, res.Actor
+		}
+		sess.mu.Unlock()
+		if ended {
+			c.srv.endLate(sess, nil, &ev)
+			return nil, domain.Errorf(domain.EUNAVAILABLE, "the connection closed while joining")
+		}
+		ack = map[string]any{"position": res.Position.Commit}
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			return nil, err
+		}
+	case <-ctx.Done():
+		return nil, domain.WrapError(domain.EUNAVAILABLE, "chat history did not arrive in time", ctx.Err())
+	}
+	return ack, nil
+}
+
+func (c *conn) sendMessage(ctx context.Context, _ *conn, payload any) (map[string]any, error) {
+	in, err := decodeSendMessage(payload)
+	if err != nil {
+		return nil, err
+	}
+	sess := c.sess
+	in.Profile = sess.verifiedProfile(in.Profile)
+	res, err := c.srv.handlers.SendMessage.Handle(ctx, commands.SendMessage{Cause: sess.cause("send_message", c.srv.cfg.NewID()), PostMessageInput: in})
+	if err != nil {
+		return nil, err
+	}
+	sess.bind(res.Actor)
+	ack, err := c.stored(ctx, res.Position)
+	if err != nil {
+		return nil, err
+	}
+	ack["id"] = res.Message.ID
+	return ack, nil
+}
+
+// typing handles typing_start (true) and typing_stop (false): ephemeral,
+// nothing is stored; the room sees user_typing, except the typer.
+func (c *conn) typing(isTyping bool) handlerFunc {
+	return func(_ context.Context, _ *conn, payload any) (map[string]any, error) {
+		p, err := decodeRoomProfile(payload)
+		if err != nil {
+			return nil, err
+		}
+		if err := domain.CheckRoomName("roomName", p.RoomName); err != nil {
+			return nil, err
+		}
+		sess := c.sess
+		profile := sess.verifiedProfile(p.Profile)
+		if err := profile.Validate("userProfile"); err != nil {
+			return nil, err
+		}
+		sess.mu.Lock()
+		actor, err := sess.actor.ActAs("userProfile.uid", profile.UID)
+		if err == nil {
+			sess.actor = actor
+			stop := typingPayload{UserID: profile.UID, UserName: profile.Name(), IsTyping: false}
+			if isTyping {
+				sess.typing[p.RoomName] = stop
+			} else {
+				delete(sess.typing, p.RoomName)
+			}
+		}
+		sess.mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+		c.srv.emitTyping(p.RoomName, sess.id, typingPayload{UserID: profile.UID, UserName: profile.Name(), IsTyping: isTyping})
+		return nil, nil
+	}
+}
+
+// emitTyping sends user_typing to a room, except the typing socket.
+func (srv *Server) emitTyping(room, sid string, p typingPayload) {
+	_ = srv.io.To(clientRoom(room)).Except(socketRoom(sid)).Emit("user_typing", encode(p))
+}
+
+func (c *conn) sendNotification(ctx context.Context, _ *conn, payload any) (map[string]any, error) {
+	p, err := decodeSendNotification(payload)
+	if err != nil {
+		return nil, err
+	}
+	res, err := c.srv.handlers.SendNotification.Handle(ctx, commands.SendNotification{
+		Cause: c.sess.cause("send_notification", c.srv.cfg.NewID()), To: p.To, Title: p.Title, Message: p.Message, Type: p.Type, Data: p.Data,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return c.stored(ctx, res.Position)
+}
+
+func (c *conn) broadcastSystemAlert(ctx context.Context, _ *conn, payload any) (map[string]any, error) {
+	if !c.sess.currentActor().Admin {
+		return nil, domain.Errorf(domain.EFORBIDDEN, "broadcast_system_alert is for admins only")
+	}
+	p, err := decodeSystemAlert(payload)
+	if err != nil {
+		return nil, err
+	}
+	res, err := c.srv.handlers.BroadcastSystemAlert.Handle(ctx, commands.BroadcastSystemAlert{
+		Cause: c.sess.cause("broadcast_system_alert", c.srv.cfg.NewID()), Title: p.Title, Message: p.Message, Severity: p.Severity, Action: p.Action,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return c.stored(ctx, res.Position)
+}
+
+func (c *conn) updateAppStatus(ctx context.Context, _ *conn, payload any) (map[string]any, error) {
+	p, err := decodeAppStatus(payload)
+	if err != nil {
+		return nil, err
+	}
+	res, err := c.srv.handlers.UpdateAppStatus.Handle(ctx, commands.UpdateAppStatus{
+		Cause: c.sess.cause("update_app_status", c.srv.cfg.NewID()), AppID: p.AppID, Status: p.Status,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return c.stored(ctx, res.Position)
+}
+
+func (c *conn) dataAgentUpdate(ctx context.Context, _ *conn, payload any) (map[string]any, error) {
+	p, err := decodeDataAgent(payload)
+	if err != nil {
+		return nil, err
+	}
+	res, err := c.srv.handlers.UpdateDataAgent.Handle(ctx, commands.UpdateDataAgent{
+		Cause: c.sess.cause("data_agent_update", c.srv.cfg.NewID()), AgentID: p.AgentID, Status: p.Status, Data: p.Data,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return c.stored(ctx, res.Position)
+}
+
+func (c *conn) requestSystemStatus(ctx context.Context, _ *conn, _ any) (map[string]any, error) {
+	st, err := c.srv.systemStatus(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.srv.emitTo(c.sess.id, "system_status_update", st)
+	return nil, nil
+}
+
+// endSession ends a socket's session once: its typing indicators go false
+// and its presence and chat memberships are ended in the log.
+func (srv *Server) endSession(sess *session, reason string) {
+	sess.endOnce.Do(func() {
+		sess.mu.Lock()
+		sess.ended = true
+		presence := sess.presence
+		chats := make([]domain.ChatMemberJoined, 0, len(sess.chats))
+		for _, m := range sess.chats {
+			chats = append(chats, m)
+		}
+		typing := sess.typing
+		sess.typing = map[string]typingPayload{}
+		actor := sess.actor
+		sess.mu.Unlock()
+		srv.sessions.CompareAndDelete(sess.id, sess)
+		srv.cfg.Logger.Debug("socket disconnected", "socket", sess.id, "user", actor.UserID, "reason", reason)
+		for room, stop := range typing {
+			srv.emitTyping(room, sess.id, stop)
+		}
+		if presence == nil && len(chats) == 0 {
+			close(sess.endDone)
+			return
+		}
+		srv.inflight.enter()
+		go func() {
+			defer srv.inflight.leave()
+			defer close(sess.endDone)
+			srv.storeEnd(actor, presence, chats)
+		}()
+	})
+}
+
+// endLate ends a presence or membership stored after its socket had already
+// disconnected.
+func (srv *Server) endLate(sess *session, presence *domain.PresenceJoined, chat *domain.ChatMemberJoined) {
+	var chats []domain.ChatMemberJoined
+	if chat != nil {
+		chats = append(chats, *chat)
+	}
+	srv.inflight.enter()
+	go func() {
+		defer srv.inflight.leave()
+		srv.storeEnd(sess.currentActor(), presence, chats)
+	}()
+}
+
+// storeEnd appends the end of a session. It uses its own deadline, not the
+// server's: a shutdown waits for it.
+func (srv *Server) storeEnd(actor domain.Actor, presence *domain.PresenceJoined, chats []domain.ChatMemberJoined) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(srv.ctx), srv.cfg.CommandTimeout)
+	defer cancel()
+	_, err := srv.handlers.EndSession.Handle(ctx, commands.EndSession{
+		Cause:    commands.Cause{Actor: actor, Command: "disconnect", CorrelationID: srv.cfg.NewID()},
+		Presence: presence, Chats: chats, Reason: domain.ReasonDisconnect,
+	})
+	if err != nil {
+		// The next start of this node ends what is left open.
+		srv.cfg.Logger.Warn("could not store the end of a session", "socket", actor.SessionID, "user", actor.UserID, "err", err)
+	}
+}
+
+// restoreRecovered re-joins what a recovered socket had joined before it
+// dropped: the drop ended its presence and memberships, the recovery starts
+// them again (other clients see it leave and come back).
+func (srv *Server) restoreRecovered(c *conn, previous *session) {
+	select {
+	case <-previous.endDone:
+	case <-srv.ctx.Done():
+		return
+	}
+	previous.mu.Lock()
+	presence := previous.presence
+	chats := make([]domain.ChatMemberJoined, 0, len(previous.chats))
+	for _, m := range previous.chats {
+		chats = append(chats, m)
+	}
+	previous.mu.Unlock()
+	ctx, cancel := context.WithTimeout(srv.ctx, srv.cfg.CommandTimeout)
+	defer cancel()
+	sess := c.sess
+	// What is restored after the socket dropped again is ended here.
+	var orphan *domain.PresenceJoined
+	var orphanChats []domain.ChatMemberJoined
+	if presence != nil {
+		res, err := srv.handlers.JoinUserRoom.Handle(ctx, commands.JoinUserRoom{Cause: sess.cause(commandRecover, srv.cfg.NewID()), UserID: presence.UserID, Profile: presence.Profile})
+		if err != nil {
+			srv.cfg.Logger.Warn("could not restore a recovered socket's presence", append(c.log(), "err", err)...)
+			return
+		}
+		ev := res.Event
+		sess.mu.Lock()
+		if sess.ended {
+			orphan = &ev
+		} else {
+			sess.presence, sess.actor = &ev, res.Actor
+		}
+		sess.mu.Unlock()
+	}
+	for _, m := range chats {
+		res, err := srv.handlers.JoinChatRoom.Handle(ctx, commands.JoinChatRoom{Cause: sess.cause(commandRecover, srv.cfg.NewID()), RoomName: m.RoomName, Profile: m.Profile})
+		if err != nil {
+			srv.cfg.Logger.Warn("could not restore a recovered socket's chat membership", append(c.log(), "room", m.RoomName, "err", err)...)
+			continue
+		}
+		ev := res.Event
+		sess.mu.Lock()
+		if sess.ended {
+			orphanChats = append(orphanChats, ev)
+		} else {
+			sess.chats[m.RoomName] = ev
+		}
+		sess.mu.Unlock()
+	}
+	if orphan != nil || len(orphanChats) > 0 {
+		srv.storeEnd(sess.currentActor(), orphan, orphanChats)
+	}
+}
+
+// commandRecover marks the events that restore a recovered socket's session;
+// the dispatcher does not confirm them to the socket again.
+const commandRecover = "recover"

@@ -1,0 +1,391 @@
+// Package socketadapter serves the AuraOS Socket.IO protocol (SOCKET_EVENTS.md
+// and PROTOCOL.md) on the event-sourced core: every client event is decoded,
+// checked and turned into a command; durable events are pushed to sockets
+// from the live event feed after they are stored; online_users and
+// chat_history come from the read models. Typing indicators are ephemeral.
+//
+// It declares the small interfaces it needs of the commands, the read models
+// and the event feed; cmd/auraos wires the concrete types.
+package socketadapter
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/zishang520/socket.io/servers/socket/v3"
+	"github.com/zishang520/socket.io/v3/pkg/types"
+
+	"github.com/auraos/realtime/commands"
+	"github.com/auraos/realtime/domain"
+	"github.com/auraos/realtime/eventstore"
+	"github.com/auraos/realtime/projections"
+)
+
+// Handlers are the command handlers the adapter calls, one per command.
+type Handlers struct {
+	JoinUserRoom interface {
+		Handle(context.Context, commands.JoinUserRoom) (commands.JoinedPresence, error)
+	}
+	JoinChatRoom interface {
+		Handle(context.Context, commands.JoinChatRoom) (commands.JoinedChat, error)
+	}
+	LeaveChatRoom interface {
+		Handle(context.Context, commands.LeaveChatRoom) (commands.Stored, error)
+	}
+	SendMessage interface {
+		Handle(context.Context, commands.SendMessage) (commands.SentMessage, error)
+	}
+	SendNotification interface {
+		Handle(context.Context, commands.SendNotification) (commands.Stored, error)
+	}
+	BroadcastSystemAlert interface {
+		Handle(context.Context, commands.BroadcastSystemAlert) (commands.Stored, error)
+	}
+	UpdateAppStatus interface {
+		Handle(context.Context, commands.UpdateAppStatus) (commands.AppStatusUpdated, error)
+	}
+	UpdateDataAgent interface {
+		Handle(context.Context, commands.UpdateDataAgent) (commands.DataAgentUpdated, error)
+	}
+	EndSession interface {
+		Handle(context.Context, commands.EndSession) (commands.Stored, error)
+	}
+}
+
+// Queries are the read-model queries the adapter answers clients from.
+type Queries struct {
+	OnlineUsers interface {
+		Handle(context.Context) ([]projections.OnlineUser, error)
+	}
+	UserSessions interface {
+		Handle(ctx context.Context, uid string) (int, error)
+	}
+	ChatHistory interface {
+		Handle(ctx context.Context, room string, through eventstore.Position, limit int) ([]projections.ChatMessage, error)
+	}
+	AppTotals interface {
+		Handle(context.Context) (projections.AppTotals, error)
+	}
+}
+
+// Waiter lets the adapter read its own writes: WaitFor returns once a read
+// model has processed the log through p.
+type Waiter interface {
+	WaitFor(ctx context.Context, p eventstore.Position) error
+}
+
+// ReadModels are the projections the adapter waits for before querying.
+type ReadModels struct {
+	OnlineUsers Waiter
+	ChatHistory Waiter
+	AppStatus   Waiter
+}
+
+// Feed is the live event feed: the adapter subscribes to the log from its
+// head at start and pushes what is stored afterwards.
+type Feed interface {
+	Subscribe(ctx context.Context, opts eventstore.SubscribeOptions) (eventstore.Subscription, error)
+	Head(ctx context.Context) (eventstore.Position, error)
+}
+
+// Identity is who a verified handshake says the client is. A zero Identity
+// is an anonymous connection (open mode without a token).
+type Identity struct {
+	UserID  string
+	Profile *domain.UserProfile
+	Admin   bool
+}
+
+// Handshake is what a client presents when it connects.
+type Handshake struct {
+	Auth   map[string]any
+	Header http.Header
+	Query  url.Values
+}
+
+// Authenticator decides who a connecting client is. It returns an EAUTH
+// error to refuse the connection; the message reaches the client's
+// connect_error (never a token or a secret).
+type Authenticator interface {
+	Authenticate(ctx context.Context, h Handshake) (Identity, error)
+}
+
+// OpenAuth is the default open mode: nobody is authenticated at connect and
+// a socket is bound to the first user it names.
+type OpenAuth struct{}
+
+// Authenticate accepts every handshake as anonymous.
+func (OpenAuth) Authenticate(context.Context, Handshake) (Identity, error) { return Identity{}, nil }
+
+// Config holds the adapter's settings. Zero values take the defaults.
+type Config struct {
+	// NodeID names this server process in events; sessions are keyed by node
+	// and socket.
+	NodeID string
+	// StatusInterval is the period of system_status_update (default 30s).
+	StatusInterval time.Duration
+	// CORSOrigins are the allowed origins; empty or "*" allows any.
+	CORSOrigins []string
+	// MaxFrame is the largest frame a client may send (default 1 MiB);
+	// a bigger one closes that socket.
+	MaxFrame int64
+	// CommandTimeout bounds each client event's work, so a client gets
+	// UNAVAILABLE instead of waiting on an unreachable store (default 10s).
+	CommandTimeout time.Duration
+	// PresenceWindow is how long online_users changes are coalesced before
+	// the list goes out (default 50ms; PROTOCOL.md allows up to 100ms).
+	PresenceWindow time.Duration
+	// RecoveryWindow is how long a disconnected client may recover its
+	// session with the packets it missed (default 2 minutes).
+	RecoveryWindow time.Duration
+	// PingInterval and PingTimeout tune Engine.IO's heartbeat (defaults
+	// 25s and 20s).
+	PingInterval, PingTimeout time.Duration
+	// Limits are the per-socket rate limits.
+	Limits RateLimits
+	Auth   Authenticator
+	Logger *slog.Logger
+	Now    func() time.Time
+	NewID  func() string
+}
+
+func (c *Config) setDefaults() {
+	if c.NodeID == "" {
+		c.NodeID = "node"
+	}
+	if c.StatusInterval <= 0 {
+		c.StatusInterval = 30 * time.Second
+	}
+	if c.MaxFrame <= 0 {
+		c.MaxFrame = 1 << 20
+	}
+	if c.CommandTimeout <= 0 {
+		c.CommandTimeout = 10 * time.Second
+	}
+	if c.PresenceWindow <= 0 {
+		c.PresenceWindow = 50 * time.Millisecond
+	}
+	if c.RecoveryWindow <= 0 {
+		c.RecoveryWindow = 2 * time.Minute
+	}
+	if c.PingInterval <= 0 {
+		c.PingInterval = 25 * time.Second
+	}
+	if c.PingTimeout <= 0 {
+		c.PingTimeout = 20 * time.Second
+	}
+	c.Limits.setDefaults()
+	if c.Auth == nil {
+		c.Auth = OpenAuth{}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.NewID == nil {
+		c.NewID = eventstore.NewID
+	}
+}
+
+// Server is the Socket.IO adapter. Create it with New, mount Handler, run it
+// with Run, and stop it with Shutdown.
+type Server struct {
+	cfg      Config
+	handlers Handlers
+	queries  Queries
+	models   ReadModels
+	feed     Feed
+
+	io       *socket.Server
+	handler  http.Handler
+	started  time.Time
+	sessions sync.Map // socket id → *session
+
+	dispatch *dispatcher
+	presence *presenceBroadcaster
+
+	ctx      context.Context // ends at Shutdown; parent of command contexts
+	cancel   context.CancelFunc
+	closing  atomic.Bool
+	inflight *tracker       // client events being handled and sessions being ended
+	loops    sync.WaitGroup // dispatcher, presence broadcaster, status ticker
+	ready    chan struct{}  // closed when Run has subscribed to the feed
+}
+
+// New returns an adapter over the given handlers, queries, read models and
+// feed.
+func New(cfg Config, h Handlers, q Queries, m ReadModels, feed Feed) *Server {
+	cfg.setDefaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	srv := &Server{cfg: cfg, handlers: h, queries: q, models: m, feed: feed, started: cfg.Now(), ctx: ctx, cancel: cancel,
+		ready: make(chan struct{}), inflight: newTracker()}
+	srv.dispatch = newDispatcher(srv)
+	srv.presence = newPresenceBroadcaster(srv)
+
+	opts := socket.DefaultServerOptions()
+	opts.SetTransports(types.NewSet(socket.Polling, socket.WebSocket))
+	opts.SetPingInterval(cfg.PingInterval)
+	opts.SetPingTimeout(cfg.PingTimeout)
+	opts.SetMaxHttpBufferSize(cfg.MaxFrame)
+	opts.SetCors(srv.cors())
+	if !allowsAnyOrigin(cfg.CORSOrigins) {
+		// The CORS allow-list guards websocket upgrades; the handshake check
+		// also turns away polling clients from other origins.
+		opts.SetAllowRequest(func(ctx *types.HttpContext) error {
+			if o := ctx.Headers().Peek("Origin"); o != "" && !originAllowed(cfg.CORSOrigins, o) {
+				return errors.New("origin not allowed")
+			}
+			return nil
+		})
+	}
+	csr := socket.DefaultConnectionStateRecovery()
+	csr.SetMaxDisconnectionDuration(cfg.RecoveryWindow.Milliseconds())
+	csr.SetSkipMiddlewares(true) // a recovered socket keeps the identity it proved
+	opts.SetConnectionStateRecovery(csr)
+
+	srv.io = socket.NewServer(nil, opts)
+	srv.io.Use(srv.authenticate)
+	srv.io.On("connection", func(args ...any) {
+		if s, ok := args[0].(*socket.Socket); ok {
+			srv.onConnection(s)
+		}
+	})
+	srv.handler = srv.io.ServeHandler(nil)
+	return srv
+}
+
+func (srv *Server) cors() *types.Cors {
+	if allowsAnyOrigin(srv.cfg.CORSOrigins) {
+		return &types.Cors{Origin: "*"}
+	}
+	return &types.Cors{Origin: srv.cfg.CORSOrigins}
+}
+
+func allowsAnyOrigin(origins []string) bool {
+	if len(origins) == 0 {
+		return true
+	}
+	for _, o := range origins {
+		if o == "*" {
+			return true
+		}
+	}
+	return false
+}
+
+func originAllowed(origins []string, origin string) bool {
+	for _, o := range origins {
+		if strings.EqualFold(o, origin) {
+			return true
+		}
+	}
+	return false
+}
+
+// Handler serves Socket.IO; mount it on "/socket.io/".
+func (srv *Server) Handler() http.Handler { return srv.handler }
+
+// Run subscribes to the live feed from the log's head and runs the
+// dispatcher, the online_users broadcaster and the periodic status until
+// Shutdown. It returns once they run; their errors are logged and retried.
+func (srv *Server) Run(ctx context.Context) error {
+	head, err := srv.feed.Head(ctx)
+	if err != nil {
+		return err
+	}
+	srv.dispatch.start(head)
+	srv.loops.Add(3)
+	go func() { defer srv.loops.Done(); srv.dispatch.run(srv.ctx) }()
+	go func() { defer srv.loops.Done(); srv.presence.run(srv.ctx) }()
+	go func() { defer srv.loops.Done(); srv.statusLoop(srv.ctx) }()
+	close(srv.ready)
+	return nil
+}
+
+// Shutdown stops accepting connections, disconnects every socket (ending
+// their sessions in the log), waits for client events in flight to finish
+// their appends, and stops the loops. It returns ctx's error if that takes
+// longer than ctx allows.
+func (srv *Server) Shutdown(ctx context.Context) error {
+	srv.closing.Store(true)
+	closed := make(chan struct{})
+	srv.io.Close(func(error) { close(closed) })
+	select {
+	case <-closed:
+	case <-ctx.Done():
+	}
+	err := srv.inflight.wait(ctx)
+	srv.cancel()
+	srv.loops.Wait()
+	return err
+}
+
+// authenticate is the connection middleware: it refuses new connections
+// while shutting down and asks the Authenticator who the client is.
+func (srv *Server) authenticate(s *socket.Socket, next func(*socket.ExtendedError)) {
+	if srv.closing.Load() {
+		next(socket.NewExtendedError("server is shutting down", map[string]any{"code": domain.EUNAVAILABLE}))
+		return
+	}
+	hs := s.Handshake()
+	h := Handshake{Auth: hs.Auth, Header: hs.Headers.Header(), Query: hs.Query.Query()}
+	ctx, cancel := context.WithTimeout(srv.ctx, srv.cfg.CommandTimeout)
+	defer cancel()
+	id, err := srv.cfg.Auth.Authenticate(ctx, h)
+	if err != nil {
+		code := domain.ErrorCode(err)
+		if code == domain.EINTERNAL {
+			code = domain.EAUTH
+		}
+		srv.cfg.Logger.Info("connection refused", "code", code, "reason", domain.ErrorMessage(err), "address", hs.Address)
+		next(socket.NewExtendedError(domain.ErrorMessage(err), map[string]any{"code": code, "message": domain.ErrorMessage(err)}))
+		return
+	}
+	s.SetData(&connectionIdentity{Identity: id})
+	next(nil)
+}
+
+// connectionIdentity carries the authenticated identity from the middleware
+// to the connection handler, and a recovered socket's session across its
+// reconnection (Socket.IO restores Data on recovery).
+type connectionIdentity struct {
+	Identity
+	session *session
+}
+
+// Room names: client rooms live apart from users' private rooms and system
+// rooms, so no client event can name a private room.
+func clientRoom(name string) socket.Room { return socket.Room("room:" + name) }
+func userRoom(uid string) socket.Room    { return socket.Room("user:" + uid) }
+func systemRoom(name string) socket.Room { return socket.Room("sys:" + name) }
+
+// socketRoom is the room holding exactly one socket.
+func socketRoom(sid string) socket.Room { return socket.Room(sid) }
+
+// emitTo sends an event to one socket by id, from any goroutine.
+func (srv *Server) emitTo(sid, event string, payload any) {
+	_ = srv.io.To(socketRoom(sid)).Emit(event, payload)
+}
+
+// socketByID returns the live socket with this id on this node.
+func (srv *Server) socketByID(sid string) (*socket.Socket, bool) {
+	return srv.io.Sockets().Sockets().Load(socket.SocketId(sid))
+}
+
+// sessionByID returns the session of a live socket on this node.
+func (srv *Server) sessionByID(sid string) (*session, bool) {
+	v, ok := srv.sessions.Load(sid)
+	if !ok {
+		return nil, false
+	}
+	return v.(*session), true
+}

@@ -1,0 +1,214 @@
+package socketadapter
+
+import (
+	"context"
+	"sync"
+
+	"golang.org/x/time/rate"
+
+	"github.com/auraos/realtime/commands"
+	"github.com/auraos/realtime/domain"
+)
+
+// session is the server's state of one socket: who it acts as, what it has
+// joined (so a disconnect can end it), where it is typing, and its rate
+// limiters. The socket's events run one at a time; its disconnect may run
+// concurrently with them, so the fields are guarded by mu.
+type session struct {
+	id      string
+	limits  limiters
+	profile *domain.UserProfile // verified at connect (token claims), or nil
+
+	mu           sync.Mutex
+	actor        domain.Actor
+	presence     *domain.PresenceJoined
+	chats        map[string]domain.ChatMemberJoined
+	typing       map[string]typingPayload // room → what "stopped typing" says
+	pendingJoins map[string][]chan error  // room → join_chat_room calls awaiting history
+	ended        bool
+	endOnce      sync.Once
+	endDone      chan struct{} // closed when the session's end is stored (or given up)
+}
+
+func newSession(id string, actor domain.Actor, profile *domain.UserProfile, limits RateLimits) *session {
+	return &session{
+		id: id, actor: actor, profile: profile, limits: newLimiters(limits),
+		chats: map[string]domain.ChatMemberJoined{}, typing: map[string]typingPayload{},
+		pendingJoins: map[string][]chan error{}, endDone: make(chan struct{}),
+	}
+}
+
+// cause is the commands.Cause of an event this session sends now.
+func (s *session) cause(command, correlationID string) commands.Cause {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return commands.Cause{Actor: s.actor, Command: command, CorrelationID: correlationID}
+}
+
+// currentActor returns who the session acts as.
+func (s *session) currentActor() domain.Actor {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.actor
+}
+
+// bind records the actor a command bound the session to.
+func (s *session) bind(a domain.Actor) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.actor = a
+}
+
+// verifiedProfile merges a profile a client sent with the verified claims of
+// its token: claims win, so a user cannot show another name or email than
+// their token says.
+func (s *session) verifiedProfile(p domain.UserProfile) domain.UserProfile {
+	v := s.profile
+	if v == nil {
+		return p
+	}
+	if v.Email != "" {
+		p.Email = v.Email
+	}
+	if v.DisplayName != "" {
+		p.DisplayName = v.DisplayName
+	}
+	if v.PhotoURL != "" {
+		p.PhotoURL = v.PhotoURL
+	}
+	return p
+}
+
+// awaitJoin registers a join_chat_room waiting for its history.
+func (s *session) awaitJoin(room string, done chan error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pendingJoins[room] = append(s.pendingJoins[room], done)
+}
+
+// takeJoins removes and returns the calls waiting for room's history.
+func (s *session) takeJoins(room string) []chan error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	w := s.pendingJoins[room]
+	delete(s.pendingJoins, room)
+	return w
+}
+
+// forgetJoin removes one waiting call (its join failed).
+func (s *session) forgetJoin(room string, done chan error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	w := s.pendingJoins[room]
+	for i, c := range w {
+		if c == done {
+			s.pendingJoins[room] = append(w[:i], w[i+1:]...)
+			break
+		}
+	}
+	if len(s.pendingJoins[room]) == 0 {
+		delete(s.pendingJoins, room)
+	}
+}
+
+// limiters are a socket's token buckets, one per event family.
+type limiters struct {
+	message, typing, notification, agent *rate.Limiter
+}
+
+func newLimiters(l RateLimits) limiters {
+	return limiters{
+		message:      rate.NewLimiter(l.Message.Rate, l.Message.Burst),
+		typing:       rate.NewLimiter(l.Typing.Rate, l.Typing.Burst),
+		notification: rate.NewLimiter(l.Notification.Rate, l.Notification.Burst),
+		agent:        rate.NewLimiter(l.Agent.Rate, l.Agent.Burst),
+	}
+}
+
+// RateLimit is one token bucket: Rate events per second on average, Burst
+// at once.
+type RateLimit struct {
+	Rate  rate.Limit
+	Burst int
+}
+
+// RateLimits are the per-socket buckets of the rate-limited event families.
+type RateLimits struct {
+	Message      RateLimit // send_message
+	Typing       RateLimit // typing_start, typing_stop
+	Notification RateLimit // send_notification
+	Agent        RateLimit // data_agent_update
+}
+
+// DefaultRateLimits are generous for people and tight for floods.
+var DefaultRateLimits = RateLimits{
+	Message:      RateLimit{Rate: 20, Burst: 40},
+	Typing:       RateLimit{Rate: 10, Burst: 20},
+	Notification: RateLimit{Rate: 10, Burst: 20},
+	Agent:        RateLimit{Rate: 50, Burst: 100},
+}
+
+func (l *RateLimits) setDefaults() {
+	fill := func(r *RateLimit, d RateLimit) {
+		if r.Rate <= 0 {
+			r.Rate = d.Rate
+		}
+		if r.Burst <= 0 {
+			r.Burst = d.Burst
+		}
+	}
+	fill(&l.Message, DefaultRateLimits.Message)
+	fill(&l.Typing, DefaultRateLimits.Typing)
+	fill(&l.Notification, DefaultRateLimits.Notification)
+	fill(&l.Agent, DefaultRateLimits.Agent)
+}
+
+// tracker counts work that Shutdown must wait for. Unlike a WaitGroup it may
+// gain work while someone waits (a disconnect during shutdown ends its
+// session).
+type tracker struct {
+	mu   sync.Mutex
+	n    int
+	idle chan struct{} // closed while n == 0
+}
+
+func newTracker() *tracker {
+	t := &tracker{idle: make(chan struct{})}
+	close(t.idle)
+	return t
+}
+
+func (t *tracker) enter() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.n == 0 {
+		t.idle = make(chan struct{})
+	}
+	t.n++
+}
+
+func (t *tracker) leave() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.n--
+	if t.n == 0 {
+		close(t.idle)
+	}
+}
+
+// wait returns when no work is in flight, or with ctx's error.
+func (t *tracker) wait(ctx context.Context) error {
+	for {
+		t.mu.Lock()
+		n, idle := t.n, t.idle
+		t.mu.Unlock()
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-idle:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
