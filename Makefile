@@ -13,10 +13,17 @@ build:
 run: build
 	./$(BIN) serve --addr $(ADDR) --data-dir $(DATA_DIR)
 
+E2E_JS := cmd/auraos/testdata/e2e
+
 # PostgreSQL tests run when AURAOS_TEST_POSTGRES_URL is set and skip otherwise.
-test:
+# The end-to-end suite drives the real server with the official JavaScript
+# socket.io-client, installed here from the committed lockfile.
+test: $(E2E_JS)/node_modules/.package-lock.json
 	$(GO) vet ./...
-	$(GO) test -race -count=1 -timeout 10m ./...
+	$(GO) test -race -count=1 -timeout 12m ./...
+
+$(E2E_JS)/node_modules/.package-lock.json: $(E2E_JS)/package-lock.json
+	npm ci --prefix $(E2E_JS) --no-audit --no-fund
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

@@ -104,6 +104,7 @@ func (c *conn) on(event string, limit *rate.Limiter, fn handlerFunc) {
 		if len(args) > 0 {
 			payload = args[0]
 		}
+		srv.cfg.Logger.Debug("client event", "socket", c.sess.id, "event", event, "ack", ack != nil)
 		var res map[string]any
 		var err error
 		switch {
