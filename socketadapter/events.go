@@ -175,8 +175,9 @@ func (c *conn) joinUserRoom(ctx context.Context, _ *conn, payload any) (map[stri
 	joined := sess.presence
 	sess.mu.Unlock()
 	if joined != nil {
-		// Already present: confirm again without storing anything.
-		if _, err := sess.currentActor().ActAs("userId", p.UserID); err != nil {
+		// Already present: decide as for a first join (identity, profile),
+		// then confirm again without storing anything.
+		if _, _, err := domain.JoinPresence(sess.currentActor(), p.UserID, sess.verifiedProfile(p.Profile), c.srv.cfg.Now()); err != nil {
 			return nil, err
 		}
 		c.srv.emitTo(sess.id, "user_joined", encode(userJoinedPayload{ID: joined.UserID, SocketID: sess.id}))

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/auraos/realtime/socketadapter/sockettest"
 )
 
 type ackedMessage struct {
@@ -35,9 +37,9 @@ func TestAcknowledgedMessagesSurviveKill9(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range senders {
 		uid, room := fmt.Sprintf("burst-%d", i), fmt.Sprintf("burst-room-%d", i)
-		c := dial(t, srv.URL, "websocket", nil)
-		c.emitAck("join_user_room", map[string]any{"userId": uid, "userProfile": profileOf(uid)})
-		c.emitAck("join_chat_room", map[string]any{"roomName": room, "userProfile": profileOf(uid)})
+		c := sockettest.Dial(t, srv.URL, "websocket", nil)
+		c.EmitAck("join_user_room", map[string]any{"userId": uid, "userProfile": sockettest.Profile(uid)})
+		c.EmitAck("join_chat_room", map[string]any{"roomName": room, "userProfile": sockettest.Profile(uid)})
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -58,7 +60,7 @@ func TestAcknowledgedMessagesSurviveKill9(t *testing.T) {
 				go func() {
 					defer inner.Done()
 					defer func() { <-sem }()
-					ack, err := c.tryEmitAck("send_message", map[string]any{"roomName": room, "message": fmt.Sprintf("burst %d", n), "userProfile": profileOf(uid)})
+					ack, err := c.TryEmitAck("send_message", map[string]any{"roomName": room, "message": fmt.Sprintf("burst %d", n), "userProfile": sockettest.Profile(uid)})
 					if err != nil || ack["ok"] != true {
 						return // the server died before acknowledging: not promised
 					}
@@ -85,9 +87,9 @@ func TestAcknowledgedMessagesSurviveKill9(t *testing.T) {
 
 	// Restart on the same data.
 	srv2 := startServer(t, dir)
-	obs := dial(t, srv2.URL, "websocket", nil)
-	obs.emitAck("join_user_room", map[string]any{"userId": "observer", "userProfile": profileOf("observer")})
-	obs.waitEvent("online_users", func(raw json.RawMessage) bool {
+	obs := sockettest.Dial(t, srv2.URL, "websocket", nil)
+	obs.EmitAck("join_user_room", map[string]any{"userId": "observer", "userProfile": sockettest.Profile("observer")})
+	obs.WaitEvent("online_users", func(raw json.RawMessage) bool {
 		var users []struct {
 			ID string `json:"id"`
 		}
@@ -104,8 +106,8 @@ func TestAcknowledgedMessagesSurviveKill9(t *testing.T) {
 	checked := 0
 	for room, msgs := range acked {
 		sort.Slice(msgs, func(i, j int) bool { return msgs[i].Position < msgs[j].Position })
-		obs.emitAck("join_chat_room", map[string]any{"roomName": room, "userProfile": profileOf("observer")})
-		raw := obs.waitEvent("chat_history", func(raw json.RawMessage) bool {
+		obs.EmitAck("join_chat_room", map[string]any{"roomName": room, "userProfile": sockettest.Profile("observer")})
+		raw := obs.WaitEvent("chat_history", func(raw json.RawMessage) bool {
 			return bytes.Contains(raw, []byte(room)) || string(raw) == "[]"
 		})
 		var history []struct {

@@ -27,7 +27,7 @@ func newRootCommand() *cobra.Command {
 			return applyEnvironment(cmd.Flags())
 		},
 	}
-	root.AddCommand(newServeCommand(), newEventsCommand(), newProjectionsCommand())
+	root.AddCommand(newServeCommand(), newEventsCommand(), newProjectionsCommand(), newTokenCommand())
 	return root
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/auraos/realtime/eventstore"
 	"github.com/auraos/realtime/projections"
 	"github.com/auraos/realtime/socketadapter"
+	"github.com/auraos/realtime/socketadapter/jwtauth"
 )
 
 // serveOptions are the flags of `auraos serve`.
@@ -35,6 +36,45 @@ type serveOptions struct {
 	commandTimeout  time.Duration
 	limits          rateFlags
 	logLevel        string
+	jwt             jwtFlags
+}
+
+// jwtFlags configure token verification (for --auth jwt, and for verified
+// identities and admins in open mode).
+type jwtFlags struct {
+	secret, jwksURL, issuer, audience string
+}
+
+func (j *jwtFlags) register(f *pflag.FlagSet) {
+	f.StringVar(&j.secret, "jwt-secret", "", "HS256 secret (at least 32 bytes) that verifies tokens; prefer AURAOS_JWT_SECRET to the command line")
+	f.StringVar(&j.jwksURL, "jwks-url", "", "URL of a JWKS whose keys verify RS256/ES256 tokens (e.g. Google's for Firebase ID tokens)")
+	f.StringVar(&j.issuer, "jwt-issuer", "", "required iss claim (e.g. https://securetoken.google.com/<project>)")
+	f.StringVar(&j.audience, "jwt-audience", "", "required aud claim (e.g. the Firebase project id)")
+}
+
+// authenticator builds the identity check --auth and the JWT flags select.
+// The verifier's JWKS refresh stops with ctx.
+func (o serveOptions) authenticator(ctx context.Context, log *slog.Logger) (socketadapter.Authenticator, error) {
+	configured := o.jwt.secret != "" || o.jwt.jwksURL != ""
+	switch o.auth {
+	case "open":
+		if !configured {
+			return socketadapter.OpenAuth{}, nil
+		}
+	case "jwt":
+		if !configured {
+			return nil, fmt.Errorf("--auth jwt needs --jwt-secret (AURAOS_JWT_SECRET) or --jwks-url")
+		}
+	default:
+		return nil, fmt.Errorf("--auth %q: want open or jwt", o.auth)
+	}
+	v, err := jwtauth.New(ctx, jwtauth.Config{
+		Secret: []byte(o.jwt.secret), JWKSURL: o.jwt.jwksURL, Issuer: o.jwt.issuer, Audience: o.jwt.audience, Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return jwtauth.Authenticator{Verifier: v, Required: o.auth == "jwt"}, nil
 }
 
 // rateFlags are the per-socket rate-limit flags, one rate and burst per event
@@ -100,11 +140,12 @@ and exits 0.`,
 	f.DurationVar(&o.statusInterval, "status-interval", 30*time.Second, "period of system_status_update to every client")
 	f.StringSliceVar(&o.corsOrigins, "cors-origins", []string{"*"}, "allowed origins (comma-separated), * for any")
 	f.Int64Var(&o.maxFrame, "max-frame", 1<<20, "largest frame in bytes a client may send; a bigger one closes that socket")
-	f.StringVar(&o.auth, "auth", "open", "identity: open (a socket is bound to the first user it names)")
+	f.StringVar(&o.auth, "auth", "open", "identity: open (a socket is bound to the first user it names) or jwt (a valid token is required at connect)")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a stop may take")
 	f.DurationVar(&o.commandTimeout, "command-timeout", 10*time.Second, "how long a client event may take before the client gets UNAVAILABLE")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	o.limits.register(f)
+	o.jwt.register(f)
 	return cmd
 }
 
@@ -121,8 +162,11 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if err != nil {
 		return err
 	}
-	if o.auth != "open" {
-		return fmt.Errorf("--auth %q: want open", o.auth)
+	authCtx, stopAuth := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopAuth()
+	auth, err := o.authenticator(authCtx, log)
+	if err != nil {
+		return err
 	}
 	limits, err := o.limits.limits()
 	if err != nil {
@@ -196,7 +240,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 
 	adapter := socketadapter.New(socketadapter.Config{
 		NodeID: o.nodeID, StatusInterval: o.statusInterval, CORSOrigins: o.corsOrigins, MaxFrame: o.maxFrame,
-		CommandTimeout: o.commandTimeout, Limits: limits, Logger: log,
+		CommandTimeout: o.commandTimeout, Limits: limits, Logger: log, Auth: auth,
 	}, socketadapter.Handlers{
 		JoinUserRoom:         commands.JoinUserRoomHandler{Deps: deps},
 		JoinChatRoom:         commands.JoinChatRoomHandler{Deps: deps},
@@ -230,7 +274,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpServer.Serve(ln) }()
-	log.Info("serving", "addr", ln.Addr().String(), "node", o.nodeID, "event_store", storeKind(o.storage.EventStore), "data_dir", o.storage.DataDir)
+	log.Info("serving", "addr", ln.Addr().String(), "node", o.nodeID, "auth", o.auth, "event_store", storeKind(o.storage.EventStore), "data_dir", o.storage.DataDir)
 
 	select {
 	case <-ctx.Done():
