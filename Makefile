@@ -5,7 +5,9 @@ ADDR     ?= :5000
 DATA_DIR ?= ./data
 BENCHTIME ?= 3s
 
-.PHONY: build run test lint bench clean
+FUZZTIME ?= 3s
+
+.PHONY: build run test lint bench fuzz clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/auraos
@@ -28,6 +30,13 @@ $(E2E_JS)/node_modules/.package-lock.json: $(E2E_JS)/package-lock.json
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+
+# Every payload decoder's fuzz target, briefly (FUZZTIME each).
+fuzz:
+	@for f in $$($(GO) test -list 'Fuzz.*' ./socketadapter | grep '^Fuzz'); do \
+		echo "fuzz $$f for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) ./socketadapter || exit 1; \
+	done
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) ./eventstore/...
