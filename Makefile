@@ -4,13 +4,16 @@ BIN      := bin/auraos
 ADDR     ?= :5000
 DATA_DIR ?= ./data
 BENCHTIME ?= 3s
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT   ?= $(shell git rev-parse --short HEAD 2>/dev/null)
+LDFLAGS  := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
 FUZZTIME ?= 3s
 
 .PHONY: build run test lint bench fuzz clean
 
 build:
-	$(GO) build -o $(BIN) ./cmd/auraos
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/auraos
 
 run: build
 	./$(BIN) serve --addr $(ADDR) --data-dir $(DATA_DIR)

@@ -211,3 +211,15 @@ func readError(what string, err error) error {
 	}
 	return domain.WrapError(domain.EUNAVAILABLE, "read database unavailable: "+what, err)
 }
+
+// OnlineCountQuery counts the online users.
+type OnlineCountQuery struct{ DB bun.IDB }
+
+// Handle returns how many users have at least one live session.
+func (q OnlineCountQuery) Handle(ctx context.Context) (int, error) {
+	var n int
+	if err := q.DB.NewSelect().Model((*sessionRow)(nil)).ColumnExpr("COUNT(DISTINCT user_id)").Scan(ctx, &n); err != nil {
+		return 0, readError("online count", err)
+	}
+	return n, nil
+}

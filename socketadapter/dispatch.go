@@ -220,13 +220,13 @@ func (d *dispatcher) push(e projections.Envelope) {
 	case domain.MessagePosted:
 		d.emitRoom(ev.RoomName, "", "new_message", encode(messageFromEvent(ev)))
 	case domain.NotificationSent:
-		_ = srv.io.To(userRoom(ev.To)).Emit("notification", encode(notificationOut{Title: ev.Title, Message: ev.Message, Type: string(ev.Type), Data: ev.Data}))
+		srv.emit(srv.io.To(userRoom(ev.To)), "notification", encode(notificationOut{Title: ev.Title, Message: ev.Message, Type: string(ev.Type), Data: ev.Data}))
 	case domain.SystemAlertBroadcast:
-		_ = srv.io.Emit("system_alert", encode(systemAlertOut{Title: ev.Title, Message: ev.Message, Severity: string(ev.Severity), Action: ev.Action}))
+		srv.emitAll("system_alert", encode(systemAlertOut{Title: ev.Title, Message: ev.Message, Severity: string(ev.Severity), Action: ev.Action}))
 	case domain.AppStatusChanged:
-		_ = srv.io.Emit("app_updated", encode(appUpdatedPayload{AppID: ev.AppID, Status: string(ev.Status), UpdatedAt: jsDate(ev.At)}))
+		srv.emitAll("app_updated", encode(appUpdatedPayload{AppID: ev.AppID, Status: string(ev.Status), UpdatedAt: jsDate(ev.At)}))
 	case domain.DataAgentUpdated:
-		_ = srv.io.Emit("data_agent_update", encode(dataAgentPayload{AgentID: ev.AgentID, Status: ev.Status, Data: ev.Data, Timestamp: jsDate(ev.At)}))
+		srv.emitAll("data_agent_update", encode(dataAgentPayload{AgentID: ev.AgentID, Status: ev.Status, Data: ev.Data, Timestamp: jsDate(ev.At)}))
 	}
 }
 
@@ -263,7 +263,7 @@ func (d *dispatcher) emitRoom(room, exceptSid, event string, payload json.RawMes
 	if len(except) > 0 {
 		op = op.Except(except...)
 	}
-	_ = op.Emit(event, payload)
+	d.srv.emit(op, event, payload)
 }
 
 // openGate starts holding back room's pushes to a socket and reads its

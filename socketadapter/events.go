@@ -3,6 +3,7 @@ package socketadapter
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/zishang520/socket.io/servers/socket/v3"
 	"golang.org/x/time/rate"
@@ -104,6 +105,7 @@ func (c *conn) on(event string, limit *rate.Limiter, fn handlerFunc) {
 		if len(args) > 0 {
 			payload = args[0]
 		}
+		started := time.Now()
 		srv.cfg.Logger.Debug("client event", "socket", c.sess.id, "event", event, "ack", ack != nil)
 		var res map[string]any
 		var err error
@@ -122,8 +124,10 @@ func (c *conn) on(event string, limit *rate.Limiter, fn handlerFunc) {
 		}
 		if err != nil {
 			c.refuse(event, err, ack)
+			srv.cfg.Observer.ClientEvent(event, clientCode(err), time.Since(started))
 			return
 		}
+		srv.cfg.Observer.ClientEvent(event, "ok", time.Since(started))
 		if ack != nil {
 			if res == nil {
 				res = map[string]any{}
@@ -138,21 +142,30 @@ func (c *conn) on(event string, limit *rate.Limiter, fn handlerFunc) {
 // and, when the client asked for one, a failed ack. Internal details go to
 // the log only.
 func (c *conn) refuse(event string, err error, ack socket.Ack) {
-	code, msg := domain.ErrorCode(err), domain.ErrorMessage(err)
+	code, msg := clientCode(err), domain.ErrorMessage(err)
 	switch code {
-	case domain.ECONFLICT:
-		code, msg = domain.EINTERNAL, "internal error"
 	case domain.EINTERNAL:
-		c.srv.cfg.Logger.Error("client event failed", append(c.log(), "event", event, "err", err)...)
-	}
-	if code == domain.EUNAVAILABLE {
+		msg = "internal error"
+		c.srv.cfg.Logger.Error("client event failed", append(c.log(), "event", event, "code", code, "err", err)...)
+	case domain.EUNAVAILABLE:
 		c.srv.cfg.Logger.Warn("client event failed", append(c.log(), "event", event, "code", code, "err", err)...)
-	} else if code != domain.EINTERNAL {
+	default:
 		c.srv.cfg.Logger.Info("client event refused", append(c.log(), "event", event, "code", code, "field", domain.ErrorField(err))...)
 	}
 	c.srv.emitTo(c.sess.id, "error", encode(errorPayload{Message: msg, Code: code, Details: errorDetails{Event: event, Field: domain.ErrorField(err)}}))
 	if ack != nil {
 		ack([]any{map[string]any{"ok": false, "error": ackError{Code: code, Message: msg}}}, nil)
+	}
+}
+
+// clientCode is the error code a client sees: the codes of PROTOCOL.md,
+// with anything else reported as INTERNAL.
+func clientCode(err error) string {
+	switch code := domain.ErrorCode(err); code {
+	case domain.EINVALID, domain.EFORBIDDEN, domain.EAUTH, domain.ERATELIMITED, domain.EUNAVAILABLE:
+		return code
+	default:
+		return domain.EINTERNAL
 	}
 }
 
@@ -381,7 +394,7 @@ func (c *conn) typing(isTyping bool) handlerFunc {
 
 // emitTyping sends user_typing to a room, except the typing socket.
 func (srv *Server) emitTyping(room, sid string, p typingPayload) {
-	_ = srv.io.To(clientRoom(room)).Except(socketRoom(sid)).Emit("user_typing", encode(p))
+	srv.emit(srv.io.To(clientRoom(room)).Except(socketRoom(sid)), "user_typing", encode(p))
 }
 
 func (c *conn) sendNotification(ctx context.Context, _ *conn, payload any) (map[string]any, error) {

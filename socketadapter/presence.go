@@ -95,14 +95,14 @@ func (b *presenceBroadcaster) broadcast(ctx context.Context, through eventstore.
 			return err
 		}
 		if n == 0 {
-			_ = srv.io.Emit("user_left", uid)
+			srv.emitAll("user_left", uid)
 		}
 	}
 	users, err := srv.onlineUsers(ctx)
 	if err != nil {
 		return err
 	}
-	_ = srv.io.Emit("online_users", users)
+	srv.emitAll("online_users", users)
 	return nil
 }
 
@@ -151,6 +151,6 @@ func (srv *Server) statusLoop(ctx context.Context) {
 			srv.cfg.Logger.Warn("could not read the system status", "err", err)
 			continue
 		}
-		_ = srv.io.Emit("system_status_update", st)
+		srv.emitAll("system_status_update", st)
 	}
 }

@@ -151,9 +151,11 @@ type Config struct {
 	// Limits are the per-socket rate limits.
 	Limits RateLimits
 	Auth   Authenticator
-	Logger *slog.Logger
-	Now    func() time.Time
-	NewID  func() string
+	// Observer receives measurements (default: none are kept).
+	Observer Observer
+	Logger   *slog.Logger
+	Now      func() time.Time
+	NewID    func() string
 }
 
 func (c *Config) setDefaults() {
@@ -187,6 +189,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.Observer == nil {
+		c.Observer = nopObserver{}
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -371,9 +376,47 @@ func systemRoom(name string) socket.Room { return socket.Room("sys:" + name) }
 // socketRoom is the room holding exactly one socket.
 func socketRoom(sid string) socket.Room { return socket.Room(sid) }
 
+// Observer receives the adapter's measurements; cmd/auraos exports them as
+// Prometheus metrics. Its methods must be cheap and must not block.
+type Observer interface {
+	// ClientEvent reports a handled client event: its outcome ("ok" or the
+	// error code) and how long it took until the ack.
+	ClientEvent(event, outcome string, took time.Duration)
+	// Pushed reports one server→client event sent to a socket, a room or
+	// everyone.
+	Pushed(event string)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) ClientEvent(string, string, time.Duration) {}
+func (nopObserver) Pushed(string)                             {}
+
+// emit sends an event through a broadcast operator and counts it.
+func (srv *Server) emit(op *socket.BroadcastOperator, event string, payload any) {
+	_ = op.Emit(event, payload)
+	srv.cfg.Observer.Pushed(event)
+}
+
 // emitTo sends an event to one socket by id, from any goroutine.
 func (srv *Server) emitTo(sid, event string, payload any) {
-	_ = srv.io.To(socketRoom(sid)).Emit(event, payload)
+	srv.emit(srv.io.To(socketRoom(sid)), event, payload)
+}
+
+// emitAll sends an event to every socket of this node.
+func (srv *Server) emitAll(event string, payload any) {
+	srv.emit(srv.io.Sockets().Except(), event, payload)
+}
+
+// SocketsByTransport counts this node's connected sockets by their current
+// transport ("websocket" or "polling").
+func (srv *Server) SocketsByTransport() map[string]int {
+	out := map[string]int{}
+	srv.io.Sockets().Sockets().Range(func(_ socket.SocketId, s *socket.Socket) bool {
+		out[s.Conn().Transport().Name()]++
+		return true
+	})
+	return out
 }
 
 // socketByID returns the live socket with this id on this node.

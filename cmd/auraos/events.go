@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/auraos/realtime/eventstore"
+	"github.com/auraos/realtime/eventstore/sqlstore"
 )
 
 func newEventsCommand() *cobra.Command {
@@ -76,7 +77,7 @@ func runEventsRead(ctx context.Context, out io.Writer, o eventsReadOptions) erro
 		}
 		from = p
 	}
-	store, err := o.storage.openEventStore(ctx)
+	store, err := o.storage.openEventStore(ctx, sqlstore.Options{})
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/auraos/realtime/eventstore"
+	"github.com/auraos/realtime/eventstore/sqlstore"
 	"github.com/auraos/realtime/projections"
 )
 
@@ -39,7 +40,7 @@ func newProjectionsStatusCommand() *cobra.Command {
 }
 
 func runProjectionsStatus(ctx context.Context, out io.Writer, storage storageConfig) error {
-	store, err := storage.openEventStore(ctx)
+	store, err := storage.openEventStore(ctx, sqlstore.Options{})
 	if err != nil {
 		return err
 	}
@@ -112,7 +113,7 @@ func isTerminal(w io.Writer) bool {
 }
 
 func runProjectionsRebuild(ctx context.Context, out io.Writer, storage storageConfig, ps []projections.Projection, bar bool) error {
-	store, err := storage.openEventStore(ctx)
+	store, err := storage.openEventStore(ctx, sqlstore.Options{})
 	if err != nil {
 		return err
 	}

@@ -1,12 +1,9 @@
 package main
 
 import (
-	"fmt"
-	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 )
 
 // envPrefix starts the environment variable of every flag.
@@ -24,46 +21,16 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			return applyEnvironment(cmd.Flags())
+			if err := applyEnvironment(cmd.Flags()); err != nil {
+				return err
+			}
+			return applyConfigFile(cmd.Root(), cmd.Flags(), configPath(cmd))
 		},
 	}
-	root.AddCommand(newServeCommand(), newEventsCommand(), newProjectionsCommand(), newTokenCommand())
+	root.PersistentFlags().String("config", "", "YAML file of flag values (keys are flag names); command-line flags and AURAOS_* variables win over it")
+	root.PersistentFlags().String("log-format", "text", "log format: text or json")
+	root.PersistentFlags().String("log-level", "info", "log level: debug, info, warn or error")
+	root.AddCommand(newServeCommand(), newEventsCommand(), newProjectionsCommand(), newTokenCommand(),
+		newConfigCommand(root), newVersionCommand(), newMigrateCommand())
 	return root
-}
-
-// applyEnvironment sets every flag not given on the command line from its
-// AURAOS_* environment variable, so a flag wins over the environment, which
-// wins over the default.
-func applyEnvironment(flags *pflag.FlagSet) error {
-	var err error
-	flags.VisitAll(func(f *pflag.Flag) {
-		if err != nil || f.Changed {
-			return
-		}
-		name := envName(f.Name)
-		v, ok := os.LookupEnv(name)
-		if !ok {
-			return
-		}
-		if sv, isSlice := f.Value.(pflag.SliceValue); isSlice {
-			err = sv.Replace(splitList(v))
-		} else {
-			err = f.Value.Set(v)
-		}
-		if err != nil {
-			err = fmt.Errorf("environment variable %s: %w", name, err)
-		}
-	})
-	return err
-}
-
-// splitList splits a comma-separated environment value into its items.
-func splitList(v string) []string {
-	var out []string
-	for _, item := range strings.Split(v, ",") {
-		if item = strings.TrimSpace(item); item != "" {
-			out = append(out, item)
-		}
-	}
-	return out
 }

@@ -12,12 +12,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"golang.org/x/time/rate"
 
 	"github.com/auraos/realtime/commands"
 	"github.com/auraos/realtime/eventstore"
+	"github.com/auraos/realtime/eventstore/sqlstore"
 	"github.com/auraos/realtime/projections"
 	"github.com/auraos/realtime/socketadapter"
 	"github.com/auraos/realtime/socketadapter/jwtauth"
@@ -35,8 +37,10 @@ type serveOptions struct {
 	shutdownTimeout time.Duration
 	commandTimeout  time.Duration
 	limits          rateFlags
-	logLevel        string
 	jwt             jwtFlags
+	readyMaxLag     uint64
+	logFormat       string
+	logLevel        string
 }
 
 // jwtFlags configure token verification (for --auth jwt, and for verified
@@ -126,6 +130,8 @@ connections, finishes the appends in flight, ends the sessions of its sockets in
 and exits 0.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.logFormat, _ = cmd.Flags().GetString("log-format")
+			o.logLevel, _ = cmd.Flags().GetString("log-level")
 			return runServe(cmd.Context(), o)
 		},
 	}
@@ -143,22 +149,30 @@ and exits 0.`,
 	f.StringVar(&o.auth, "auth", "open", "identity: open (a socket is bound to the first user it names) or jwt (a valid token is required at connect)")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a stop may take")
 	f.DurationVar(&o.commandTimeout, "command-timeout", 10*time.Second, "how long a client event may take before the client gets UNAVAILABLE")
-	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.Uint64Var(&o.readyMaxLag, "ready-max-lag", 10000, "/readyz turns 503 when a projection trails the log by more positions than this")
 	o.limits.register(f)
 	o.jwt.register(f)
 	return cmd
 }
 
-func newLogger(level string) (*slog.Logger, error) {
+// newLogger returns the process's logger: text or JSON lines on stderr.
+func newLogger(format, level string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+	opts := &slog.HandlerOptions{Level: l}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
 }
 
 func runServe(ctx context.Context, o serveOptions) error {
-	log, err := newLogger(o.logLevel)
+	log, err := newLogger(o.logFormat, o.logLevel)
 	if err != nil {
 		return err
 	}
@@ -179,11 +193,13 @@ func runServe(ctx context.Context, o serveOptions) error {
 		return fmt.Errorf("--status-interval %s: must be at least 1s", o.statusInterval)
 	}
 
-	store, err := o.storage.openEventStore(ctx)
+	m := newMetrics()
+	rawStore, err := o.storage.openEventStore(ctx, sqlstore.Options{OnCommit: m.onCommit, Logger: log})
 	if err != nil {
 		return err
 	}
-	defer store.Close()
+	defer rawStore.Close()
+	store := instrumentedStore{Store: rawStore, m: m}
 	rdb, err := o.storage.openReadDB(ctx)
 	if err != nil {
 		return err
@@ -209,7 +225,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	var runnersDone sync.WaitGroup
 	runners := map[string]*projections.Runner{}
 	for _, p := range projections.All() {
-		r := projections.NewRunner(rdb.writer, store, p, projections.RunnerOptions{Logger: log})
+		r := projections.NewRunner(rdb.writer, store, p, projections.RunnerOptions{Logger: log, OnBatch: m.onBatch(p.Name())})
 		runners[p.Name()] = r
 		runnersDone.Add(1)
 		go func() {
@@ -240,7 +256,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 
 	adapter := socketadapter.New(socketadapter.Config{
 		NodeID: o.nodeID, StatusInterval: o.statusInterval, CORSOrigins: o.corsOrigins, MaxFrame: o.maxFrame,
-		CommandTimeout: o.commandTimeout, Limits: limits, Logger: log, Auth: auth,
+		CommandTimeout: o.commandTimeout, Limits: limits, Logger: log, Auth: auth, Observer: m,
 	}, socketadapter.Handlers{
 		JoinUserRoom:         commands.JoinUserRoomHandler{Deps: deps},
 		JoinChatRoom:         commands.JoinChatRoomHandler{Deps: deps},
@@ -265,8 +281,16 @@ func runServe(ctx context.Context, o serveOptions) error {
 		return err
 	}
 
+	var all []*projections.Runner
+	for _, p := range projections.All() {
+		all = append(all, runners[p.Name()])
+	}
+	m.registry.MustRegister(newLiveCollector(adapter.SocketsByTransport, projections.OnlineCountQuery{DB: rdb.reader}.Handle, store.Head, all))
 	mux := http.NewServeMux()
 	mux.Handle("/socket.io/", adapter.Handler())
+	mux.HandleFunc("/healthz", healthz)
+	mux.Handle("/readyz", readiness{store: store, readDB: rdb.reader, runners: all, maxLag: o.readyMaxLag, timeout: 2 * time.Second})
+	mux.Handle("/metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{}))
 	httpServer := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {

@@ -81,13 +81,14 @@ func (c *storageConfig) openReadDB(ctx context.Context) (readDB, error) {
 	return r, nil
 }
 
-// openEventStore opens the event store the flags select.
-func (c *storageConfig) openEventStore(ctx context.Context) (eventstore.Store, error) {
+// openEventStore opens the event store the flags select; opts tune the SQL
+// stores.
+func (c *storageConfig) openEventStore(ctx context.Context, opts sqlstore.Options) (eventstore.Store, error) {
 	switch {
 	case c.EventStore == "" || c.EventStore == "sqlite":
-		return sqlstore.OpenSQLite(ctx, c.DataDir, sqlstore.Options{})
+		return sqlstore.OpenSQLite(ctx, c.DataDir, opts)
 	case schema.IsPostgresURL(c.EventStore):
-		return sqlstore.OpenPostgres(ctx, c.EventStore, sqlstore.Options{})
+		return sqlstore.OpenPostgres(ctx, c.EventStore, opts)
 	default:
 		scheme, _, _ := strings.Cut(c.EventStore, ":")
 		return nil, fmt.Errorf("--event-store %q: unknown kind %q (want sqlite or postgres://)", schema.RedactURL(c.EventStore), scheme)

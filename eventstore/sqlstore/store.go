@@ -116,14 +116,27 @@ func OpenSQLite(ctx context.Context, dataDir string, opts Options) (*Store, erro
 		writeDB.Close()
 		return nil, err
 	}
-	readDB, err := schema.OpenSQLite(path, schema.SQLiteOptions{Mode: schema.SQLiteReader})
+	readDB, err := schema.OpenSQLite(path, schema.SQLiteOptions{Mode: schema.SQLiteReader, MaxReaders: 8})
 	if err != nil {
 		writeDB.Close()
 		return nil, eventstore.Unavailable("open "+path, err)
 	}
 	s := newStore(opts, sqliteDialect{}, writeDB, readDB)
+	// The watcher's first reading is taken now, before any subscriber reads,
+	// so a commit of another process after this point is always noticed.
+	conn, err := readDB.Conn(ctx)
+	if err != nil {
+		s.Close()
+		return nil, eventstore.Unavailable("open "+path, err)
+	}
+	var version int64
+	if err := conn.QueryRowContext(ctx, "PRAGMA data_version").Scan(&version); err != nil {
+		conn.Close()
+		s.Close()
+		return nil, eventstore.Unavailable("open "+path, err)
+	}
 	s.background.Add(1)
-	go s.watchOtherSQLiteWriters()
+	go s.watchOtherSQLiteWriters(conn, version)
 	return s, nil
 }
 
@@ -241,17 +254,11 @@ func (s *Store) forwardNotifications(l *pq.Listener) {
 // watchOtherSQLiteWriters wakes subscribers when another process has written
 // to the database file. In-process commits wake them directly; this only
 // covers other processes, so its interval is not on the hot path.
-func (s *Store) watchOtherSQLiteWriters() {
+func (s *Store) watchOtherSQLiteWriters(conn bun.Conn, last int64) {
 	defer s.background.Done()
-	conn, err := s.readDB.Conn(context.Background())
-	if err != nil {
-		s.opts.Logger.Warn("event store: cannot watch other writers", "err", err)
-		return
-	}
 	defer conn.Close()
 	t := time.NewTicker(s.opts.CrossProcessPoll)
 	defer t.Stop()
-	var last int64 = -1
 	for {
 		select {
 		case <-s.closing:
@@ -264,7 +271,7 @@ func (s *Store) watchOtherSQLiteWriters() {
 		if err := conn.QueryRowContext(context.Background(), "PRAGMA data_version").Scan(&v); err != nil {
 			continue
 		}
-		if last >= 0 && v != last {
+		if v != last {
 			s.notifier.broadcast()
 		}
 		last = v

@@ -1,0 +1,36 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/auraos/realtime/eventstore/sqlstore"
+)
+
+func newMigrateCommand() *cobra.Command {
+	var storage storageConfig
+	cmd := &cobra.Command{
+		Use:   "migrate",
+		Short: "Apply the database migrations of the event store and the read models without serving",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			// Opening a store applies its migrations.
+			store, err := storage.openEventStore(ctx, sqlstore.Options{})
+			if err != nil {
+				return err
+			}
+			defer store.Close()
+			rdb, err := storage.openReadDB(ctx)
+			if err != nil {
+				return err
+			}
+			defer rdb.Close()
+			_, err = fmt.Fprintln(cmd.OutOrStdout(), "migrations applied: event store and read models are up to date")
+			return err
+		},
+	}
+	storage.register(cmd.Flags())
+	return cmd
+}
