@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -125,12 +126,12 @@ func IsPostgresURL(s string) bool {
 	return strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://")
 }
 
+// userinfo matches the user:password@ part of a URL or connection string.
+var userinfo = regexp.MustCompile(`://([^:/@]*):[^@/]*@`)
+
 // RedactURL returns s with any password replaced by "xxxxx", for logs and
-// error messages.
+// error messages. It also handles connection strings that are not valid
+// URLs, such as EventStoreDB's comma-separated host lists.
 func RedactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
-		return s
-	}
-	return u.Redacted()
+	return userinfo.ReplaceAllString(s, "://$1:xxxxx@")
 }

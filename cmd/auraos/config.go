@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"sort"
 	"strings"
@@ -11,6 +10,8 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/auraos/realtime/schema"
 )
 
 // Configuration comes, for every flag, from the command line, else from its
@@ -153,11 +154,7 @@ func maskedValue(f *pflag.Flag) string {
 	case secretFlags[f.Name] && v != "":
 		return "********"
 	case urlFlags[f.Name]:
-		if u, err := url.Parse(v); err == nil && u.User != nil {
-			if _, has := u.User.Password(); has {
-				return u.Redacted()
-			}
-		}
+		return schema.RedactURL(v)
 	}
 	return v
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/auraos/realtime/domain"
 	"github.com/auraos/realtime/eventstore"
+	"github.com/auraos/realtime/eventstore/esdb"
 	"github.com/auraos/realtime/eventstore/sqlstore"
 	"github.com/auraos/realtime/schema"
 )
@@ -26,7 +27,7 @@ type storageConfig struct {
 
 func (c *storageConfig) register(flags *pflag.FlagSet) {
 	flags.StringVar(&c.DataDir, "data-dir", "./data", "directory of the embedded SQLite databases (event store and read models)")
-	flags.StringVar(&c.EventStore, "event-store", "sqlite", `event store: "sqlite" (embedded, in --data-dir) or a postgres:// URL`)
+	flags.StringVar(&c.EventStore, "event-store", "sqlite", `event store: "sqlite" (embedded, in --data-dir), a postgres:// URL, or an esdb:// or esdb+discover:// EventStoreDB/KurrentDB connection string`)
 	flags.StringVar(&c.ReadDB, "read-db", "", `read-model database: empty for SQLite in --data-dir, or a postgres:// URL`)
 }
 
@@ -82,15 +83,22 @@ func (c *storageConfig) openReadDB(ctx context.Context) (readDB, error) {
 }
 
 // openEventStore opens the event store the flags select; opts tune the SQL
-// stores.
+// stores (their logger also serves EventStoreDB).
 func (c *storageConfig) openEventStore(ctx context.Context, opts sqlstore.Options) (eventstore.Store, error) {
 	switch {
 	case c.EventStore == "" || c.EventStore == "sqlite":
 		return sqlstore.OpenSQLite(ctx, c.DataDir, opts)
 	case schema.IsPostgresURL(c.EventStore):
 		return sqlstore.OpenPostgres(ctx, c.EventStore, opts)
+	case isESDBURL(c.EventStore):
+		return esdb.Open(ctx, c.EventStore, esdb.Options{Logger: opts.Logger})
 	default:
 		scheme, _, _ := strings.Cut(c.EventStore, ":")
-		return nil, fmt.Errorf("--event-store %q: unknown kind %q (want sqlite or postgres://)", schema.RedactURL(c.EventStore), scheme)
+		return nil, fmt.Errorf("--event-store %q: unknown kind %q (want sqlite, postgres:// or esdb://)", schema.RedactURL(c.EventStore), scheme)
 	}
+}
+
+// isESDBURL reports whether s is an EventStoreDB/KurrentDB connection string.
+func isESDBURL(s string) bool {
+	return strings.HasPrefix(s, "esdb://") || strings.HasPrefix(s, "esdb+discover://")
 }

@@ -129,7 +129,10 @@ func (s *Store) appendRaw(ctx context.Context, name string, expected eventstore.
 		last = r.NextExpectedVersion
 		return nil
 	})
-	return last, err
+	if err != nil {
+		return 0, err
+	}
+	return last, nil
 }
 
 // wrongVersion builds the error of a failed concurrency check. With Any, and
@@ -195,7 +198,7 @@ func (s *Store) readBack(ctx context.Context, name string, last uint64, ids []uu
 		return eventstore.AppendResult{}, fmt.Errorf("esdb: the server reported revision %d after appending %d events to %q", last, n, name)
 	}
 	first := last + 1 - n
-	evs, err := s.readStreamRaw(ctx, name, esdbclient.Forwards, esdbclient.Revision(first), n)
+	evs, err := s.readStreamWith(ctx, s.finish, name, esdbclient.Forwards, esdbclient.Revision(first), n)
 	if err != nil {
 		return eventstore.AppendResult{}, s.translate("read back "+name, ctxErr(ctx, err))
 	}

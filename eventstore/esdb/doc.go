@@ -1,9 +1,10 @@
 // Package esdb is the EventStoreDB / KurrentDB event store: it implements
 // eventstore.Store through the official Go client
-// (github.com/EventStore/EventStore-Client-Go/v4/esdb). The server must send
-// the CaughtUp message of catch-up subscriptions (EventStoreDB 23.10 or later,
-// or KurrentDB); $all subscriptions also stop at the head of the log as it was
-// when they started, which covers servers that only send checkpoints.
+// (github.com/EventStore/EventStore-Client-Go/v4/esdb), selected with
+// `--event-store esdb://host:2113?tls=false` or any other connection string
+// the client accepts (see Open). Subscriptions report CaughtUp when the server
+// sends the caught-up message of catch-up subscriptions, as KurrentDB and
+// EventStoreDB 23.10 and later do.
 //
 // # Streams and positions
 //
@@ -13,12 +14,14 @@
 // EINVALID. The global position of an event is its $all position, commit and
 // prepare parts kept exactly as the server reports them, in results, events,
 // checkpoints (Batch.Through) and resumptions (SubscribeOptions.After,
-// ReadAllOptions.From). Since v20 the server writes every event as a
+// ReadAllOptions.From). The server writes every event of an append as a
 // self-committed record whose commit and prepare positions are both its log
-// position, so the events of one append have distinct, increasing positions;
-// older databases may hold events whose commit position is shared by a whole
-// transaction, and the adapter orders and compares positions commit first,
-// then prepare, as the server does. Event ids are the port's UUIDs (never
+// position, so the events of one append have distinct, increasing positions.
+// Events written inside the legacy TCP API's explicit transactions share the
+// commit position of their commit record and differ in their prepare
+// positions; the adapter orders and compares positions commit first, then
+// prepare, as the server does (stream reads report such events at the maximum
+// position, as the server sends no position for them there). Event ids are the port's UUIDs (never
 // left to the client, which would pick random ones); data and metadata are
 // stored as JSON; Time is the server's "created" stamp cut to microseconds.
 //
@@ -68,18 +71,35 @@
 //
 // ReadStream reads the stream in either direction; a missing stream reads as
 // empty. ReadAll and Subscribe use catch-up subscriptions to $all with a
-// server-side filter, since the client's $all reads cannot filter. The server
-// filters by one kind at a time, so the adapter asks for stream-name prefixes
-// when the store has a namespace or the port filter has stream prefixes,
-// otherwise for event-type prefixes when it has event types, otherwise for a
-// stream-name regular expression (^[^$]) that leaves system streams out; it
-// applies the whole port filter again on its side (types exactly, not as
-// prefixes). A filtered subscription reports checkpoints while it skips
-// events and when it reaches the head; Batch.Through carries the latest event
-// or checkpoint position delivered, so a consumer's checkpoint advances past
-// filtered-out events, and the batch that reaches the head for the first time
-// is marked CaughtUp (later batches are CaughtUp when they leave nothing
-// pending).
+// server-side filter, since the client's $all reads cannot filter; ReadAll
+// reads the event at From itself first (subscriptions start after their
+// position) and stops at the head of the log as it was when it started (or
+// at the caught-up message). Head reads $all backwards to the last event of the
+// store's view.
+//
+// The server filters by one kind at a time, so the adapter asks for
+// stream-name prefixes when the store has a namespace or the port filter has
+// stream prefixes (the namespace prepended to each), otherwise for event-type
+// prefixes when it has event types, otherwise for a stream-name regular
+// expression (^[^$]) that leaves system streams out. It applies the whole port
+// filter again on its side (event types exactly, not as prefixes).
+//
+// A filtered subscription sends checkpoints: the position of the last event
+// the server considered, every "max search window" events and when it reaches
+// the head. Batch.Through is the latest event or checkpoint position
+// delivered, commit and prepare exactly, so a consumer's checkpoint moves past
+// the events a filter leaves out; resuming after it (SubscribeOptions.After)
+// skips nothing and repeats nothing. A subscription catches up with a window
+// of 32 (efficient reads). Once caught up, if the port filter leaves events
+// out, it resubscribes from where it is with a window of one: the server then
+// sends a checkpoint for each event it leaves out, and Next delivers that as
+// an empty batch whose Through moved, so a consumer waiting for a position
+// (its own write, say) is not stuck behind a filter. Checkpoints that pass
+// only system events or other namespaces' events, and checkpoints met while
+// catching up, move the Through of the next batch instead (at the latest the
+// caught-up one). While catching up, batches hold BatchSize events (the last
+// one fewer); the batch that first reaches the head is marked CaughtUp, and
+// live batches are when nothing is pending.
 //
 // Each subscription has one goroutine that reads the server subscription
 // ahead of Next. When the server subscription drops (a node restart, a leader
@@ -98,12 +118,17 @@
 // with errors.As (esdb.FromError returns ok=false exactly when there is an
 // error).
 //
-// The client closes itself for good when a discovery fails: every later call
-// fails with "connection closed". The store then replaces it with a new client,
-// so the next call discovers the cluster again; a call that failed before
-// reaching the server is retried once on the new client. Calls still blocked
-// inside the old client (it reports errors on a channel that nobody reads
-// once its discovery has failed) are released when the old client is closed.
+// The client runs its connection management in one goroutine that stops for
+// good when a discovery fails: every later call on that client fails with
+// "connection closed", and calls that were already waiting on it (or that
+// report a lost connection to it) wait forever. The store therefore keeps a
+// pool of Options.Connections clients and lends each to one call at a time:
+// the call that ran the failed discovery gets its error (EUNAVAILABLE), no
+// other call waits on that client, and the store closes it and makes a new
+// one for the next call, which discovers the cluster again. A call that failed
+// before reaching the server is retried once on a new client. Subscriptions
+// borrow a client only to (re)subscribe; their stream then runs on that
+// client's connection.
 //
 // The client sends credentials (esdb://user:password@host) only over TLS; with
 // tls=false it drops them silently and every request is anonymous. Open logs a

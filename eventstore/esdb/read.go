@@ -63,8 +63,13 @@ func (s *Store) ReadStream(ctx context.Context, stream string, opts eventstore.R
 // readStreamRaw reads up to count events of the stream name (a full name,
 // namespace included). A stream that does not exist reads as empty.
 func (s *Store) readStreamRaw(ctx context.Context, name string, dir esdbclient.Direction, from esdbclient.StreamPosition, count uint64) ([]*esdbclient.ResolvedEvent, error) {
+	return s.readStreamWith(ctx, s.do, name, dir, from, count)
+}
+
+// readStreamWith is readStreamRaw through do or finish.
+func (s *Store) readStreamWith(ctx context.Context, do func(context.Context, func(*esdbclient.Client) error) error, name string, dir esdbclient.Direction, from esdbclient.StreamPosition, count uint64) ([]*esdbclient.ResolvedEvent, error) {
 	var out []*esdbclient.ResolvedEvent
-	err := s.do(ctx, func(c *esdbclient.Client) error {
+	err := do(ctx, func(c *esdbclient.Client) error {
 		out = out[:0]
 		rs, err := c.ReadStream(ctx, name, esdbclient.ReadStreamOptions{Direction: dir, From: from}, count)
 		if err != nil {
@@ -86,7 +91,10 @@ func (s *Store) readStreamRaw(ctx context.Context, name string, dir esdbclient.D
 			out = append(out, e)
 		}
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // readAllRaw reads up to count records of $all, system events included.
@@ -110,7 +118,10 @@ func (s *Store) readAllRaw(ctx context.Context, dir esdbclient.Direction, from e
 			out = append(out, e)
 		}
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // rawHead returns the position of the last record of $all (a system event,
@@ -216,7 +227,7 @@ func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) ([]
 	kept := len(out)
 	err = s.do(rctx, func(c *esdbclient.Client) error {
 		out = out[:kept]
-		sub, err := c.SubscribeToAll(rctx, s.allOptions(opts.From, opts.Filter))
+		sub, err := c.SubscribeToAll(rctx, s.allOptions(opts.From, opts.Filter, catchUpWindow))
 		if err != nil {
 			return err
 		}
@@ -257,12 +268,13 @@ func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) ([]
 }
 
 // allOptions returns the options of a catch-up subscription to $all after
-// position after (Start: from the beginning) with the server-side part of f.
-func (s *Store) allOptions(after eventstore.Position, f eventstore.Filter) esdbclient.SubscribeToAllOptions {
+// position after (Start: from the beginning) with the server-side part of f
+// and the given max search window.
+func (s *Store) allOptions(after eventstore.Position, f eventstore.Filter, window int) esdbclient.SubscribeToAllOptions {
 	o := esdbclient.SubscribeToAllOptions{
 		From:               esdbclient.Start{},
 		Filter:             s.serverFilter(f),
-		MaxSearchWindow:    searchWindow,
+		MaxSearchWindow:    window,
 		CheckpointInterval: 1,
 	}
 	if !after.IsZero() {
@@ -270,10 +282,6 @@ func (s *Store) allOptions(after eventstore.Position, f eventstore.Filter) esdbc
 	}
 	return o
 }
-
-// searchWindow is the max search window of filtered subscriptions: the server
-// sends a checkpoint at least every searchWindow events it skips.
-const searchWindow = 32
 
 // systemStreams matches the names of streams that are not system streams.
 const nonSystemStreams = "^[^$]"

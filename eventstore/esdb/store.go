@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -49,6 +48,12 @@ type Options struct {
 	// subscription dropped keeps trying to resubscribe before Next reports
 	// EUNAVAILABLE (default 30s).
 	ResubscribeTimeout time.Duration
+	// Connections is the number of clients (each with its own connection)
+	// the store opens, and so the number of calls it runs at once (default
+	// 8). Each client serves one call at a time, see the package
+	// documentation; a ReadAll holds one for its whole read, a subscription
+	// only while it (re)subscribes.
+	Connections int
 	// Logger receives the store's warnings and, at debug level, the client's
 	// own log (default slog.Default()).
 	Logger *slog.Logger
@@ -70,6 +75,9 @@ func (o *Options) setDefaults() {
 	if o.ResubscribeTimeout <= 0 {
 		o.ResubscribeTimeout = 30 * time.Second
 	}
+	if o.Connections <= 0 {
+		o.Connections = 8
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -82,8 +90,9 @@ type Store struct {
 	cfg  *esdbclient.Configuration
 	ids  *idCache
 
+	pool *pool
+
 	mu       sync.Mutex
-	client   *esdbclient.Client
 	closed   bool
 	inflight sync.WaitGroup // Append, ReadStream, ReadAll and Head calls
 
@@ -92,6 +101,7 @@ type Store struct {
 	life     context.Context
 	stopLife context.CancelFunc
 	pumps    sync.WaitGroup // one goroutine per open subscription
+	calls    sync.WaitGroup // one goroutine per client call (see run)
 }
 
 var _ eventstore.Store = (*Store)(nil)
@@ -105,8 +115,10 @@ var _ eventstore.Store = (*Store)(nil)
 //
 // Open checks that the server answers by reading the head of the log. It
 // returns an EINVALID error for a connection string the client rejects or a
-// bad Namespace, and an EUNAVAILABLE error when the server cannot be reached
-// (after the client's discovery attempts) or refuses the read.
+// bad Namespace, an EUNAVAILABLE error when the server cannot be reached
+// (after the client's discovery attempts) or refuses the read, and ctx's error
+// as soon as ctx ends (the client's discovery, which does not heed ctx, then
+// finishes in the background and its client is closed).
 //
 // Credentials in the connection string (esdb://user:password@host) are sent
 // only over TLS: the client silently drops them when tls=false, so Open logs
@@ -127,15 +139,24 @@ func Open(ctx context.Context, connString string, opts Options) (*Store, error) 
 		opts.Logger.Warn("esdb: the connection string has credentials but tls=false; the EventStoreDB client sends credentials only over TLS, so they are dropped and requests are anonymous",
 			"user", cfg.Username)
 	}
-	s := &Store{opts: opts, cfg: cfg, ids: newIDCache(opts.IDCache)}
-	s.life, s.stopLife = context.WithCancel(context.Background())
-	client, err := esdbclient.NewClient(cfg)
-	if err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, domain.WrapError(domain.EINVALID, "invalid EventStoreDB configuration", err)
 	}
-	s.client = client
+	s := &Store{opts: opts, cfg: cfg, ids: newIDCache(opts.IDCache)}
+	s.life, s.stopLife = context.WithCancel(context.Background())
+	s.pool = newPool(cfg, opts.Connections, s.life)
 	if _, _, err := s.rawHead(ctx); err != nil {
-		err = s.translate("connect to "+redact(connString), ctxErr(ctx, err))
+		if ctx.Err() != nil {
+			// The discovery may still be running (it does not heed ctx):
+			// it finishes in the background and its client is closed then.
+			s.mu.Lock()
+			s.closed = true
+			s.mu.Unlock()
+			s.stopLife()
+			s.pool.close()
+			return nil, ctx.Err()
+		}
+		err = s.translate("connect to "+redact(connString), err)
 		s.Close()
 		return nil, err
 	}
@@ -157,10 +178,9 @@ func (s *Store) Close() error {
 	s.stopLife()
 	s.pumps.Wait()
 	s.inflight.Wait()
-	s.mu.Lock()
-	client := s.client
-	s.mu.Unlock()
-	return closeClient(client)
+	s.calls.Wait()
+	s.pool.close()
+	return nil
 }
 
 // enter registers a call in flight, or fails with ErrClosed.
@@ -187,57 +207,134 @@ func (s *Store) readContext(ctx context.Context) (context.Context, context.Cance
 	return c, func() { stop(); cancel() }
 }
 
-// do runs fn with the current client. The client closes itself for good when
-// a discovery fails (and any later call then fails with "connection closed"):
-// do then replaces it with a new client, so the next call discovers the
-// cluster again, and runs fn once more if it never reached the server.
+// do runs fn with a client of the pool, which no other call uses meanwhile.
+// The client closes itself for good when a discovery fails (any later call
+// then fails with "connection closed"): do then discards it, so the next call
+// gets a new client that discovers the cluster again. fn runs once more if it
+// failed before reaching the server or reached a follower that named the
+// leader.
 func (s *Store) do(ctx context.Context, fn func(c *esdbclient.Client) error) error {
+	return s.run(ctx, true, fn)
+}
+
+// finish is do for the last step of an append the server has stored: it runs
+// even when the store has started to close.
+func (s *Store) finish(ctx context.Context, fn func(c *esdbclient.Client) error) error {
+	return s.run(ctx, false, fn)
+}
+
+// run implements do and finish.
+//
+// The client's discovery does not heed contexts (with an unreachable node it
+// takes up to maxDiscoverAttempts × gossipTimeout), so fn runs in a goroutine
+// of the store and run returns ctx's error as soon as ctx ends; the goroutine
+// returns the client to the pool when fn returns, and Close waits for it.
+// Callers use what fn stored only when run returns nil.
+func (s *Store) run(ctx context.Context, stopOnClose bool, fn func(c *esdbclient.Client) error) error {
 	for attempt := 0; ; attempt++ {
-		s.mu.Lock()
-		c := s.client
-		s.mu.Unlock()
-		err := guard(func() error { return fn(c) })
-		if err == nil {
-			return nil
+		c, err := s.pool.acquire(ctx, stopOnClose)
+		if err != nil {
+			return err
 		}
-		closedNow := isCode(err, esdbclient.ErrorCodeConnectionClosed)
-		if closedNow || isDiscoveryFailure(err) {
-			s.renew(c)
+		done := make(chan error, 1)
+		s.calls.Add(1)
+		go func() {
+			defer s.calls.Done()
+			err := fn(c)
+			dead := isCode(err, esdbclient.ErrorCodeConnectionClosed) || isDiscoveryFailure(err)
+			if dead {
+				s.opts.Logger.Warn("esdb: the client closed itself after a failed discovery; the next call uses a new one", "err", err)
+			}
+			s.pool.release(c, dead)
+			done <- err
+		}()
+		select {
+		case err = <-done:
+		case <-ctx.Done():
+			return ctx.Err()
 		}
-		if closedNow && attempt == 0 && ctx.Err() == nil && !s.isClosed() {
+		// Not reaching the server, or reaching a follower (the client has
+		// reconnected to the leader it named), stored nothing: try once more.
+		retry := isCode(err, esdbclient.ErrorCodeConnectionClosed) || isCode(err, esdbclient.ErrorCodeNotLeader)
+		if retry && attempt == 0 && ctx.Err() == nil {
 			continue
 		}
 		return err
 	}
 }
 
-// renew replaces old by a new client unless that happened already or the
-// store is closing.
-func (s *Store) renew(old *esdbclient.Client) {
-	s.mu.Lock()
-	if s.closed || s.client != old {
-		s.mu.Unlock()
-		return
-	}
-	fresh, err := esdbclient.NewClient(s.cfg)
-	if err != nil {
-		s.mu.Unlock()
-		s.opts.Logger.Error("esdb: cannot create a new client", "err", err)
-		return
-	}
-	s.client = fresh
-	s.mu.Unlock()
-	s.opts.Logger.Warn("esdb: the client closed itself after a failed discovery; using a new client")
-	// Calls still blocked inside the old client (it reports connection errors
-	// on a channel nobody reads once its discovery failed) are released by
-	// the close: they panic with "send on closed channel", which guard turns
-	// into an error.
-	_ = closeClient(old)
+// pool holds the store's clients. Each client is used by one call at a time.
+// The client serialises its connection management through one goroutine that
+// stops for good when a discovery fails; calls that were waiting on it then
+// wait forever (they send to a channel nobody reads). With one call per
+// client, the call that ran the failed discovery gets its error, nobody else
+// waits on that client, and the pool closes it and makes a new one.
+type pool struct {
+	cfg    *esdbclient.Configuration
+	life   context.Context // ends when the store closes
+	tokens chan struct{}   // one per client lent out
+	mu     sync.Mutex
+	idle   []*esdbclient.Client
 }
 
-// closeClient closes c, tolerating a client whose internals already stopped.
-func closeClient(c *esdbclient.Client) error {
-	return guard(c.Close)
+func newPool(cfg *esdbclient.Configuration, size int, life context.Context) *pool {
+	return &pool{cfg: cfg, life: life, tokens: make(chan struct{}, size)}
+}
+
+// acquire lends a client, waiting while all are in use. It fails with ctx's
+// error, or (when stopOnClose is set) with ErrClosed once the store closes.
+// The store closes the pool only after every call has returned its client, so
+// a call that waits through the close still gets one.
+func (p *pool) acquire(ctx context.Context, stopOnClose bool) (*esdbclient.Client, error) {
+	closing := p.life.Done()
+	if !stopOnClose {
+		closing = nil
+	}
+	select {
+	case p.tokens <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-closing:
+		return nil, eventstore.ErrClosed
+	}
+	p.mu.Lock()
+	if n := len(p.idle); n > 0 {
+		c := p.idle[n-1]
+		p.idle = p.idle[:n-1]
+		p.mu.Unlock()
+		return c, nil
+	}
+	p.mu.Unlock()
+	c, err := esdbclient.NewClient(p.cfg) // connects on first use
+	if err != nil {
+		<-p.tokens
+		return nil, err
+	}
+	return c, nil
+}
+
+// release takes a client back. A dead one, or any once the store is closing,
+// is closed (nobody else uses it).
+func (p *pool) release(c *esdbclient.Client, dead bool) {
+	if dead || p.life.Err() != nil {
+		_ = c.Close()
+	} else {
+		p.mu.Lock()
+		p.idle = append(p.idle, c)
+		p.mu.Unlock()
+	}
+	<-p.tokens
+}
+
+// close closes the idle clients; the store calls it once no call is running.
+func (p *pool) close() {
+	p.mu.Lock()
+	idle := p.idle
+	p.idle = nil
+	p.mu.Unlock()
+	for _, c := range idle {
+		_ = c.Close()
+	}
 }
 
 // redact hides the password of a connection string, for messages and logs.
@@ -252,25 +349,6 @@ func redact(connString string) string {
 	}
 	user, _, _ := strings.Cut(rest[:at], ":")
 	return scheme + "://" + user + ":xxxxx" + rest[at:]
-}
-
-// errClientGone is what guard reports when the client panicked because it had
-// been closed under a call.
-var errClientGone = errors.New("the EventStoreDB client was closed during the call")
-
-// guard runs fn and turns the client's "send on closed channel" panic (a call
-// racing the close of a client) into errClientGone; other panics propagate.
-func guard(fn func() error) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			if re, ok := r.(runtime.Error); ok && strings.Contains(re.Error(), "closed channel") {
-				err = errClientGone
-				return
-			}
-			panic(r)
-		}
-	}()
-	return fn()
 }
 
 // isCode reports whether err is an *esdbclient.Error with the given code. It

@@ -146,6 +146,23 @@ func collect(t *testing.T, sub eventstore.Subscription, n int) ([]eventstore.Rec
 	return out, through
 }
 
+// caughtUp reads batches until one is marked CaughtUp and checks that n events
+// came with them.
+func caughtUp(t *testing.T, sub eventstore.Subscription, n int) ([]eventstore.RecordedEvent, eventstore.Position) {
+	t.Helper()
+	var out []eventstore.RecordedEvent
+	for {
+		b := next(t, sub)
+		out = append(out, b.Events...)
+		if b.CaughtUp {
+			if len(out) != n {
+				t.Fatalf("caught up after %d events, want %d", len(out), n)
+			}
+			return out, b.Through
+		}
+	}
+}
+
 func positions(evs []eventstore.RecordedEvent) []eventstore.Position {
 	out := make([]eventstore.Position, len(evs))
 	for i, e := range evs {
@@ -154,56 +171,74 @@ func positions(evs []eventstore.RecordedEvent) []eventstore.Position {
 	return out
 }
 
-// TestResubscribesAfterDrop drops the server subscription between two batches
-// of a filtered subscription: the store resubscribes from the checkpoint it
-// delivered, commit and prepare exactly, and every later event arrives once.
+// TestResubscribesAfterDrop drops the server subscription of a caught-up
+// subscription, without and with a filter: the store resubscribes from the
+// last position it delivered (an event's, or a filtered subscription's
+// checkpoint), commit and prepare exactly, and every later event arrives once.
 func TestResubscribesAfterDrop(t *testing.T) {
 	t.Parallel()
-	srv := esdbtest.StartServer(t, esdbtest.Options{})
-	s := open(t, srv.URL(), esdb.Options{})
-	first := mustAppend(t, s, "keep-1", eventstore.Any, ev("E", `{"n":1}`))
-	var skipped []eventstore.EventData
-	for i := range 40 {
-		skipped = append(skipped, ev("E", fmt.Sprintf(`{"skip":%d}`, i)))
-	}
-	last := mustAppend(t, s, "skip-1", eventstore.Any, skipped...)
+	for _, filtered := range []bool{false, true} {
+		t.Run(fmt.Sprintf("filtered=%v", filtered), func(t *testing.T) {
+			t.Parallel()
+			srv := esdbtest.StartServer(t, esdbtest.Options{})
+			s := open(t, srv.URL(), esdb.Options{})
+			first := mustAppend(t, s, "keep-1", eventstore.Any, ev("E", `{"n":1}`))
+			var skipped []eventstore.EventData
+			for i := range 40 {
+				skipped = append(skipped, ev("E", fmt.Sprintf(`{"skip":%d}`, i)))
+			}
+			last := mustAppend(t, s, "skip-1", eventstore.Any, skipped...)
 
-	sub := subscribe(t, s, eventstore.SubscribeOptions{Filter: eventstore.Filter{StreamPrefixes: []string{"keep-"}}})
-	var got []eventstore.RecordedEvent
-	var through eventstore.Position
-	for {
-		b := next(t, sub)
-		got, through = append(got, b.Events...), b.Through
-		if b.CaughtUp {
-			break
-		}
-	}
-	if len(got) != 1 || got[0].Position != first.Positions[0] {
-		t.Fatalf("catch-up delivered %v, want the keep-1 event at %v", positions(got), first.Positions[0])
-	}
-	if through != last.LastPosition() {
-		t.Fatalf("caught-up checkpoint %v, want the last skipped event's position %v", through, last.LastPosition())
-	}
+			var filter eventstore.Filter
+			wantCatchUp := append([]eventstore.Position{first.Positions[0]}, last.Positions...)
+			if filtered {
+				filter = eventstore.Filter{StreamPrefixes: []string{"keep-"}}
+				wantCatchUp = wantCatchUp[:1]
+			}
+			sub := subscribe(t, s, eventstore.SubscribeOptions{Filter: filter})
+			got, through := caughtUp(t, sub, len(wantCatchUp))
+			if fmt.Sprint(positions(got)) != fmt.Sprint(wantCatchUp) {
+				t.Fatalf("catch-up delivered %v, want %v", positions(got), wantCatchUp)
+			}
+			if through != last.LastPosition() {
+				t.Fatalf("caught-up checkpoint %v, want the last event's position %v", through, last.LastPosition())
+			}
 
-	if n := srv.DropSubscriptions(); n != 1 {
-		t.Fatalf("dropped %d subscriptions, want 1", n)
-	}
-	live := []eventstore.AppendResult{
-		mustAppend(t, s, "keep-2", eventstore.Any, ev("E", `{"n":2}`)),
-		mustAppend(t, s, "skip-1", eventstore.Any, ev("E", `{}`)),
-		mustAppend(t, s, "keep-3", eventstore.Any, ev("E", `{"n":3}`)),
-	}
-	after, _ := collect(t, sub, 2)
-	want := []eventstore.Position{live[0].Positions[0], live[2].Positions[0]}
-	if fmt.Sprint(positions(after)) != fmt.Sprint(want) {
-		t.Fatalf("after the drop got %v, want %v", positions(after), want)
-	}
-	reqs := srv.SubscribeRequests()
-	if len(reqs) != 2 {
-		t.Fatalf("server saw %d subscription requests, want 2 (the first and one resubscription)", len(reqs))
-	}
-	if r := reqs[1]; r.FromStart || r.Commit != through.Commit || r.Prepare != through.Prepare || !r.Filtered {
-		t.Fatalf("resubscribed with %+v, want a filtered subscription after %v", r, through)
+			// A filtered subscription goes on with the live window once caught up;
+			// drop the subscription that is open then.
+			opened := 1
+			if filtered {
+				opened = 2
+			}
+			reqs, err := srv.AwaitSubscribeRequests(ctx(t), opened)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if filtered && (reqs[0].Window != 32 || reqs[1].Window != 1 || reqs[1].Commit != through.Commit || reqs[1].Prepare != through.Prepare) {
+				t.Fatalf("subscription requests %+v: want a catch-up window of 32, then a live window of 1 after %v", reqs, through)
+			}
+			if n := srv.DropSubscriptions(); n < 1 {
+				t.Fatalf("dropped %d subscriptions", n)
+			}
+			live := []eventstore.AppendResult{
+				mustAppend(t, s, "keep-2", eventstore.Any, ev("E", `{"n":2}`)),
+				mustAppend(t, s, "skip-1", eventstore.Any, ev("E", `{}`)),
+				mustAppend(t, s, "keep-3", eventstore.Any, ev("E", `{"n":3}`)),
+			}
+			want := []eventstore.Position{live[0].Positions[0], live[1].Positions[0], live[2].Positions[0]}
+			if filtered {
+				want = []eventstore.Position{live[0].Positions[0], live[2].Positions[0]}
+			}
+			after, _ := collect(t, sub, len(want))
+			if fmt.Sprint(positions(after)) != fmt.Sprint(want) {
+				t.Fatalf("after the drop got %v, want %v", positions(after), want)
+			}
+			reqs = srv.SubscribeRequests()
+			r := reqs[opened]
+			if r.FromStart || r.Commit != through.Commit || r.Prepare != through.Prepare || !r.Filtered {
+				t.Fatalf("resubscribed with %+v, want a filtered subscription after %v", r, through)
+			}
+		})
 	}
 }
 
@@ -353,23 +388,43 @@ func TestAppendTooLarge(t *testing.T) {
 	}
 }
 
-// closedPort returns a local address nothing listens on.
-func closedPort(t *testing.T) string {
+// refuse listens on addr and closes every connection at once, as a stopped
+// node's host does (it keeps the port from other tests meanwhile). It returns
+// the address and a function that stops listening.
+func refuse(t *testing.T, addr string) (string, func()) {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := net.Listen("tcp", addr)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("listen on %s: %v", addr, err)
 	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			l.Close()
+			<-done
+		})
+	}
+	t.Cleanup(stop)
+	return l.Addr().String(), stop
 }
 
 func TestOpenUnreachable(t *testing.T) {
 	t.Parallel()
+	addr, _ := refuse(t, "127.0.0.1:0")
 	for _, url := range []string{
-		"esdb://" + closedPort(t) + "?tls=false&maxDiscoverAttempts=1&discoveryInterval=1",
-		"esdb+discover://" + closedPort(t) + "?tls=false&maxDiscoverAttempts=1&discoveryInterval=1",
+		"esdb://" + addr + "?tls=false&maxDiscoverAttempts=1&discoveryInterval=1",
+		"esdb+discover://" + addr + "?tls=false&maxDiscoverAttempts=1&discoveryInterval=1",
 	} {
 		_, err := esdb.Open(ctx(t), url, esdb.Options{Logger: quiet})
 		if domain.ErrorCode(err) != domain.EUNAVAILABLE {
@@ -393,9 +448,10 @@ func TestReconnectsAfterFailedDiscovery(t *testing.T) {
 	s := open(t, url, esdb.Options{ResubscribeTimeout: 100 * time.Millisecond})
 	mustAppend(t, s, "r", eventstore.NoStream, ev("E", `{"n":0}`))
 	sub := subscribe(t, s, eventstore.SubscribeOptions{})
-	collect(t, sub, 1)
+	caughtUp(t, sub, 1)
 
 	srv.Stop()
+	_, restart := refuse(t, srv.Addr())
 	for i := range 3 { // the lost connection, the failed discovery, the dead client
 		if _, err := s.Append(ctx(t), "r", eventstore.Exact(0), ev("E", `{}`)); domain.ErrorCode(err) != domain.EUNAVAILABLE {
 			t.Fatalf("append %d with the node down: %v, want %s", i, err, domain.EUNAVAILABLE)
@@ -405,12 +461,61 @@ func TestReconnectsAfterFailedDiscovery(t *testing.T) {
 		t.Fatalf("next with the node down: %v, want %s", err, domain.EUNAVAILABLE)
 	}
 
+	restart()
 	if err := srv.Listen(srv.Addr()); err != nil {
 		t.Fatalf("restart the node: %v", err)
 	}
 	res, err := s.Append(ctx(t), "r", eventstore.Exact(0), ev("E", `{"n":1}`))
 	if err != nil || res.StreamVersion != 1 {
 		t.Fatalf("append after the restart = %+v, %v; want version 1", res, err)
+	}
+}
+
+// TestContextBoundsDiscovery points the store at a node that accepts
+// connections and never answers, as a partitioned host behind a firewall may:
+// the client's discovery then lasts until its connection attempt times out
+// (20 s) and does not heed contexts, but the store's calls return when their
+// context ends.
+func TestContextBoundsDiscovery(t *testing.T) {
+	t.Parallel()
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	accepting := make(chan struct{})
+	go func() {
+		defer close(accepting)
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	defer func() { // ends the background discovery
+		silent.Close()
+		<-accepting
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+
+	short, cancel := context.WithTimeout(ctx(t), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = esdb.Open(short, "esdb://"+silent.Addr().String()+"?tls=false&maxDiscoverAttempts=1&gossipTimeout=60", esdb.Options{Logger: quiet})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("open during a hanging discovery: %v, want the context's deadline", err)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Fatalf("open returned after %v, long after its context ended", took)
 	}
 }
 

@@ -34,7 +34,7 @@ func (s *Store) Subscribe(ctx context.Context, opts eventstore.SubscribeOptions)
 
 	life, cancel := context.WithCancel(s.life)
 	stop := context.AfterFunc(ctx, cancel) // ctx bounds the start
-	first, err := s.subscribeRaw(life, opts.After, opts.Filter)
+	first, err := s.subscribeRaw(life, opts.After, opts.Filter, catchUpWindow)
 	canceledByCtx := !stop()
 	if err != nil || canceledByCtx {
 		if first != nil {
@@ -50,6 +50,7 @@ func (s *Store) Subscribe(ctx context.Context, opts eventstore.SubscribeOptions)
 	sub := &subscription{
 		store:   s,
 		filter:  opts.Filter,
+		prompt:  !opts.Filter.IsEmpty(),
 		limit:   opts.BatchSize,
 		items:   make(chan item, subscriptionBuffer),
 		cancel:  cancel,
@@ -67,16 +68,31 @@ func (s *Store) Subscribe(ctx context.Context, opts eventstore.SubscribeOptions)
 // subscription's pump reads ahead of Next.
 const subscriptionBuffer = 256
 
-// subscribeRaw opens a catch-up subscription to $all after after.
-func (s *Store) subscribeRaw(ctx context.Context, after eventstore.Position, f eventstore.Filter) (*esdbclient.Subscription, error) {
+// subscribeRaw opens a catch-up subscription to $all after after, whose
+// server-side filter has the given max search window.
+func (s *Store) subscribeRaw(ctx context.Context, after eventstore.Position, f eventstore.Filter, window int) (*esdbclient.Subscription, error) {
 	var sub *esdbclient.Subscription
 	err := s.do(ctx, func(c *esdbclient.Client) error {
 		var err error
-		sub, err = c.SubscribeToAll(ctx, s.allOptions(after, f))
+		sub, err = c.SubscribeToAll(ctx, s.allOptions(after, f, window))
 		return err
 	})
-	return sub, err
+	if err != nil {
+		return nil, err
+	}
+	return sub, nil
 }
+
+// The max search windows of server-side filters. The server reads the log in
+// pages of up to the window and sends a checkpoint every window events it
+// considers (the checkpoint multiplier is 1). Catching up, a wide window keeps
+// the reads efficient; live, a window of one makes the server send a
+// checkpoint for each event the filter leaves out, so Through keeps up with
+// the log.
+const (
+	catchUpWindow = 32
+	liveWindow    = 1
+)
 
 // item is what the pump hands to Next: an event (nil when the filter dropped
 // it, so that only its position counts), a checkpoint position, the caught-up
@@ -95,6 +111,7 @@ type item struct {
 type subscription struct {
 	store     *Store
 	filter    eventstore.Filter
+	prompt    bool // the filter leaves out events: resubscribe for live checkpoints
 	limit     int
 	items     chan item // closed by the pump when it exits
 	cancel    context.CancelFunc
@@ -108,9 +125,16 @@ type subscription struct {
 	failed       error
 }
 
-// Next implements eventstore.Subscription. It returns ctx's error when ctx
-// ends (the subscription stays usable), and an EUNAVAILABLE error when the
-// store or the subscription is closed or when resubscribing after a drop
+// Next implements eventstore.Subscription. While the subscription catches
+// up, a batch holds BatchSize events unless it reaches the head first (or ctx
+// ends); live, it holds the events that have arrived. When the subscription
+// has a filter and has caught up, a checkpoint that moves past events the
+// filter left out is delivered as an empty batch. Other checkpoints (while catching up, or past
+// system events and other namespaces' events, which are not part of the
+// store's log) only move the Through of the next batch, at the latest the
+// caught-up one. Next returns ctx's error
+// when ctx ends (the subscription stays usable), and an EUNAVAILABLE error when
+// the store or the subscription is closed or when resubscribing after a drop
 // failed for longer than Options.ResubscribeTimeout; resume then with a new
 // Subscribe from the last Through.
 func (sub *subscription) Next(ctx context.Context) (eventstore.Batch, error) {
@@ -120,9 +144,16 @@ func (sub *subscription) Next(ctx context.Context) (eventstore.Batch, error) {
 		return eventstore.Batch{}, sub.failed
 	}
 	b := eventstore.Batch{Through: sub.through}
+	moved := false
 	for {
-		it, ok, err := sub.take(ctx, len(b.Events) == 0)
+		// Catching up, batches are full (or end at the head); live, a batch
+		// holds what has arrived.
+		ready := sub.live && (len(b.Events) > 0 || (moved && sub.prompt))
+		it, ok, err := sub.take(ctx, !ready)
 		if err != nil {
+			if len(b.Events) > 0 || ready {
+				return b, nil // the error again on the next call
+			}
 			return eventstore.Batch{}, err
 		}
 		if !ok { // nothing more at hand: deliver what we have
@@ -147,6 +178,7 @@ func (sub *subscription) Next(ctx context.Context) (eventstore.Batch, error) {
 			if sub.through.Less(it.pos) {
 				sub.through = it.pos
 				b.Through = it.pos
+				moved = true
 			}
 			if it.event != nil {
 				b.Events = append(b.Events, *it.event)
@@ -200,20 +232,28 @@ func (sub *subscription) Close() error {
 	return nil
 }
 
-// pump reads the server subscription into items until ctx ends, and
-// resubscribes after a drop from the last position it read.
+// pump reads the server subscription into items until ctx ends. When a
+// filtered subscription catches up, it resubscribes with the live window;
+// after a drop it resubscribes (with the catch-up window) from the last
+// position it read.
 func (sub *subscription) pump(ctx context.Context, es *esdbclient.Subscription, after eventstore.Position) {
 	defer close(sub.done)
 	defer close(sub.items)
 	seen := !after.IsZero()
+	live := false // es has the live window
 	for {
-		cause := sub.drain(ctx, es, &after, &seen)
+		switched, cause := sub.drain(ctx, es, &after, &seen, sub.prompt && !live)
 		if ctx.Err() != nil {
 			return
 		}
-		sub.store.opts.Logger.Warn("esdb: subscription dropped; resubscribing", "after", after.String(), "err", cause)
+		window := catchUpWindow
+		if live = switched; live {
+			window = liveWindow
+		} else {
+			sub.store.opts.Logger.Warn("esdb: subscription dropped; resubscribing", "after", after.String(), "err", cause)
+		}
 		var err error
-		es, err = sub.resubscribe(ctx, after)
+		es, err = sub.resubscribe(ctx, after, window)
 		if err != nil {
 			if ctx.Err() == nil {
 				sub.send(ctx, item{err: eventstore.Unavailable("resubscribe after a dropped subscription", err)})
@@ -223,15 +263,16 @@ func (sub *subscription) pump(ctx context.Context, es *esdbclient.Subscription, 
 	}
 }
 
-// drain hands the server subscription's messages to items until it drops, and
-// returns the cause. after is the last position handed over.
-func (sub *subscription) drain(ctx context.Context, es *esdbclient.Subscription, after *eventstore.Position, seen *bool) error {
+// drain hands the server subscription's messages to items until it drops
+// (it returns the cause) or, when switchLive is set, until it has caught up
+// (it returns true). after is the last position handed over.
+func (sub *subscription) drain(ctx context.Context, es *esdbclient.Subscription, after *eventstore.Position, seen *bool, switchLive bool) (bool, error) {
 	defer es.Close()
 	for {
 		ev := es.Recv()
 		switch {
 		case ev.SubscriptionDropped != nil:
-			return ev.SubscriptionDropped.Error
+			return false, ev.SubscriptionDropped.Error
 		case ev.EventAppeared != nil:
 			e := ev.EventAppeared.OriginalEvent()
 			pos := toPosition(e.Position)
@@ -243,7 +284,7 @@ func (sub *subscription) drain(ctx context.Context, es *esdbclient.Subscription,
 				it.event = &r
 			}
 			if !sub.send(ctx, it) {
-				return ctx.Err()
+				return false, ctx.Err()
 			}
 			*after, *seen = pos, true
 		case ev.CheckPointReached != nil:
@@ -252,12 +293,15 @@ func (sub *subscription) drain(ctx context.Context, es *esdbclient.Subscription,
 				continue
 			}
 			if !sub.send(ctx, item{pos: pos, hasPos: true}) {
-				return ctx.Err()
+				return false, ctx.Err()
 			}
 			*after, *seen = pos, true
 		case ev.CaughtUp != nil:
 			if !sub.send(ctx, item{caughtUp: true}) {
-				return ctx.Err()
+				return false, ctx.Err()
+			}
+			if switchLive {
+				return true, nil
 			}
 		}
 	}
@@ -275,11 +319,11 @@ func (sub *subscription) send(ctx context.Context, it item) bool {
 
 // resubscribe opens a new server subscription after after, retrying with
 // backoff for up to Options.ResubscribeTimeout.
-func (sub *subscription) resubscribe(ctx context.Context, after eventstore.Position) (*esdbclient.Subscription, error) {
+func (sub *subscription) resubscribe(ctx context.Context, after eventstore.Position, window int) (*esdbclient.Subscription, error) {
 	deadline := time.Now().Add(sub.store.opts.ResubscribeTimeout)
 	delay := 50 * time.Millisecond
 	for {
-		es, err := sub.store.subscribeRaw(ctx, after, sub.filter)
+		es, err := sub.store.subscribeRaw(ctx, after, sub.filter, window)
 		if err == nil {
 			return es, nil
 		}

@@ -61,6 +61,7 @@ import (
 	"github.com/EventStore/EventStore-Client-Go/v4/protos/streams"
 	"github.com/google/uuid"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 )
 
@@ -95,6 +96,7 @@ type Server struct {
 
 	credentials atomic.Int64
 	requests    []SubscribeRequest
+	requested   chan struct{} // closed and replaced on every subscription request
 }
 
 // SubscribeRequest describes one subscription request the server received:
@@ -111,6 +113,7 @@ type SubscribeRequest struct {
 	StreamRegex string
 	Prefixes    []string
 	ByEventType bool
+	Window      uint64 // max search window × checkpoint multiplier
 }
 
 // NewServer returns a Server holding an empty log (plus the two system events
@@ -128,7 +131,7 @@ func NewServer(opts Options) *Server {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	s := &Server{opts: opts, db: newDB(opts.IdempotencyCache), subs: make(map[*subscriber]struct{})}
+	s := &Server{opts: opts, db: newDB(opts.IdempotencyCache), subs: make(map[*subscriber]struct{}), requested: make(chan struct{})}
 	s.AppendSystemEvent("$settings", "$settings")
 	s.AppendSystemEvent("$$$stats-127.0.0.1:2113", "$metadata")
 	return s
@@ -149,6 +152,8 @@ func (s *Server) Serve(l net.Listener) error {
 func (s *Server) start(l net.Listener) (*grpc.Server, error) {
 	g := grpc.NewServer(
 		grpc.MaxRecvMsgSize(64<<20),
+		// The client pings every 10 s, idle or not, as KurrentDB allows.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: time.Second, PermitWithoutStream: true}),
 		grpc.UnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 			s.countCredentials(ctx)
 			return h(ctx, req)
@@ -283,6 +288,26 @@ func (s *Server) SubscribeRequests() []SubscribeRequest {
 	return append([]SubscribeRequest(nil), s.requests...)
 }
 
+// AwaitSubscribeRequests waits until the server has received at least n
+// subscription requests (each is open by then, unless it ended since) and
+// returns them all, or returns ctx's error.
+func (s *Server) AwaitSubscribeRequests(ctx context.Context, n int) ([]SubscribeRequest, error) {
+	for {
+		s.mu.Lock()
+		if len(s.requests) >= n {
+			defer s.mu.Unlock()
+			return append([]SubscribeRequest(nil), s.requests...), nil
+		}
+		wait := s.requested
+		s.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
 // CredentialsSeen returns the number of calls that carried an authorization
 // header.
 func (s *Server) CredentialsSeen() int64 { return s.credentials.Load() }
@@ -313,6 +338,8 @@ func (s *Server) register(req SubscribeRequest) *subscriber {
 	defer s.mu.Unlock()
 	s.subs[sub] = struct{}{}
 	s.requests = append(s.requests, req)
+	close(s.requested)
+	s.requested = make(chan struct{})
 	return sub
 }
 

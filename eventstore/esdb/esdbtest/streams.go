@@ -323,7 +323,7 @@ func (ss *streamsService) subscribeAll(o *streams.ReadReq_Options_AllOptions, f 
 		}
 	}
 	if f != nil {
-		req.Filtered, req.StreamRegex, req.Prefixes, req.ByEventType = true, f.regexText, f.prefixes, f.byType
+		req.Filtered, req.StreamRegex, req.Prefixes, req.ByEventType, req.Window = true, f.regexText, f.prefixes, f.byType, f.interval
 	}
 	sub := ss.s.register(req)
 	defer ss.s.unregister(sub)
