@@ -200,7 +200,8 @@ type SubscribeOptions struct {
 // Batch is what Subscription.Next returns: events in strictly increasing
 // position order, the position the subscription has read through (a checkpoint
 // that may lie past the last event when a filter skipped events), and whether
-// this batch brought the subscription to the head of the log.
+// this batch brought the subscription to the head of the log. While catching
+// up, a store may deliver full batches only and move Through with them.
 type Batch struct {
 	Events   []RecordedEvent
 	Through  Position
@@ -295,10 +296,15 @@ func ValidateAppend(stream string, events []EventData, newID func() string) erro
 }
 
 // ValidateStream checks a stream name: 1 to MaxStreamLength bytes of UTF-8
-// without control characters. It returns an EINVALID error.
+// without control characters, not starting with "$" (EventStoreDB reserves
+// those for system streams, and every store accepts the same names). It
+// returns an EINVALID error.
 func ValidateStream(stream string) error {
 	if stream == "" || len(stream) > MaxStreamLength || !utf8.ValidString(stream) {
 		return domain.Errorf(domain.EINVALID, "stream name must be 1-%d bytes of UTF-8", MaxStreamLength)
+	}
+	if stream[0] == '$' {
+		return domain.Errorf(domain.EINVALID, "stream name %q starts with $, which marks system streams", stream)
 	}
 	for _, r := range stream {
 		if r < 0x20 || r == 0x7f {

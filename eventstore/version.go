@@ -87,6 +87,10 @@ var ErrWrongExpectedVersion = errors.New("wrong expected version")
 
 // ErrDuplicateEventID is returned when an append reuses event ids that are
 // stored in another stream, or when only some of its ids are stored already.
+// The SQL stores always detect an id stored in another stream; EventStoreDB,
+// which has no index of event ids, detects it only for ids the same process
+// appended. Callers derive ids from their stream's identity, so this is a
+// safety net, not a guarantee they rely on.
 var ErrDuplicateEventID = &domain.Error{Code: domain.ECONFLICT, Message: "event id already stored elsewhere"}
 
 // WrongExpectedVersionError reports a failed concurrency check: the stream,

@@ -328,6 +328,7 @@ func testInvalidAppends(t *testing.T, s eventstore.Store) {
 		{"empty stream name", "", []eventstore.EventData{good}},
 		{"control character in stream", "a\nb", []eventstore.EventData{good}},
 		{"overlong stream", strings.Repeat("s", eventstore.MaxStreamLength+1), []eventstore.EventData{good}},
+		{"system stream", "$all", []eventstore.EventData{good}},
 		{"no events", "x", nil},
 		{"empty type", "x", []eventstore.EventData{{ID: eventstore.NewID(), Data: json.RawMessage(`{}`)}}},
 		{"invalid data", "x", []eventstore.EventData{{ID: eventstore.NewID(), Type: "E", Data: json.RawMessage(`{"a":`)}}},
