@@ -148,6 +148,9 @@ type Config struct {
 	// PingInterval and PingTimeout tune Engine.IO's heartbeat (defaults
 	// 25s and 20s).
 	PingInterval, PingTimeout time.Duration
+	// DirectWrites turns off the coalescing of websocket writes (see
+	// coalesce.go), leaving one write system call per frame.
+	DirectWrites bool
 	// Limits are the per-socket rate limits.
 	Limits RateLimits
 	Auth   Authenticator
@@ -265,6 +268,9 @@ func New(cfg Config, h Handlers, q Queries, m ReadModels, feed Feed) *Server {
 		}
 	})
 	srv.handler = srv.io.ServeHandler(nil)
+	if !cfg.DirectWrites {
+		srv.handler = coalesceWebsocketWrites(srv.handler)
+	}
 	return srv
 }
 

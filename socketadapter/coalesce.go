@@ -1,0 +1,143 @@
+package socketadapter
+
+import (
+	"bufio"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+// The Socket.IO library writes every packet to every websocket with its own
+// write system call (gorilla's WritePreparedMessage per frame). Under load
+// that is the largest cost of a broadcast. The library offers no hook for
+// it, so the adapter works around it below the library: websocket upgrades
+// get a connection whose writes are queued and sent by a flusher goroutine,
+// which writes everything queued meanwhile with one system call. An idle
+// connection has no flusher; a busy one coalesces more the busier it is, and
+// no write waits for a timer.
+
+// coalesceWebsocketWrites wraps the Socket.IO handler so that the connections
+// of websocket upgrades coalesce their writes.
+func coalesceWebsocketWrites(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hj, ok := w.(http.Hijacker); ok && strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+			w = hijacker{ResponseWriter: w, hj: hj}
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// hijacker hands out coalescing connections when the websocket library
+// takes the connection over.
+type hijacker struct {
+	http.ResponseWriter
+	hj http.Hijacker
+}
+
+func (h hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := h.hj.Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	return newCoalescingConn(c), brw, nil
+}
+
+// maxPendingWrites bounds what a connection queues before writes wait for
+// the client to take it (a slow reader must not grow the server's memory).
+const maxPendingWrites = 1 << 20
+
+// closeFlushTimeout bounds how long Close waits to send what is queued (a
+// websocket close frame, say).
+const closeFlushTimeout = time.Second
+
+// coalescingConn queues writes and sends them from a flusher goroutine that
+// runs only while there is something to send.
+type coalescingConn struct {
+	net.Conn
+
+	mu       sync.Mutex
+	cond     *sync.Cond // signalled when the queue shrinks or the flusher stops
+	pending  []byte
+	spare    []byte
+	flushing bool
+	err      error // the first write error; later writes return it
+	closed   bool
+}
+
+func newCoalescingConn(c net.Conn) *coalescingConn {
+	cc := &coalescingConn{Conn: c}
+	cc.cond = sync.NewCond(&cc.mu)
+	return cc
+}
+
+// Write queues p. It returns the error of an earlier failed write, and waits
+// while more than maxPendingWrites bytes are queued.
+func (c *coalescingConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for c.err == nil && !c.closed && len(c.pending) > maxPendingWrites {
+		c.cond.Wait()
+	}
+	if c.err != nil {
+		return 0, c.err
+	}
+	if c.closed {
+		return 0, net.ErrClosed
+	}
+	c.pending = append(c.pending, p...)
+	if !c.flushing {
+		c.flushing = true
+		go c.flush()
+	}
+	return len(p), nil
+}
+
+// flush writes what is queued until the queue is empty.
+func (c *coalescingConn) flush() {
+	c.mu.Lock()
+	for len(c.pending) > 0 && c.err == nil {
+		out := c.pending
+		c.pending = c.spare[:0]
+		c.mu.Unlock()
+		_, err := c.Conn.Write(out)
+		c.mu.Lock()
+		if err != nil {
+			c.err = err
+		}
+		if cap(out) <= 64<<10 {
+			c.spare = out[:0] // keep a modest buffer for the next round
+		} else {
+			c.spare = nil
+		}
+		c.cond.Broadcast()
+	}
+	c.flushing = false
+	c.cond.Broadcast()
+	c.mu.Unlock()
+}
+
+// Close sends what is queued (for at most closeFlushTimeout) and closes the
+// connection.
+func (c *coalescingConn) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	if c.flushing {
+		timer := time.AfterFunc(closeFlushTimeout, func() {
+			c.mu.Lock()
+			if c.err == nil {
+				c.err = net.ErrClosed
+			}
+			c.cond.Broadcast()
+			c.mu.Unlock()
+			_ = c.Conn.SetWriteDeadline(time.Now())
+		})
+		for c.flushing {
+			c.cond.Wait()
+		}
+		timer.Stop()
+	}
+	c.mu.Unlock()
+	return c.Conn.Close()
+}
