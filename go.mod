@@ -70,3 +70,5 @@ require (
 	modernc.org/memory v1.12.1 // indirect
 	resty.dev/v3 v3.0.0-rc.4 // indirect
 )
+
+replace github.com/zishang520/socket.io/servers/socket/v3 => ./socketadapter/patched/socketio-server

@@ -52,7 +52,7 @@ func TestJoinPresence(t *testing.T) {
 		{"long user", domain.Actor{}, strings.Repeat("x", 129), profile("u1"), domain.EINVALID, "userId"},
 		{"control char", domain.Actor{}, "u\x001", profile("u1"), domain.EINVALID, "userId"},
 		{"bad email", domain.Actor{}, "u1", domain.UserProfile{UID: "u1", Email: "nope"}, domain.EINVALID, "userProfile.email"},
-		{"empty email ok", domain.Actor{}, "u1", domain.UserProfile{UID: "u1"}, "", ""},
+		{"empty email", domain.Actor{}, "u1", domain.UserProfile{UID: "u1"}, domain.EINVALID, "userProfile.email"},
 		{"javascript photo", domain.Actor{}, "u1", domain.UserProfile{UID: "u1", Email: "a@b.c", PhotoURL: "javascript:alert(1)"}, domain.EINVALID, "userProfile.photoURL"},
 		{"long name", domain.Actor{}, "u1", domain.UserProfile{UID: "u1", Email: "a@b.c", DisplayName: strings.Repeat("n", 129)}, domain.EINVALID, "userProfile.displayName"},
 	}
@@ -124,7 +124,7 @@ func TestNameFallsBack(t *testing.T) {
 	}{
 		{domain.UserProfile{UID: "u", Email: "e@x", DisplayName: "D"}, "D"},
 		{domain.UserProfile{UID: "u", Email: "e@x", DisplayName: "  "}, "e@x"},
-		{domain.UserProfile{UID: "u"}, "u"},
+		{domain.UserProfile{UID: "u"}, "u"}, // a verified token may lack both
 	} {
 		if got := c.p.Name(); got != c.want {
 			t.Errorf("%+v: %q, want %q", c.p, got, c.want)

@@ -81,10 +81,10 @@ func (p UserProfile) Validate(field string) error {
 	if err := CheckID(field+".uid", p.UID); err != nil {
 		return err
 	}
-	if err := checkText(field+".email", p.Email, 0, MaxEmailLength, false); err != nil {
+	if err := checkText(field+".email", p.Email, 1, MaxEmailLength, false); err != nil {
 		return err
 	}
-	if p.Email != "" && (!strings.Contains(p.Email, "@") || strings.ContainsAny(p.Email, " <>")) {
+	if !strings.Contains(p.Email, "@") || strings.ContainsAny(p.Email, " <>") {
 		return FieldErrorf(field+".email", "%s.email is not an email address", field)
 	}
 	if err := checkText(field+".displayName", p.DisplayName, 0, MaxDisplayNameLength, false); err != nil {

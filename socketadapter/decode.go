@@ -107,7 +107,7 @@ func userProfile(m map[string]any, field string) (domain.UserProfile, error) {
 	if p.UID, err = str(pm, "uid", field+".uid"); err != nil {
 		return p, err
 	}
-	if p.Email, err = optStr(pm, "email", field+".email"); err != nil {
+	if p.Email, err = str(pm, "email", field+".email"); err != nil {
 		return p, err
 	}
 	if p.DisplayName, err = optStr(pm, "displayName", field+".displayName"); err != nil {
