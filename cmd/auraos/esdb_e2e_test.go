@@ -35,7 +35,9 @@ func TestServeOnEventStoreDB(t *testing.T) {
 		t.Fatalf("update_app_status: %v", ack)
 	}
 	alice.WaitEvent("app_updated", nil)
-	alice.WaitEvent("online_users", func(raw json.RawMessage) bool { return strings.Contains(string(raw), `"bob"`) && strings.Contains(string(raw), `"alice"`) })
+	alice.WaitEvent("online_users", func(raw json.RawMessage) bool {
+		return strings.Contains(string(raw), `"bob"`) && strings.Contains(string(raw), `"alice"`)
+	})
 	srv.kill()
 
 	// Restart on the same EventStoreDB (and read models): history kept,
