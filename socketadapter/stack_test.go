@@ -1,7 +1,6 @@
 package socketadapter_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net/http"
@@ -16,6 +15,7 @@ import (
 	"github.com/auraos/realtime/projections"
 	"github.com/auraos/realtime/schema/schematest"
 	"github.com/auraos/realtime/socketadapter"
+	"github.com/auraos/realtime/socketadapter/sockettest"
 )
 
 // stack is the whole server in process: a SQLite event store, the read
@@ -24,25 +24,7 @@ import (
 type stack struct {
 	URL   string
 	Store *sqlstore.Store
-	Log   *syncBuffer
-}
-
-// syncBuffer collects log output from many goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	Log   *sockettest.Buffer
 }
 
 // startStack runs the server in process with cfg (NodeID, Logger and the
@@ -55,7 +37,7 @@ func startStack(t testing.TB, cfg socketadapter.Config) *stack {
 		t.Fatal(err)
 	}
 	rdb := schematest.OpenReadDB(t, "sqlite")
-	logs := &syncBuffer{}
+	logs := &sockettest.Buffer{}
 	var wg sync.WaitGroup
 	runners := map[string]*projections.Runner{}
 	for _, p := range projections.All() {
@@ -69,17 +51,7 @@ func startStack(t testing.TB, cfg socketadapter.Config) *stack {
 		cfg.NodeID = "test-node"
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	adapter := socketadapter.New(cfg, socketadapter.Handlers{
-		JoinUserRoom:         commands.JoinUserRoomHandler{Deps: deps},
-		JoinChatRoom:         commands.JoinChatRoomHandler{Deps: deps},
-		LeaveChatRoom:        commands.LeaveChatRoomHandler{Deps: deps},
-		SendMessage:          commands.SendMessageHandler{Deps: deps},
-		SendNotification:     commands.SendNotificationHandler{Deps: deps},
-		BroadcastSystemAlert: commands.BroadcastSystemAlertHandler{Deps: deps},
-		UpdateAppStatus:      commands.UpdateAppStatusHandler{Deps: deps},
-		UpdateDataAgent:      commands.UpdateDataAgentHandler{Deps: deps},
-		EndSession:           commands.EndSessionHandler{Deps: deps},
-	}, socketadapter.Queries{
+	adapter := socketadapter.New(cfg, socketadapter.HandlersFor(deps), socketadapter.Queries{
 		OnlineUsers:  projections.OnlineUsersQuery{DB: rdb.Reader},
 		UserSessions: projections.UserSessionsQuery{DB: rdb.Reader},
 		ChatHistory:  projections.ChatHistoryQuery{DB: rdb.Reader},

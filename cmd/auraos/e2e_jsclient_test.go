@@ -21,6 +21,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/auraos/realtime/socketadapter/sockettest"
 )
 
 // The JavaScript end-to-end suite (testdata/e2e/e2e.mjs) drives `auraos
@@ -189,8 +191,8 @@ func TestJSRestart(t *testing.T) {
 type jsProcess struct {
 	name   string
 	cmd    *exec.Cmd
-	out    *lockedBuffer // stdout and stderr
-	lines  chan string   // stdout lines
+	out    *sockettest.Buffer // stdout and stderr
+	lines  chan string        // stdout lines
 	exited chan error
 	cancel context.CancelFunc
 }
@@ -200,7 +202,7 @@ type jsProcess struct {
 func startJS(t *testing.T, scenario, url, transport string, env ...string) *jsProcess {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	p := &jsProcess{name: scenario + " over " + transport, out: &lockedBuffer{}, lines: make(chan string, 16), exited: make(chan error, 1), cancel: cancel}
+	p := &jsProcess{name: scenario + " over " + transport, out: &sockettest.Buffer{}, lines: make(chan string, 16), exited: make(chan error, 1), cancel: cancel}
 	p.cmd = exec.CommandContext(ctx, "node", "e2e.mjs", scenario, url, transport)
 	p.cmd.Dir = e2eDir
 	p.cmd.Env = append(os.Environ(), env...)

@@ -8,12 +8,12 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/auraos/realtime/eventstore"
 	"github.com/auraos/realtime/eventstore/sqlstore"
+	"github.com/auraos/realtime/socketadapter/sockettest"
 )
 
 func fillStore(t *testing.T, dir string) []eventstore.Position {
@@ -129,24 +129,6 @@ func TestEventsReadTable(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe to read while another goroutine writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestEventsReadFollow(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -159,7 +141,7 @@ func TestEventsReadFollow(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	out := &syncBuffer{}
+	out := &sockettest.Buffer{}
 	done := make(chan error, 1)
 	go func() {
 		done <- runEventsRead(ctx, out, eventsReadOptions{storage: storageConfig{DataDir: dir, EventStore: "sqlite"}, format: "jsonl", follow: true})

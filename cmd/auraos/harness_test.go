@@ -11,10 +11,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/auraos/realtime/socketadapter/sockettest"
 )
 
 // The end-to-end tests run the real binary, built once for the package.
@@ -42,24 +43,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// lockedBuffer collects a process's output while it runs.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // server is a running `auraos serve`.
 type server struct {
 	t       *testing.T
@@ -67,7 +50,7 @@ type server struct {
 	DataDir string
 	args    []string
 	cmd     *exec.Cmd
-	out     *lockedBuffer
+	out     *sockettest.Buffer
 	exited  chan error
 }
 
@@ -89,7 +72,7 @@ func startServer(t *testing.T, dataDir string, extra ...string) *server {
 	t.Helper()
 	addr := freeAddr(t)
 	args := append([]string{"serve", "--addr", addr, "--data-dir", dataDir, "--node-id", "e2e-node", "--log-level", "debug"}, extra...)
-	s := &server{t: t, URL: "http://" + addr, DataDir: dataDir, args: args, out: &lockedBuffer{}, exited: make(chan error, 1)}
+	s := &server{t: t, URL: "http://" + addr, DataDir: dataDir, args: args, out: &sockettest.Buffer{}, exited: make(chan error, 1)}
 	s.cmd = exec.Command(auraosBin, args...)
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
 	s.cmd.Env = append(os.Environ(), "AURAOS_EVENT_STORE=", "AURAOS_READ_DB=")

@@ -265,17 +265,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	adapter := socketadapter.New(socketadapter.Config{
 		NodeID: o.nodeID, StatusInterval: o.statusInterval, CORSOrigins: o.corsOrigins, MaxFrame: o.maxFrame,
 		CommandTimeout: o.commandTimeout, Limits: limits, Logger: log, Auth: auth, Observer: m,
-	}, socketadapter.Handlers{
-		JoinUserRoom:         commands.JoinUserRoomHandler{Deps: deps},
-		JoinChatRoom:         commands.JoinChatRoomHandler{Deps: deps},
-		LeaveChatRoom:        commands.LeaveChatRoomHandler{Deps: deps},
-		SendMessage:          commands.SendMessageHandler{Deps: deps},
-		SendNotification:     commands.SendNotificationHandler{Deps: deps},
-		BroadcastSystemAlert: commands.BroadcastSystemAlertHandler{Deps: deps},
-		UpdateAppStatus:      commands.UpdateAppStatusHandler{Deps: deps},
-		UpdateDataAgent:      commands.UpdateDataAgentHandler{Deps: deps},
-		EndSession:           commands.EndSessionHandler{Deps: deps},
-	}, socketadapter.Queries{
+	}, socketadapter.HandlersFor(deps), socketadapter.Queries{
 		OnlineUsers:  projections.OnlineUsersQuery{DB: rdb.reader},
 		UserSessions: projections.UserSessionsQuery{DB: rdb.reader},
 		ChatHistory:  projections.ChatHistoryQuery{DB: rdb.reader},
