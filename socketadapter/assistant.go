@@ -5,5 +5,5 @@ package socketadapter
 // ephemeral (nothing is stored), never blocks on clients, and may be called
 // from any goroutine; it implements commands.TypingNotifier.
 func (srv *Server) AssistantTyping(room, userID, userName string, isTyping bool) {
-	_ = srv.io.To(clientRoom(room)).Emit("user_typing", encode(typingPayload{UserID: userID, UserName: userName, IsTyping: isTyping}))
+	srv.emit(srv.io.To(clientRoom(room)), "user_typing", encode(typingPayload{UserID: userID, UserName: userName, IsTyping: isTyping}))
 }

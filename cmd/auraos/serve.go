@@ -39,6 +39,7 @@ type serveOptions struct {
 	commandTimeout  time.Duration
 	limits          rateFlags
 	jwt             jwtFlags
+	ai              aiFlags
 	readyMaxLag     uint64
 	gcPercent       int
 	logFormat       string
@@ -155,6 +156,7 @@ and exits 0.`,
 	f.Uint64Var(&o.readyMaxLag, "ready-max-lag", 10000, "/readyz turns 503 when a projection trails the log by more positions than this")
 	o.limits.register(f)
 	o.jwt.register(f)
+	o.ai.register(f)
 	return cmd
 }
 
@@ -193,6 +195,11 @@ func runServe(ctx context.Context, o serveOptions) error {
 	limits, err := o.limits.limits()
 	if err != nil {
 		return err
+	}
+	if o.ai.url != "" {
+		if err := o.ai.check(); err != nil {
+			return err
+		}
 	}
 	if o.maxFrame < 1024 {
 		return fmt.Errorf("--max-frame %d: must be at least 1024 bytes", o.maxFrame)
@@ -278,6 +285,11 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if err := adapter.Run(ctx); err != nil {
 		return err
 	}
+	stopAssistant, err := startAssistant(ctx, o.ai, store, rdb.writer, adapter, o.nodeID, log, m.aiCall)
+	if err != nil {
+		return err
+	}
+	defer stopAssistant()
 
 	var all []*projections.Runner
 	for _, p := range projections.All() {
