@@ -3,7 +3,6 @@ GO       ?= go
 BIN      := bin/auraos
 ADDR     ?= :5000
 DATA_DIR ?= ./data
-BENCHTIME ?= 3s
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT   ?= $(shell git rev-parse --short HEAD 2>/dev/null)
 LDFLAGS  := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
@@ -41,8 +40,18 @@ fuzz:
 		$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) ./socketadapter || exit 1; \
 	done
 
-bench:
-	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) ./eventstore/...
+BENCH_NODE := bench/node-server
+BENCH_FLAGS ?=
+
+# Our server against the Node.js socket.io baseline (load generator on this
+# machine), plus the store and projection benchmarks; prints the table and
+# rewrites the Performance section of README.md. BENCH_FLAGS go to
+# bench/run (e.g. BENCH_FLAGS='-runs 2 -no-readme').
+bench: build $(BENCH_NODE)/node_modules/.package-lock.json
+	$(GO) run ./bench/run $(BENCH_FLAGS)
+
+$(BENCH_NODE)/node_modules/.package-lock.json: $(BENCH_NODE)/package-lock.json
+	npm ci --prefix $(BENCH_NODE) --no-audit --no-fund
 
 clean:
 	rm -rf bin

@@ -1,0 +1,426 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// A minimal Engine.IO v4 / Socket.IO v5 client over one websocket: the
+// default namespace, text packets only, no polling, no reconnection. Each
+// websocket message is one Engine.IO packet:
+//
+//	0{...}  open            2 / 3  ping / pong         4...  message
+//	40 / 40{"sid":...}      Socket.IO CONNECT (sent / answered)
+//	42["event",payload,...] an event; 42<id>[...] asks for an ack
+//	43<id>[...]             an ack reply
+//	44{...}                 CONNECT_ERROR
+//
+// One goroutine per connection reads; it answers pings itself and hands
+// every other packet to the connection's handler, with a buffer that is
+// reused for the next packet (handlers must not keep it).
+
+// handler sees one Engine.IO packet (starting with '4') on the reading
+// goroutine; now is when it was read, in nanoseconds since the process's
+// clock origin.
+type handler func(c *client, pkt []byte, now int64)
+
+// origin is the monotonic clock origin that send timestamps and receive
+// times are measured from: one process, one clock.
+var origin = time.Now()
+
+func nanotime() int64 { return int64(time.Since(origin)) }
+
+type client struct {
+	id int
+	ws *websocket.Conn
+	nc *countingConn
+	// Sid is the Socket.IO id the server gave this connection.
+	Sid string
+
+	wmu sync.Mutex // writers: the reading goroutine (pongs, follow-ups) and scenario code
+
+	handle handler
+
+	// acks awaited by call(); used at set-up, not on hot paths.
+	amu     sync.Mutex
+	nextAck int
+	acks    map[int]chan []byte
+
+	done chan struct{} // closed when the reading goroutine ends
+	rerr error         // why it ended (read after done)
+}
+
+// countingConn counts the bytes read from the network, websocket framing
+// included: what the server sent this connection.
+type countingConn struct {
+	net.Conn
+	in atomic.Int64
+}
+
+func (c *countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.in.Add(int64(n))
+	return n, err
+}
+
+// wsURL turns a server URL (http://host:port, ws://…) into the Socket.IO
+// websocket endpoint.
+func wsURL(raw string) (string, error) {
+	if !strings.Contains(raw, "://") {
+		raw = "http://" + raw
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", err
+	}
+	switch u.Scheme {
+	case "http", "ws":
+		u.Scheme = "ws"
+	case "https", "wss":
+		u.Scheme = "wss"
+	default:
+		return "", fmt.Errorf("unsupported URL scheme %q", u.Scheme)
+	}
+	u.Path = "/socket.io/"
+	u.RawQuery = "EIO=4&transport=websocket"
+	return u.String(), nil
+}
+
+var dialer = &websocket.Dialer{
+	HandshakeTimeout: 15 * time.Second,
+	ReadBufferSize:   4096,
+	WriteBufferSize:  2048,
+}
+
+// dial opens a websocket, completes the Engine.IO and Socket.IO handshakes
+// and starts the reading goroutine with h as the packet handler.
+func dial(ctx context.Context, endpoint string, id int, h handler) (*client, error) {
+	var nc *countingConn
+	d := *dialer
+	d.NetDialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := (&net.Dialer{Timeout: 10 * time.Second}).DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		nc = &countingConn{Conn: conn}
+		return nc, nil
+	}
+	ws, resp, err := d.DialContext(ctx, endpoint, nil)
+	if resp != nil && resp.Body != nil {
+		resp.Body.Close()
+	}
+	if err != nil {
+		return nil, err
+	}
+	c := &client{id: id, ws: ws, nc: nc, handle: h, acks: map[int]chan []byte{}, done: make(chan struct{})}
+	deadline := time.Now().Add(15 * time.Second)
+	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
+		deadline = dl
+	}
+	_ = ws.SetReadDeadline(deadline)
+	// Engine.IO open packet.
+	_, open, err := ws.ReadMessage()
+	if err != nil {
+		ws.Close()
+		return nil, fmt.Errorf("reading the open packet: %w", err)
+	}
+	if len(open) == 0 || open[0] != '0' {
+		ws.Close()
+		return nil, fmt.Errorf("expected an open packet, got %.60q", open)
+	}
+	// Socket.IO CONNECT to the default namespace.
+	if err := c.write([]byte("40")); err != nil {
+		ws.Close()
+		return nil, err
+	}
+	for {
+		_, p, err := ws.ReadMessage()
+		if err != nil {
+			ws.Close()
+			return nil, fmt.Errorf("waiting for the namespace connect: %w", err)
+		}
+		switch {
+		case bytes.HasPrefix(p, []byte("40")):
+			var hello struct {
+				Sid string `json:"sid"`
+			}
+			_ = json.Unmarshal(p[2:], &hello)
+			c.Sid = hello.Sid
+		case bytes.HasPrefix(p, []byte("44")):
+			ws.Close()
+			return nil, fmt.Errorf("connect refused: %s", p[2:])
+		case bytes.Equal(p, []byte("2")):
+			if err := c.write([]byte("3")); err != nil {
+				ws.Close()
+				return nil, err
+			}
+			continue
+		default:
+			continue // nothing else comes before the connect
+		}
+		break
+	}
+	_ = ws.SetReadDeadline(time.Time{})
+	go c.readLoop()
+	return c, nil
+}
+
+// dialRetry dials with a few retries: a burst of connections can overflow
+// a listen backlog.
+func dialRetry(ctx context.Context, endpoint string, id int, h handler) (*client, error) {
+	var err error
+	for attempt := 0; attempt < 6; attempt++ {
+		var c *client
+		if c, err = dial(ctx, endpoint, id, h); err == nil {
+			return c, nil
+		}
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		select {
+		case <-time.After(time.Duration(100<<attempt) * time.Millisecond):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return nil, err
+}
+
+func (c *client) readLoop() {
+	defer close(c.done)
+	var buf []byte
+	for {
+		_, r, err := c.ws.NextReader()
+		if err != nil {
+			c.rerr = err
+			return
+		}
+		buf, err = readAll(r, buf[:0])
+		if err != nil {
+			c.rerr = err
+			return
+		}
+		now := nanotime()
+		if len(buf) == 0 {
+			continue
+		}
+		switch buf[0] {
+		case '2': // ping
+			if err := c.write([]byte("3")); err != nil {
+				c.rerr = err
+				return
+			}
+		case '1': // close
+			c.rerr = errors.New("server closed the engine")
+			return
+		case '4':
+			if len(buf) > 1 && buf[1] == '3' && c.deliverAck(buf) {
+				continue
+			}
+			if c.handle != nil {
+				c.handle(c, buf, now)
+			}
+		}
+	}
+}
+
+// readAll reads one message into buf, growing it as needed.
+func readAll(r io.Reader, buf []byte) ([]byte, error) {
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
+}
+
+// write sends one text message.
+func (c *client) write(p []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.writeLocked(p)
+}
+
+// writeLocked sends one text message; the caller holds wmu.
+func (c *client) writeLocked(p []byte) error {
+	_ = c.ws.SetWriteDeadline(time.Now().Add(15 * time.Second))
+	return c.ws.WriteMessage(websocket.TextMessage, p)
+}
+
+// emit sends 42["event",payload] (payload is JSON, or nil for none).
+func (c *client) emit(event string, payload []byte) error {
+	return c.write(eventPacket(nil, -1, event, payload))
+}
+
+// eventPacket appends 42[<id>]["event",payload] to dst.
+func eventPacket(dst []byte, ackID int, event string, payload []byte) []byte {
+	dst = append(dst, '4', '2')
+	if ackID >= 0 {
+		dst = strconv.AppendInt(dst, int64(ackID), 10)
+	}
+	dst = append(dst, '[', '"')
+	dst = append(dst, event...)
+	dst = append(dst, '"')
+	if payload != nil {
+		dst = append(dst, ',')
+		dst = append(dst, payload...)
+	}
+	return append(dst, ']')
+}
+
+// call emits an event with an ack id and waits for the ack's arguments
+// (the JSON array after 43<id>).
+func (c *client) call(ctx context.Context, event string, payload []byte) ([]byte, error) {
+	ch := make(chan []byte, 1)
+	c.amu.Lock()
+	id := c.nextAck
+	c.nextAck++
+	c.acks[id] = ch
+	c.amu.Unlock()
+	defer func() {
+		c.amu.Lock()
+		delete(c.acks, id)
+		c.amu.Unlock()
+	}()
+	if err := c.write(eventPacket(nil, id, event, payload)); err != nil {
+		return nil, err
+	}
+	select {
+	case res := <-ch:
+		return res, nil
+	case <-c.done:
+		return nil, fmt.Errorf("connection closed while waiting for the %s ack: %v", event, c.rerr)
+	case <-ctx.Done():
+		return nil, fmt.Errorf("no ack for %s: %w", event, ctx.Err())
+	}
+}
+
+// deliverAck hands 43<id>[...] to a waiting call; it reports false for an
+// ack nobody waits for.
+func (c *client) deliverAck(pkt []byte) bool {
+	i := 2
+	for i < len(pkt) && pkt[i] >= '0' && pkt[i] <= '9' {
+		i++
+	}
+	id, err := strconv.Atoi(string(pkt[2:i]))
+	if err != nil {
+		return false
+	}
+	c.amu.Lock()
+	ch, ok := c.acks[id]
+	c.amu.Unlock()
+	if !ok {
+		return false
+	}
+	select {
+	case ch <- bytes.Clone(pkt[i:]):
+	default:
+	}
+	return true
+}
+
+// close closes the websocket and waits for the reading goroutine.
+func (c *client) close() {
+	_ = c.ws.Close()
+	<-c.done
+}
+
+// eventName returns the name of a 42[...] packet (nil for other packets).
+// Event names carry no escapes.
+func eventName(pkt []byte) []byte {
+	if len(pkt) < 5 || pkt[0] != '4' || pkt[1] != '2' {
+		return nil
+	}
+	i := 2
+	for i < len(pkt) && pkt[i] >= '0' && pkt[i] <= '9' {
+		i++
+	}
+	if i+1 >= len(pkt) || pkt[i] != '[' || pkt[i+1] != '"' {
+		return nil
+	}
+	rest := pkt[i+2:]
+	end := bytes.IndexByte(rest, '"')
+	if end < 0 {
+		return nil
+	}
+	return rest[:end]
+}
+
+// connectAll dials n clients, at most par at a time, and returns them in
+// order. On error it closes what it opened.
+func connectAll(ctx context.Context, endpoint string, n, par int, h func(i int) handler, progress func(done int)) ([]*client, error) {
+	clients := make([]*client, n)
+	var next atomic.Int64
+	var connected atomic.Int64
+	var firstErr error
+	var emu sync.Mutex
+	var wg sync.WaitGroup
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for w := 0; w < par; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n || ctx.Err() != nil {
+					return
+				}
+				c, err := dialRetry(ctx, endpoint, i, h(i))
+				if err != nil {
+					emu.Lock()
+					if firstErr == nil {
+						firstErr = fmt.Errorf("connection %d: %w", i, err)
+					}
+					emu.Unlock()
+					cancel()
+					return
+				}
+				clients[i] = c
+				if d := connected.Add(1); progress != nil {
+					progress(int(d))
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		closeAll(clients)
+		return nil, firstErr
+	}
+	return clients, nil
+}
+
+// closeAll closes every client and waits for their reading goroutines.
+func closeAll(clients []*client) {
+	for _, c := range clients {
+		if c != nil {
+			_ = c.ws.Close()
+		}
+	}
+	for _, c := range clients {
+		if c != nil {
+			<-c.done
+		}
+	}
+}

@@ -1,0 +1,307 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The chat fan-out scenario: rooms × members websocket clients each join one
+// chat room; one member per room (the sender) keeps inflight messages in
+// flight, sending the next whenever one of its own new_message echoes
+// arrives. Every member (the sender too) records the delay from the send to
+// its receipt; the send time travels in the message text. Warm-up first,
+// then duration measured: receipts inside the window count.
+
+type fanoutConfig struct {
+	rooms, members, inflight int
+	warmup, duration         time.Duration
+	ack                      bool
+	serverPID                int
+}
+
+// member is one connection's state, touched only by its reading goroutine
+// (and, for the sender, by the start-up sends before messages flow).
+type member struct {
+	room      int
+	uid       string
+	sender    bool
+	latencies []int64 // ns, receipts inside the window
+	received  int64   // all new_message receipts
+	reordered int64   // receipts with a lower sequence than one seen before
+	maxSeq    int64
+	errors    int64 // `error` events and failed acks
+
+	// sender only
+	seq     int64
+	sendBuf []byte
+}
+
+type fanoutRun struct {
+	cfg                    fanoutConfig
+	windowStart, windowEnd atomic.Int64 // ns since origin; end 0 = open
+	stopping               atomic.Bool
+	sent                   atomic.Int64
+	members                []*member
+}
+
+var (
+	msgMarker   = []byte(`"message":"m`)
+	okFalse     = []byte(`"ok":false`)
+	evNewMsg    = []byte("new_message")
+	evError     = []byte("error")
+	textPadding = " Hello everyone, this is a chat message of a typical length."
+)
+
+func runFanout(ctx context.Context, endpoint string, cfg fanoutConfig) (*Result, error) {
+	n := cfg.rooms * cfg.members
+	run := &fanoutRun{cfg: cfg, members: make([]*member, n)}
+	run.windowStart.Store(-1)
+	for i := range run.members {
+		m := &member{room: i / cfg.members, sender: i%cfg.members == 0, maxSeq: -1,
+			latencies: make([]int64, 0, 4096)}
+		m.uid = fmt.Sprintf("bench_r%d_m%d", m.room, i%cfg.members)
+		run.members[i] = m
+	}
+	logf("fanout: connecting %d clients (%d rooms × %d members)", n, cfg.rooms, cfg.members)
+	start := time.Now()
+	clients, err := connectAll(ctx, endpoint, n, 64, func(i int) handler {
+		m := run.members[i]
+		return func(c *client, pkt []byte, now int64) { run.onPacket(c, m, pkt, now) }
+	}, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer closeAll(clients)
+	logf("fanout: %d connected in %v; joining chat rooms", n, time.Since(start).Round(time.Millisecond))
+
+	// Every member joins its room and waits for the ack (the server acks
+	// after joined_chat and chat_history).
+	start = time.Now()
+	if err := parallel(ctx, n, 64, func(i int) error {
+		m := run.members[i]
+		payload := fmt.Appendf(nil, `{"roomName":"bench_room_%d","userProfile":{"uid":%q,"email":"%s@bench.example","displayName":"Bench %s"}}`,
+			m.room, m.uid, m.uid, m.uid)
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		res, err := clients[i].call(cctx, "join_chat_room", payload)
+		if err != nil {
+			return fmt.Errorf("member %d: %w", i, err)
+		}
+		if bytes.Contains(res, okFalse) {
+			return fmt.Errorf("member %d: join_chat_room refused: %s", i, res)
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	logf("fanout: joined in %v; warm-up %v, then %v measured", time.Since(start).Round(time.Millisecond), cfg.warmup, cfg.duration)
+	time.Sleep(200 * time.Millisecond) // let user_joined_chat broadcasts settle
+
+	// The senders start; the window opens after the warm-up.
+	for i, m := range run.members {
+		if m.sender {
+			c := clients[i]
+			for k := 0; k < cfg.inflight; k++ {
+				if err := run.send(c, m); err != nil {
+					return nil, fmt.Errorf("sender %d: %w", i, err)
+				}
+			}
+		}
+	}
+	if !sleepCtx(ctx, cfg.warmup) {
+		return nil, ctx.Err()
+	}
+	cpu0, _ := procCPU(cfg.serverPID)
+	self0 := selfCPU()
+	ws := nanotime()
+	run.windowStart.Store(ws)
+	if !sleepCtx(ctx, cfg.duration) {
+		return nil, ctx.Err()
+	}
+	we := nanotime()
+	run.windowEnd.Store(we)
+	cpu1, _ := procCPU(cfg.serverPID)
+	self1 := selfCPU()
+	run.stopping.Store(true)
+	time.Sleep(300 * time.Millisecond) // receipts of the window still on their way are dropped (late = outside)
+
+	rssKiB, _ := procRSS(cfg.serverPID)
+	hwmKiB, _ := procHWM(cfg.serverPID)
+	closeAll(clients)
+	window := time.Duration(we - ws)
+
+	// The reading goroutines have ended: their state is ours to merge.
+	var all []int64
+	var received, reordered, errs, senderReceipts int64
+	total := 0
+	for _, m := range run.members {
+		total += len(m.latencies)
+	}
+	all = make([]int64, 0, total)
+	for _, m := range run.members {
+		all = append(all, m.latencies...)
+		received += m.received
+		reordered += m.reordered
+		errs += m.errors
+		if m.sender {
+			senderReceipts += int64(len(m.latencies))
+		}
+	}
+	res := &Result{Scenario: "fanout", Clients: n, Rooms: cfg.rooms, Members: cfg.members, Inflight: cfg.inflight,
+		WindowSeconds: window.Seconds(), Delivered: int64(len(all)),
+		DeliveredPerSec: float64(len(all)) / window.Seconds(), SentPerSec: float64(senderReceipts) / window.Seconds(),
+		Reordered: reordered, Errors: errs, ServerRSSKiB: rssKiB, ServerHWMKiB: hwmKiB}
+	res.setLatencies(all)
+	if cfg.serverPID > 0 && cpu1 >= cpu0 {
+		res.ServerCPU = (cpu1 - cpu0) / window.Seconds()
+	}
+	res.LoadgenCPU = (self1 - self0) / window.Seconds()
+	return res, nil
+}
+
+// send emits the sender's next message: its sequence and send time lead
+// the text. The start-up sends and the reading goroutine's follow-ups
+// share the sender's state under the connection's write lock.
+func (r *fanoutRun) send(c *client, m *member) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	seq := m.seq
+	m.seq++
+	b := m.sendBuf[:0]
+	b = append(b, `42`...)
+	if r.cfg.ack {
+		b = strconv.AppendInt(b, seq, 10)
+	}
+	b = append(b, `["send_message",{"roomName":"bench_room_`...)
+	b = strconv.AppendInt(b, int64(m.room), 10)
+	b = append(b, `","message":"m`...)
+	b = strconv.AppendInt(b, seq, 10)
+	b = append(b, ':')
+	b = strconv.AppendInt(b, nanotime(), 10)
+	b = append(b, textPadding...)
+	b = append(b, `","messageType":"text","userProfile":{"uid":"`...)
+	b = append(b, m.uid...)
+	b = append(b, `","email":"`...)
+	b = append(b, m.uid...)
+	b = append(b, `@bench.example","displayName":"Bench `...)
+	b = append(b, m.uid...)
+	b = append(b, `"}}]`...)
+	m.sendBuf = b
+	return c.writeLocked(b)
+}
+
+// onPacket runs on each connection's reading goroutine.
+func (r *fanoutRun) onPacket(c *client, m *member, pkt []byte, now int64) {
+	if len(pkt) > 1 && pkt[1] == '3' { // an ack of send_message
+		if bytes.Contains(pkt, okFalse) {
+			m.errors++
+			if m.sender && !r.stopping.Load() {
+				_ = r.send(c, m) // keep the pipeline full
+			}
+		}
+		return
+	}
+	name := eventName(pkt)
+	switch {
+	case bytes.Equal(name, evNewMsg):
+	case bytes.Equal(name, evError):
+		m.errors++
+		if m.sender && !r.cfg.ack && bytes.Contains(pkt, []byte(`"send_message"`)) && !r.stopping.Load() {
+			_ = r.send(c, m)
+		}
+		return
+	default:
+		return
+	}
+	seq, sentAt, ok := parseMarker(pkt)
+	if !ok {
+		return
+	}
+	m.received++
+	if seq < m.maxSeq {
+		m.reordered++
+	} else {
+		m.maxSeq = seq
+	}
+	if ws := r.windowStart.Load(); ws >= 0 && now >= ws {
+		if we := r.windowEnd.Load(); we == 0 || now < we {
+			m.latencies = append(m.latencies, now-sentAt)
+		}
+	}
+	if m.sender && !r.stopping.Load() {
+		_ = r.send(c, m)
+	}
+}
+
+// parseMarker finds "message":"m<seq>:<sent ns> in a new_message packet.
+func parseMarker(pkt []byte) (seq, sentAt int64, ok bool) {
+	i := bytes.Index(pkt, msgMarker)
+	if i < 0 {
+		return 0, 0, false
+	}
+	p := pkt[i+len(msgMarker):]
+	seq, p, ok = parseInt(p)
+	if !ok || len(p) == 0 || p[0] != ':' {
+		return 0, 0, false
+	}
+	sentAt, _, ok = parseInt(p[1:])
+	return seq, sentAt, ok
+}
+
+func parseInt(p []byte) (int64, []byte, bool) {
+	var v int64
+	i := 0
+	for i < len(p) && p[i] >= '0' && p[i] <= '9' {
+		v = v*10 + int64(p[i]-'0')
+		i++
+	}
+	return v, p[i:], i > 0
+}
+
+// parallel runs fn(0..n-1) on par goroutines and returns the first error.
+func parallel(ctx context.Context, n, par int, fn func(i int) error) error {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var once sync.Once
+	var first error
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for w := 0; w < par; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				if err := fn(i); err != nil {
+					once.Do(func() { first = err; cancel() })
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if first == nil && ctx.Err() != nil {
+		// The parent context ended.
+		return ctx.Err()
+	}
+	return first
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -1,0 +1,92 @@
+// Command loadgen drives a Socket.IO server that speaks SOCKET_EVENTS.md
+// (ours, or the Node.js baseline in bench/node-server) with one of the
+// scenarios of `make bench`:
+//
+//	loadgen -url http://127.0.0.1:5000 -scenario fanout [-rooms 50 -members 20 -inflight 4 -warmup 3s -duration 10s]
+//	loadgen -url … -scenario storm [-clients 1000 -spread 5s -timeout 60s]
+//	loadgen -url … -scenario idle -server-pid PID [-idle 10000 -settle 3s]
+//
+// It speaks Engine.IO 4 / Socket.IO 5 over websockets itself (see client.go),
+// one reading goroutine per connection. -server-pid adds the server's CPU and
+// memory to the figures; -json prints the result as one JSON object.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+func main() {
+	url := flag.String("url", "http://127.0.0.1:5000", "server URL (http://host:port)")
+	scenario := flag.String("scenario", "fanout", "fanout, storm or idle")
+	duration := flag.Duration("duration", 10*time.Second, "fanout: measured time")
+	warmup := flag.Duration("warmup", 3*time.Second, "fanout: warm-up before measuring")
+	rooms := flag.Int("rooms", 50, "fanout: chat rooms")
+	members := flag.Int("members", 20, "fanout: connections per room (one of them sends)")
+	inflight := flag.Int("inflight", 4, "fanout: messages each sender keeps in flight")
+	ack := flag.Bool("ack", false, "fanout: send messages with an acknowledgement id")
+	clients := flag.Int("clients", 1000, "storm: clients joining")
+	spread := flag.Duration("spread", 5*time.Second, "storm: the joins are spread evenly over this time")
+	timeout := flag.Duration("timeout", 60*time.Second, "storm: give up converging after this long from the first join")
+	idle := flag.Int("idle", 10000, "idle: idle websocket connections")
+	settle := flag.Duration("settle", 3*time.Second, "idle: wait after connecting before reading the RSS")
+	serverPID := flag.Int("server-pid", 0, "the server's process id (RSS and CPU from /proc)")
+	asJSON := flag.Bool("json", false, "print the result as JSON on stdout (progress goes to stderr)")
+	flag.Parse()
+
+	endpoint, err := wsURL(*url)
+	if err != nil {
+		fatal(err)
+	}
+	conns := *rooms * *members
+	switch *scenario {
+	case "storm":
+		conns = *clients
+	case "idle":
+		conns = *idle
+	}
+	if err := raiseNoFile(uint64(conns) + 256); err != nil {
+		fatal(err)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var res *Result
+	switch *scenario {
+	case "fanout":
+		if *rooms <= 0 || *members <= 0 || *inflight <= 0 {
+			fatal(fmt.Errorf("-rooms, -members and -inflight must be positive"))
+		}
+		res, err = runFanout(ctx, endpoint, fanoutConfig{rooms: *rooms, members: *members, inflight: *inflight,
+			warmup: *warmup, duration: *duration, ack: *ack, serverPID: *serverPID})
+	case "storm":
+		res, err = runStorm(ctx, endpoint, stormConfig{clients: *clients, spread: *spread, timeout: *timeout,
+			serverPID: *serverPID, connectWorkers: 64})
+	case "idle":
+		res, err = runIdle(ctx, endpoint, idleConfig{conns: *idle, settle: *settle, serverPID: *serverPID})
+	default:
+		err = fmt.Errorf("unknown scenario %q (fanout, storm, idle)", *scenario)
+	}
+	if err != nil {
+		fatal(err)
+	}
+	res.URL = *url
+	if *asJSON {
+		res.print(os.Stderr)
+		b, _ := json.Marshal(res)
+		fmt.Println(string(b))
+		return
+	}
+	res.print(os.Stdout)
+}
+
+func fatal(err error) {
+	fmt.Fprintln(os.Stderr, "loadgen:", err)
+	os.Exit(1)
+}
