@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"runtime/debug"
 	"strings"
@@ -42,6 +43,7 @@ type serveOptions struct {
 	ai              aiFlags
 	readyMaxLag     uint64
 	gcPercent       int
+	debugAddr       string
 	logFormat       string
 	logLevel        string
 }
@@ -152,6 +154,7 @@ and exits 0.`,
 	f.StringVar(&o.auth, "auth", "open", "identity: open (a socket is bound to the first user it names) or jwt (a valid token is required at connect)")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a stop may take")
 	f.DurationVar(&o.commandTimeout, "command-timeout", 10*time.Second, "how long a client event may take before the client gets UNAVAILABLE")
+	f.StringVar(&o.debugAddr, "debug-addr", "", "address of a separate listener for Go's /debug/pprof profiles (off when empty; keep it private)")
 	f.IntVar(&o.gcPercent, "gc-percent", 400, "Go garbage collector target (GOGC): higher trades memory for CPU; the GOGC variable, when set, wins")
 	f.Uint64Var(&o.readyMaxLag, "ready-max-lag", 10000, "/readyz turns 503 when a projection trails the log by more positions than this")
 	o.limits.register(f)
@@ -308,6 +311,13 @@ func runServe(ctx context.Context, o serveOptions) error {
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpServer.Serve(ln) }()
+	if o.debugAddr != "" {
+		stopDebug, err := serveDebug(o.debugAddr, log)
+		if err != nil {
+			return err
+		}
+		defer stopDebug()
+	}
 	log.Info("serving", "addr", ln.Addr().String(), "node", o.nodeID, "auth", o.auth, "event_store", storeKind(o.storage.EventStore), "data_dir", o.storage.DataDir)
 
 	select {
@@ -340,4 +350,24 @@ func storeKind(s string) string {
 	}
 	scheme, _, _ := strings.Cut(s, ":")
 	return scheme
+}
+
+// serveDebug serves Go's profiles on their own listener until the returned
+// function is called.
+func serveDebug(addr string, log *slog.Logger) (func(), error) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--debug-addr %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.Serve(ln) }()
+	log.Info("serving profiles", "addr", ln.Addr().String())
+	return func() { _ = srv.Close(); <-done }, nil
 }
