@@ -72,3 +72,5 @@ require (
 )
 
 replace github.com/zishang520/socket.io/servers/socket/v3 => ./socketadapter/patched/socketio-server
+
+replace github.com/zishang520/socket.io/servers/engine/v3 => ./socketadapter/patched/engineio-server

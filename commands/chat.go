@@ -79,17 +79,48 @@ type SendMessageHandler struct{ Deps }
 // returns the first message's id and position. It returns EINVALID or
 // EFORBIDDEN for a bad payload (nothing stored) and the store's EUNAVAILABLE.
 func (h SendMessageHandler) Handle(ctx context.Context, cmd SendMessage) (SentMessage, error) {
+	sub, err := h.Submit(ctx, cmd)
+	if err != nil {
+		return SentMessage{}, err
+	}
+	return sub.Wait(ctx)
+}
+
+// Submit decides the message and hands its append to the store without
+// waiting for the commit: messages one client submits one after another are
+// stored in that order while several are in flight. It returns the decision
+// errors of Handle; the store's come from Wait. ctx must stay alive until
+// Wait returns.
+func (h SendMessageHandler) Submit(ctx context.Context, cmd SendMessage) (SubmittedMessage, error) {
 	id := cmd.eventID(domain.TypeMessagePosted, 0)
 	if cmd.ClientMsgID != "" {
 		id = eventstore.NameID(domain.TypeMessagePosted, cmd.RoomName, cmd.Profile.UID, cmd.ClientMsgID)
 	}
 	msg, actor, err := domain.PostMessage(cmd.Actor, cmd.PostMessageInput, id, h.Now())
 	if err != nil {
-		return SentMessage{}, err
+		return SubmittedMessage{}, err
 	}
-	pos, err := appendOne(ctx, h.Store, msg, id, eventstore.Any, cmd.Cause, actor)
+	data, err := encode(msg, id, cmd.Cause, actor)
+	if err != nil {
+		return SubmittedMessage{}, err
+	}
+	p := eventstore.SubmitAppend(ctx, h.Store, msg.Stream(), eventstore.Any, data)
+	return SubmittedMessage{Message: msg, Actor: actor, pending: p}, nil
+}
+
+// SubmittedMessage is a decided message on its way to the store; Message and
+// Actor are known at once.
+type SubmittedMessage struct {
+	Message domain.MessagePosted
+	Actor   domain.Actor
+	pending *eventstore.Pending
+}
+
+// Wait returns what was stored once it is durable, or the store's error.
+func (s SubmittedMessage) Wait(ctx context.Context) (SentMessage, error) {
+	res, err := s.pending.Wait(ctx)
 	if err != nil {
 		return SentMessage{}, err
 	}
-	return SentMessage{Stored: Stored{pos}, Message: msg, Actor: actor}, nil
+	return SentMessage{Stored: Stored{res.LastPosition()}, Message: s.Message, Actor: s.Actor}, nil
 }

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -322,4 +323,85 @@ var ErrClosed = domain.Errorf(domain.EUNAVAILABLE, "event store is closed")
 // logs, while keeping the cause for errors.Is.
 func Unavailable(what string, cause error) error {
 	return domain.WrapError(domain.EUNAVAILABLE, "event store unavailable: "+what, cause)
+}
+
+// Submitter is implemented by stores that accept an append and report its
+// outcome later. Appends that one goroutine submits one after another are
+// stored in that order, so a caller can keep several appends in flight
+// without reordering them.
+type Submitter interface {
+	Submit(ctx context.Context, stream string, expected ExpectedVersion, events ...EventData) *Pending
+}
+
+// Pending is the outcome of a submitted append.
+type Pending struct {
+	done      chan struct{}
+	res       AppendResult
+	err       error
+	mu        sync.Mutex
+	resolved  bool
+	callbacks []func(AppendResult, error)
+}
+
+// NewPending returns a Pending that Resolve completes.
+func NewPending() *Pending { return &Pending{done: make(chan struct{})} }
+
+// Resolved returns a Pending that is already complete.
+func Resolved(res AppendResult, err error) *Pending {
+	p := NewPending()
+	p.Resolve(res, err)
+	return p
+}
+
+// Resolve completes p and runs the OnDone callbacks. It must be called once.
+func (p *Pending) Resolve(res AppendResult, err error) {
+	p.mu.Lock()
+	p.res, p.err, p.resolved = res, err, true
+	close(p.done)
+	callbacks := p.callbacks
+	p.callbacks = nil
+	p.mu.Unlock()
+	for _, f := range callbacks {
+		f(res, err)
+	}
+}
+
+// OnDone calls f with the outcome when it is known (at once if it already
+// is), on the goroutine that resolves p: f must be quick and must not block.
+func (p *Pending) OnDone(f func(AppendResult, error)) {
+	p.mu.Lock()
+	if !p.resolved {
+		p.callbacks = append(p.callbacks, f)
+		p.mu.Unlock()
+		return
+	}
+	p.mu.Unlock()
+	f(p.res, p.err)
+}
+
+// Wait returns the append's outcome, or ctx's error when ctx ends first (the
+// append may still be stored; a retry with the same ids is answered
+// idempotently).
+func (p *Pending) Wait(ctx context.Context) (AppendResult, error) {
+	select {
+	case <-p.done:
+		return p.res, p.err
+	case <-ctx.Done():
+		return AppendResult{}, ctx.Err()
+	}
+}
+
+// Appender is the part of a Store that SubmitAppend needs.
+type Appender interface {
+	Append(ctx context.Context, stream string, expected ExpectedVersion, events ...EventData) (AppendResult, error)
+}
+
+// SubmitAppend submits an append through s when s is a Submitter, and
+// otherwise appends at once (which keeps the order too, without the
+// pipelining).
+func SubmitAppend(ctx context.Context, s Appender, stream string, expected ExpectedVersion, events ...EventData) *Pending {
+	if sub, ok := s.(Submitter); ok {
+		return sub.Submit(ctx, stream, expected, events...)
+	}
+	return Resolved(s.Append(ctx, stream, expected, events...))
 }

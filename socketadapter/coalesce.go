@@ -23,26 +23,37 @@ import (
 func coalesceWebsocketWrites(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if hj, ok := w.(http.Hijacker); ok && strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
-			w = hijacker{ResponseWriter: w, hj: hj}
+			w = &hijacker{ResponseWriter: w, hj: hj}
 		}
 		h.ServeHTTP(w, r)
 	})
 }
 
 // hijacker hands out coalescing connections when the websocket library
-// takes the connection over.
+// takes the connection over. After that it lets go of net/http's response
+// (and with it the HTTP connection's 8 KiB of buffers), which the Socket.IO
+// library would otherwise keep for the life of the websocket.
 type hijacker struct {
 	http.ResponseWriter
 	hj http.Hijacker
 }
 
-func (h hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	c, brw, err := h.hj.Hijack()
 	if err != nil {
 		return nil, nil, err
 	}
+	h.ResponseWriter, h.hj = hijackedResponse{header: http.Header{}}, nil
 	return newCoalescingConn(c), brw, nil
 }
+
+// hijackedResponse stands in for a response whose connection was taken
+// over: writing to it fails, as net/http's own does.
+type hijackedResponse struct{ header http.Header }
+
+func (r hijackedResponse) Header() http.Header     { return r.header }
+func (hijackedResponse) Write([]byte) (int, error) { return 0, http.ErrHijacked }
+func (hijackedResponse) WriteHeader(int)           {}
 
 // maxPendingWrites bounds what a connection queues before writes wait for
 // the client to take it (a slow reader must not grow the server's memory).

@@ -3,6 +3,8 @@ package socketadapter
 import (
 	"context"
 	"errors"
+	"fmt"
+	"runtime/debug"
 	"time"
 
 	"github.com/zishang520/socket.io/servers/socket/v3"
@@ -13,9 +15,43 @@ import (
 	"github.com/auraos/realtime/eventstore"
 )
 
-// handlerFunc handles one client event and returns the success ack's fields
-// (ok is added).
-type handlerFunc func(ctx context.Context, c *conn, payload any) (map[string]any, error)
+// handlerFunc handles one client event. Its reply holds the success ack's
+// fields (ok is added), or how to get them once the event's append is
+// durable.
+type handlerFunc func(c *conn, ctx context.Context, payload any) (reply, error)
+
+// reply is what a handled event acknowledges: its fields now, or later
+// (then the socket's next events are handled meanwhile).
+type reply struct {
+	ack   map[string]any
+	later func(ctx context.Context) (map[string]any, error)
+}
+
+// clientEvent is how one client event is handled: its rate limit (nil for
+// none) and its handler.
+type clientEvent struct {
+	limit   func(*session) *rate.Limiter
+	handler handlerFunc
+}
+
+// clientEvents are the client→server events of the source document. One
+// table for all sockets, and one any-event listener per socket, keep a
+// connection's footprint small.
+var clientEvents = map[string]clientEvent{
+	"join_user_room":         {nil, (*conn).joinUserRoom},
+	"join_system_room":       {nil, (*conn).joinSystemRoom},
+	"join_room":              {nil, (*conn).joinRoom},
+	"leave_room":             {nil, (*conn).leaveRoom},
+	"join_chat_room":         {nil, (*conn).joinChatRoom},
+	"send_message":           {func(s *session) *rate.Limiter { return s.limits.message }, (*conn).sendMessage},
+	"typing_start":           {func(s *session) *rate.Limiter { return s.limits.typing }, (*conn).typingStart},
+	"typing_stop":            {func(s *session) *rate.Limiter { return s.limits.typing }, (*conn).typingStop},
+	"send_notification":      {func(s *session) *rate.Limiter { return s.limits.notification }, (*conn).sendNotification},
+	"broadcast_system_alert": {nil, (*conn).broadcastSystemAlert},
+	"update_app_status":      {nil, (*conn).updateAppStatus},
+	"request_system_status":  {nil, (*conn).requestSystemStatus},
+	"data_agent_update":      {func(s *session) *rate.Limiter { return s.limits.agent }, (*conn).dataAgentUpdate},
+}
 
 // conn is one socket with its session, as event handlers see it.
 type conn struct {
@@ -46,19 +82,8 @@ func (srv *Server) onConnection(s *socket.Socket) {
 	c := &conn{srv: srv, s: s, sess: sess}
 	srv.cfg.Logger.Debug("socket connected", "socket", sid, "user", sess.actor.UserID, "transport", s.Conn().Transport().Name(), "recovered", recovered)
 
-	c.on("join_user_room", nil, c.joinUserRoom)
-	c.on("join_system_room", nil, c.joinSystemRoom)
-	c.on("join_room", nil, c.joinRoom)
-	c.on("leave_room", nil, c.leaveRoom)
-	c.on("join_chat_room", nil, c.joinChatRoom)
-	c.on("send_message", sess.limits.message, c.sendMessage)
-	c.on("typing_start", sess.limits.typing, c.typing(true))
-	c.on("typing_stop", sess.limits.typing, c.typing(false))
-	c.on("send_notification", sess.limits.notification, c.sendNotification)
-	c.on("broadcast_system_alert", nil, c.broadcastSystemAlert)
-	c.on("update_app_status", nil, c.updateAppStatus)
-	c.on("request_system_status", nil, c.requestSystemStatus)
-	c.on("data_agent_update", sess.limits.agent, c.dataAgentUpdate)
+	// Runs on the socket's task queue, one event after another.
+	s.OnAny(c.onEvent)
 	s.On("disconnect", func(args ...any) {
 		reason, _ := firstString(args)
 		srv.endSession(sess, reason)
@@ -87,55 +112,95 @@ func firstString(args []any) (string, bool) {
 	return s, ok
 }
 
-// on registers a client event: it splits off the acknowledgement callback,
-// applies the rate limit, runs fn with a bounded context, and answers with
-// an ack and, on failure, an `error` event.
-func (c *conn) on(event string, limit *rate.Limiter, fn handlerFunc) {
-	c.s.On(event, func(args ...any) {
-		srv := c.srv
-		srv.inflight.enter()
-		defer srv.inflight.leave()
-		var ack socket.Ack
-		if n := len(args); n > 0 {
-			if a, ok := args[n-1].(socket.Ack); ok {
-				ack, args = a, args[:n-1]
-			}
+// onEvent handles one client event: it splits off the acknowledgement
+// callback, applies the rate limit, runs the handler with a bounded context,
+// and answers with an ack and, on failure, an `error` event. Events without
+// a handler are ignored, as Socket.IO ignores events nobody listens to.
+func (c *conn) onEvent(args ...any) {
+	if len(args) == 0 {
+		return
+	}
+	event, _ := args[0].(string)
+	spec, ok := clientEvents[event]
+	if !ok {
+		return
+	}
+	args = args[1:]
+	srv := c.srv
+	srv.inflight.enter()
+	started := time.Now()
+	srv.cfg.Logger.Debug("client event", "socket", c.sess.id, "event", event)
+	var ack socket.Ack
+	if n := len(args); n > 0 {
+		if a, ok := args[n-1].(socket.Ack); ok {
+			ack, args = a, args[:n-1]
 		}
-		var payload any
-		if len(args) > 0 {
-			payload = args[0]
-		}
-		started := time.Now()
-		srv.cfg.Logger.Debug("client event", "socket", c.sess.id, "event", event, "ack", ack != nil)
-		var res map[string]any
-		var err error
-		switch {
-		case srv.closing.Load():
-			err = domain.Errorf(domain.EUNAVAILABLE, "the server is shutting down")
-		case limit != nil && !limit.Allow():
-			err = domain.Errorf(domain.ERATELIMITED, "too many %s events; slow down", event)
-		default:
-			ctx, cancel := context.WithTimeout(srv.ctx, srv.cfg.CommandTimeout)
-			res, err = fn(ctx, c, payload)
-			if err != nil && errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
-				err = domain.WrapError(domain.EUNAVAILABLE, "the server could not complete "+event+" in time", err)
-			}
+	}
+	var payload any
+	if len(args) > 0 {
+		payload = args[0]
+	}
+	ctx, cancel := context.WithTimeout(srv.ctx, srv.cfg.CommandTimeout)
+	async := false
+	defer func() {
+		if !async {
 			cancel()
+			srv.inflight.leave()
 		}
-		if err != nil {
-			c.refuse(event, err, ack)
-			srv.cfg.Observer.ClientEvent(event, clientCode(err), time.Since(started))
-			return
+	}()
+	var res reply
+	var err error
+	switch {
+	case srv.closing.Load():
+		err = domain.Errorf(domain.EUNAVAILABLE, "the server is shutting down")
+	case spec.limit != nil && !spec.limit(c.sess).Allow():
+		err = domain.Errorf(domain.ERATELIMITED, "too many %s events; slow down", event)
+	default:
+		res, err = c.run(ctx, spec.handler, payload)
+	}
+	if err == nil && res.later != nil {
+		async = true
+		go func() {
+			defer srv.inflight.leave()
+			defer cancel()
+			fields, err := res.later(ctx)
+			c.answer(ctx, event, ack, started, fields, err)
+		}()
+		return
+	}
+	c.answer(ctx, event, ack, started, res.ack, err)
+}
+
+// run calls a handler and turns a panic into an INTERNAL error, so a bug
+// answers the client and is logged instead of leaving it waiting.
+func (c *conn) run(ctx context.Context, h handlerFunc, payload any) (res reply, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = domain.WrapError(domain.EINTERNAL, "internal error", fmt.Errorf("panic: %v\n%s", p, debug.Stack()))
 		}
-		srv.cfg.Observer.ClientEvent(event, "ok", time.Since(started))
-		if ack != nil {
-			if res == nil {
-				res = map[string]any{}
-			}
-			res["ok"] = true
-			ack([]any{res}, nil)
+	}()
+	return h(c, ctx, payload)
+}
+
+// answer acknowledges a handled event, or refuses it.
+func (c *conn) answer(ctx context.Context, event string, ack socket.Ack, started time.Time, fields map[string]any, err error) {
+	observer := c.srv.cfg.Observer
+	if err != nil && errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
+		err = domain.WrapError(domain.EUNAVAILABLE, "the server could not complete "+event+" in time", err)
+	}
+	if err != nil {
+		c.refuse(event, err, ack)
+		observer.ClientEvent(event, clientCode(err), time.Since(started))
+		return
+	}
+	observer.ClientEvent(event, "ok", time.Since(started))
+	if ack != nil {
+		if fields == nil {
+			fields = map[string]any{}
 		}
-	})
+		fields["ok"] = true
+		ack([]any{fields}, nil)
+	}
 }
 
 // refuse reports a refused or failed event to its socket: an `error` event
@@ -171,17 +236,24 @@ func clientCode(err error) string {
 
 // stored waits until the live feed has pushed the event at p (so the client
 // gets an event's pushes before its ack) and returns the ack's position.
-func (c *conn) stored(ctx context.Context, p eventstore.Position) (map[string]any, error) {
+func (c *conn) stored(ctx context.Context, p eventstore.Position) (reply, error) {
+	ack, err := c.pushed(ctx, p)
+	return reply{ack: ack}, err
+}
+
+// pushed waits until the live feed has pushed the event at p and returns
+// the ack's fields.
+func (c *conn) pushed(ctx context.Context, p eventstore.Position) (map[string]any, error) {
 	if err := c.srv.dispatch.waitFor(ctx, p); err != nil {
 		return nil, err
 	}
 	return map[string]any{"position": p.Commit}, nil
 }
 
-func (c *conn) joinUserRoom(ctx context.Context, _ *conn, payload any) (map[string]any, error) {
+func (c *conn) joinUserRoom(ctx context.Context, payload any) (reply, error) {
 	p, err := decodeJoinUserRoom(payload)
 	if err != nil {
-		return nil, err
+		return reply{}, err
 	}
 	sess := c.sess
 	sess.mu.Lock()
@@ -191,21 +263,21 @@ func (c *conn) joinUserRoom(ctx context.Context, _ *conn, payload any) (map[stri
 		// Already present: decide as for a first join (identity, profile),
 		// then confirm again without storing anything.
 		if _, _, err := domain.JoinPresence(sess.currentActor(), p.UserID, sess.verifiedProfile(p.Profile), c.srv.cfg.Now()); err != nil {
-			return nil, err
+			return reply{}, err
 		}
 		c.srv.emitTo(sess.id, "user_joined", encode(userJoinedPayload{ID: joined.UserID, SocketID: sess.id}))
 		users, err := c.srv.onlineUsers(ctx)
 		if err != nil {
-			return nil, err
+			return reply{}, err
 		}
 		c.srv.emitTo(sess.id, "online_users", users)
-		return map[string]any{}, nil
+		return reply{}, nil
 	}
 	res, err := c.srv.handlers.JoinUserRoom.Handle(ctx, commands.JoinUserRoom{
 		Cause: sess.cause("join_user_room", c.srv.cfg.NewID()), UserID: p.UserID, Profile: sess.verifiedProfile(p.Profile),
 	})
 	if err != nil {
-		return nil, err
+		return reply{}, err
 	}
 	ev := res.Event
 	sess.mu.Lock()
@@ -216,46 +288,46 @@ func (c *conn) joinUserRoom(ctx context.Context, _ *conn, payload any) (map[stri
 	sess.mu.Unlock()
 	if ended {
 		c.srv.endLate(sess, &ev, nil)
-		return nil, domain.Errorf(domain.EUNAVAILABLE, "the connection closed while joining")
+		return reply{}, domain.Errorf(domain.EUNAVAILABLE, "the connection closed while joining")
 	}
 	c.s.Join(userRoom(ev.UserID))
 	return c.stored(ctx, res.Position)
 }
 
-func (c *conn) joinSystemRoom(_ context.Context, _ *conn, payload any) (map[string]any, error) {
+func (c *conn) joinSystemRoom(_ context.Context, payload any) (reply, error) {
 	name, err := stringPayload(payload, "roomName")
 	if err != nil {
-		return nil, err
+		return reply{}, err
 	}
 	if err := domain.CheckRoomName("roomName", name); err != nil {
-		return nil, err
+		return reply{}, err
 	}
 	if name == "admin_notifications" && !c.sess.currentActor().Admin {
-		return nil, domain.Errorf(domain.EFORBIDDEN, "admin_notifications is for admins only")
+		return reply{}, domain.Errorf(domain.EFORBIDDEN, "admin_notifications is for admins only")
 	}
 	c.s.Join(systemRoom(name))
-	return nil, nil
+	return reply{}, nil
 }
 
-func (c *conn) joinRoom(_ context.Context, _ *conn, payload any) (map[string]any, error) {
+func (c *conn) joinRoom(_ context.Context, payload any) (reply, error) {
 	name, err := stringPayload(payload, "roomName")
 	if err != nil {
-		return nil, err
+		return reply{}, err
 	}
 	if err := domain.CheckRoomName("roomName", name); err != nil {
-		return nil, err
+		return reply{}, err
 	}
 	c.s.Join(clientRoom(name))
-	return nil, nil
+	return reply{}, nil
 }
 
-func (c *conn) leaveRoom(ctx context.Context, _ *conn, payload any) (map[string]any, error) {
+func (c *conn) leaveRoom(ctx context.Context, payload any) (reply, error) {
 	name, err := stringPayload(payload, "roomName")
 	if err != nil {
-		return nil, err
+		return reply{}, err
 	}
 	if err := domain.CheckRoomName("roomName", name); err != nil {
-		return nil, err
+		return reply{}, err
 	}
 	sess := c.sess
 	c.s.Leave(clientRoom(name))
@@ -269,24 +341,24 @@ func (c *conn) leaveRoom(ctx context.Context, _ *conn, payload any) (map[string]
 		c.srv.emitTyping(name, sess.id, stop)
 	}
 	if !isMember {
-		return nil, nil
+		return reply{}, nil
 	}
 	res, err := c.srv.handlers.LeaveChatRoom.Handle(ctx, commands.LeaveChatRoom{Cause: sess.cause("leave_room", c.srv.cfg.NewID()), Joined: member})
 	if err != nil {
 		sess.mu.Lock()
 		if !sess.ended {
-			sess.chats[name] = member // still a member: a retry can leave
+			sess.setChat(name, member) // still a member: a retry can leave
 		}
 		sess.mu.Unlock()
-		return nil, err
+		return reply{}, err
 	}
 	return c.stored(ctx, res.Position)
 }
 
-func (c *conn) joinChatRoom(ctx context.Context, _ *conn, payload any) (map[string]any, error) {
+func (c *conn) joinChatRoom(ctx context.Context, payload any) (reply, error) {
 	p, err := decodeRoomProfile(payload)
 	if err != nil {
-		return nil, err
+		return reply{}, err
 	}
 	sess := c.sess
 	profile := sess.verifiedProfile(p.Profile)
@@ -299,7 +371,7 @@ func (c *conn) joinChatRoom(ctx context.Context, _ *conn, payload any) (map[stri
 		// Already a member: check the identity, then deliver joined_chat and
 		// the history again.
 		if _, _, err := domain.JoinChat(sess.currentActor(), p.RoomName, profile, c.srv.cfg.Now()); err != nil {
-			return nil, err
+			return reply{}, err
 		}
 		c.srv.dispatch.redeliver(sess.id, p.RoomName, done)
 		ack = map[string]any{}
@@ -310,86 +382,100 @@ func (c *conn) joinChatRoom(ctx context.Context, _ *conn, payload any) (map[stri
 		})
 		if err != nil {
 			sess.forgetJoin(p.RoomName, done)
-			return nil, err
+			return reply{}, err
 		}
 		ev := res.Event
 		sess.mu.Lock()
 		ended := sess.ended
 		if !ended {
-			sess.chats[p.RoomName], sess.actor = ev, res.Actor
+			sess.setChat(p.RoomName, ev)
+			sess.actor = res.Actor
 		}
 		sess.mu.Unlock()
 		if ended {
 			c.srv.endLate(sess, nil, &ev)
-			return nil, domain.Errorf(domain.EUNAVAILABLE, "the connection closed while joining")
+			return reply{}, domain.Errorf(domain.EUNAVAILABLE, "the connection closed while joining")
 		}
 		ack = map[string]any{"position": res.Position.Commit}
 	}
 	select {
 	case err := <-done:
 		if err != nil {
-			return nil, err
+			return reply{}, err
 		}
 	case <-ctx.Done():
-		return nil, domain.WrapError(domain.EUNAVAILABLE, "chat history did not arrive in time", ctx.Err())
+		return reply{}, domain.WrapError(domain.EUNAVAILABLE, "chat history did not arrive in time", ctx.Err())
 	}
-	return ack, nil
+	return reply{ack: ack}, nil
 }
 
-func (c *conn) sendMessage(ctx context.Context, _ *conn, payload any) (map[string]any, error) {
+func (c *conn) sendMessage(ctx context.Context, payload any) (reply, error) {
 	in, err := decodeSendMessage(payload)
 	if err != nil {
-		return nil, err
+		return reply{}, err
 	}
 	sess := c.sess
 	in.Profile = sess.verifiedProfile(in.Profile)
-	res, err := c.srv.handlers.SendMessage.Handle(ctx, commands.SendMessage{Cause: sess.cause("send_message", c.srv.cfg.NewID()), PostMessageInput: in})
+	sub, err := c.srv.handlers.SendMessage.Submit(ctx, commands.SendMessage{Cause: sess.cause("send_message", c.srv.cfg.NewID()), PostMessageInput: in})
 	if err != nil {
-		return nil, err
+		return reply{}, err
 	}
-	sess.bind(res.Actor)
-	ack, err := c.stored(ctx, res.Position)
-	if err != nil {
-		return nil, err
-	}
-	ack["id"] = res.Message.ID
-	return ack, nil
+	sess.bind(sub.Actor)
+	// The socket's next events are handled while this one is stored: the
+	// store keeps the submission order, and the ack follows when durable.
+	return reply{later: func(ctx context.Context) (map[string]any, error) {
+		res, err := sub.Wait(ctx)
+		if err != nil {
+			return nil, err
+		}
+		ack, err := c.pushed(ctx, res.Position)
+		if err != nil {
+			return nil, err
+		}
+		ack["id"] = res.Message.ID
+		return ack, nil
+	}}, nil
+}
+
+func (c *conn) typingStart(_ context.Context, payload any) (reply, error) {
+	return c.typing(true, payload)
+}
+func (c *conn) typingStop(_ context.Context, payload any) (reply, error) {
+	return c.typing(false, payload)
 }
 
 // typing handles typing_start (true) and typing_stop (false): ephemeral,
 // nothing is stored; the room sees user_typing, except the typer.
-func (c *conn) typing(isTyping bool) handlerFunc {
-	return func(_ context.Context, _ *conn, payload any) (map[string]any, error) {
-		p, err := decodeRoomProfile(payload)
-		if err != nil {
-			return nil, err
-		}
-		if err := domain.CheckRoomName("roomName", p.RoomName); err != nil {
-			return nil, err
-		}
-		sess := c.sess
-		profile := sess.verifiedProfile(p.Profile)
-		if err := profile.Validate("userProfile"); err != nil {
-			return nil, err
-		}
-		sess.mu.Lock()
-		actor, err := sess.actor.ActAs("userProfile.uid", profile.UID)
-		if err == nil {
-			sess.actor = actor
-			stop := typingPayload{UserID: profile.UID, UserName: profile.Name(), IsTyping: false}
-			if isTyping {
-				sess.typing[p.RoomName] = stop
-			} else {
-				delete(sess.typing, p.RoomName)
-			}
-		}
-		sess.mu.Unlock()
-		if err != nil {
-			return nil, err
-		}
-		c.srv.emitTyping(p.RoomName, sess.id, typingPayload{UserID: profile.UID, UserName: profile.Name(), IsTyping: isTyping})
-		return nil, nil
+func (c *conn) typing(isTyping bool, payload any) (reply, error) {
+	p, err := decodeRoomProfile(payload)
+	if err != nil {
+		return reply{}, err
 	}
+	if err := domain.CheckRoomName("roomName", p.RoomName); err != nil {
+		return reply{}, err
+	}
+	sess := c.sess
+	profile := sess.verifiedProfile(p.Profile)
+	if err := profile.Validate("userProfile"); err != nil {
+		return reply{}, err
+	}
+	sess.mu.Lock()
+	actor, err := sess.actor.ActAs("userProfile.uid", profile.UID)
+	if err == nil {
+		sess.actor = actor
+		stop := typingPayload{UserID: profile.UID, UserName: profile.Name(), IsTyping: false}
+		if isTyping {
+			sess.setTyping(p.RoomName, stop)
+		} else {
+			delete(sess.typing, p.RoomName)
+		}
+	}
+	sess.mu.Unlock()
+	if err != nil {
+		return reply{}, err
+	}
+	c.srv.emitTyping(p.RoomName, sess.id, typingPayload{UserID: profile.UID, UserName: profile.Name(), IsTyping: isTyping})
+	return reply{}, nil
 }
 
 // emitTyping sends user_typing to a room, except the typing socket.
@@ -397,72 +483,72 @@ func (srv *Server) emitTyping(room, sid string, p typingPayload) {
 	srv.emit(srv.io.To(clientRoom(room)).Except(socketRoom(sid)), "user_typing", encode(p))
 }
 
-func (c *conn) sendNotification(ctx context.Context, _ *conn, payload any) (map[string]any, error) {
+func (c *conn) sendNotification(ctx context.Context, payload any) (reply, error) {
 	p, err := decodeSendNotification(payload)
 	if err != nil {
-		return nil, err
+		return reply{}, err
 	}
 	res, err := c.srv.handlers.SendNotification.Handle(ctx, commands.SendNotification{
 		Cause: c.sess.cause("send_notification", c.srv.cfg.NewID()), To: p.To, Title: p.Title, Message: p.Message, Type: p.Type, Data: p.Data,
 	})
 	if err != nil {
-		return nil, err
+		return reply{}, err
 	}
 	return c.stored(ctx, res.Position)
 }
 
-func (c *conn) broadcastSystemAlert(ctx context.Context, _ *conn, payload any) (map[string]any, error) {
+func (c *conn) broadcastSystemAlert(ctx context.Context, payload any) (reply, error) {
 	if !c.sess.currentActor().Admin {
-		return nil, domain.Errorf(domain.EFORBIDDEN, "broadcast_system_alert is for admins only")
+		return reply{}, domain.Errorf(domain.EFORBIDDEN, "broadcast_system_alert is for admins only")
 	}
 	p, err := decodeSystemAlert(payload)
 	if err != nil {
-		return nil, err
+		return reply{}, err
 	}
 	res, err := c.srv.handlers.BroadcastSystemAlert.Handle(ctx, commands.BroadcastSystemAlert{
 		Cause: c.sess.cause("broadcast_system_alert", c.srv.cfg.NewID()), Title: p.Title, Message: p.Message, Severity: p.Severity, Action: p.Action,
 	})
 	if err != nil {
-		return nil, err
+		return reply{}, err
 	}
 	return c.stored(ctx, res.Position)
 }
 
-func (c *conn) updateAppStatus(ctx context.Context, _ *conn, payload any) (map[string]any, error) {
+func (c *conn) updateAppStatus(ctx context.Context, payload any) (reply, error) {
 	p, err := decodeAppStatus(payload)
 	if err != nil {
-		return nil, err
+		return reply{}, err
 	}
 	res, err := c.srv.handlers.UpdateAppStatus.Handle(ctx, commands.UpdateAppStatus{
 		Cause: c.sess.cause("update_app_status", c.srv.cfg.NewID()), AppID: p.AppID, Status: p.Status,
 	})
 	if err != nil {
-		return nil, err
+		return reply{}, err
 	}
 	return c.stored(ctx, res.Position)
 }
 
-func (c *conn) dataAgentUpdate(ctx context.Context, _ *conn, payload any) (map[string]any, error) {
+func (c *conn) dataAgentUpdate(ctx context.Context, payload any) (reply, error) {
 	p, err := decodeDataAgent(payload)
 	if err != nil {
-		return nil, err
+		return reply{}, err
 	}
 	res, err := c.srv.handlers.UpdateDataAgent.Handle(ctx, commands.UpdateDataAgent{
 		Cause: c.sess.cause("data_agent_update", c.srv.cfg.NewID()), AgentID: p.AgentID, Status: p.Status, Data: p.Data,
 	})
 	if err != nil {
-		return nil, err
+		return reply{}, err
 	}
 	return c.stored(ctx, res.Position)
 }
 
-func (c *conn) requestSystemStatus(ctx context.Context, _ *conn, _ any) (map[string]any, error) {
+func (c *conn) requestSystemStatus(ctx context.Context, _ any) (reply, error) {
 	st, err := c.srv.systemStatus(ctx)
 	if err != nil {
-		return nil, err
+		return reply{}, err
 	}
 	c.srv.emitTo(c.sess.id, "system_status_update", st)
-	return nil, nil
+	return reply{}, nil
 }
 
 // endSession ends a socket's session once: its typing indicators go false
@@ -477,7 +563,7 @@ func (srv *Server) endSession(sess *session, reason string) {
 			chats = append(chats, m)
 		}
 		typing := sess.typing
-		sess.typing = map[string]typingPayload{}
+		sess.typing = nil
 		actor := sess.actor
 		sess.mu.Unlock()
 		srv.sessions.CompareAndDelete(sess.id, sess)
@@ -575,7 +661,7 @@ func (srv *Server) restoreRecovered(c *conn, previous *session) {
 		if sess.ended {
 			orphanChats = append(orphanChats, ev)
 		} else {
-			sess.chats[m.RoomName] = ev
+			sess.setChat(m.RoomName, ev)
 		}
 		sess.mu.Unlock()
 	}

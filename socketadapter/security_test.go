@@ -296,3 +296,20 @@ func TestFloodIsRateLimited(t *testing.T) {
 		t.Fatalf("a calm socket is limited: %v", ack)
 	}
 }
+
+// A socket's first typing_start, leave_room and join_chat_room work on a
+// fresh session (its maps are made on first use).
+func TestFirstTypingOnAFreshSocket(t *testing.T) {
+	t.Parallel()
+	st := startStack(t, socketadapter.Config{})
+	c := sockettest.Dial(t, st.URL, "websocket", nil)
+	if ack := c.EmitAck("typing_start", map[string]any{"roomName": "r", "userProfile": sockettest.Profile("t1")}); ack["ok"] != true {
+		t.Fatalf("typing_start: %v", ack)
+	}
+	if ack := c.EmitAck("typing_stop", map[string]any{"roomName": "r", "userProfile": sockettest.Profile("t1")}); ack["ok"] != true {
+		t.Fatalf("typing_stop: %v", ack)
+	}
+	if ack := c.EmitAck("leave_room", "r"); ack["ok"] != true {
+		t.Fatalf("leave_room: %v", ack)
+	}
+}

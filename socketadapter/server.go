@@ -40,7 +40,7 @@ type Handlers struct {
 		Handle(context.Context, commands.LeaveChatRoom) (commands.Stored, error)
 	}
 	SendMessage interface {
-		Handle(context.Context, commands.SendMessage) (commands.SentMessage, error)
+		Submit(context.Context, commands.SendMessage) (commands.SubmittedMessage, error)
 	}
 	SendNotification interface {
 		Handle(context.Context, commands.SendNotification) (commands.Stored, error)

@@ -31,11 +31,9 @@ type session struct {
 }
 
 func newSession(id string, actor domain.Actor, profile *domain.UserProfile, limits RateLimits) *session {
-	return &session{
-		id: id, actor: actor, profile: profile, limits: newLimiters(limits),
-		chats: map[string]domain.ChatMemberJoined{}, typing: map[string]typingPayload{},
-		pendingJoins: map[string][]chan error{}, endDone: make(chan struct{}),
-	}
+	// The maps are made when first written (writing to a nil map is the
+	// only thing that cannot be done with one), to keep idle sockets small.
+	return &session{id: id, actor: actor, profile: profile, limits: newLimiters(limits), endDone: make(chan struct{})}
 }
 
 // cause is the commands.Cause of an event this session sends now.
@@ -79,10 +77,29 @@ func (s *session) verifiedProfile(p domain.UserProfile) domain.UserProfile {
 	return p
 }
 
+// setChat records a chat membership; the caller holds mu.
+func (s *session) setChat(room string, joined domain.ChatMemberJoined) {
+	if s.chats == nil {
+		s.chats = map[string]domain.ChatMemberJoined{}
+	}
+	s.chats[room] = joined
+}
+
+// setTyping records that the socket types in room; the caller holds mu.
+func (s *session) setTyping(room string, stop typingPayload) {
+	if s.typing == nil {
+		s.typing = map[string]typingPayload{}
+	}
+	s.typing[room] = stop
+}
+
 // awaitJoin registers a join_chat_room waiting for its history.
 func (s *session) awaitJoin(room string, done chan error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.pendingJoins == nil {
+		s.pendingJoins = map[string][]chan error{}
+	}
 	s.pendingJoins[room] = append(s.pendingJoins[room], done)
 }
 

@@ -104,15 +104,23 @@ type instrumentedStore struct {
 }
 
 func (s instrumentedStore) Append(ctx context.Context, stream string, expected eventstore.ExpectedVersion, events ...eventstore.EventData) (eventstore.AppendResult, error) {
+	return s.Submit(ctx, stream, expected, events...).Wait(ctx)
+}
+
+// Submit keeps the store's pipelining (eventstore.Submitter) and observes
+// the outcome when it arrives.
+func (s instrumentedStore) Submit(ctx context.Context, stream string, expected eventstore.ExpectedVersion, events ...eventstore.EventData) *eventstore.Pending {
 	start := time.Now()
-	res, err := s.Store.Append(ctx, stream, expected, events...)
-	if err == nil {
-		s.m.appendDuration.Observe(time.Since(start).Seconds())
-		for _, e := range events {
-			s.m.appended.WithLabelValues(e.Type).Inc()
+	p := eventstore.SubmitAppend(ctx, s.Store, stream, expected, events...)
+	p.OnDone(func(_ eventstore.AppendResult, err error) {
+		if err == nil {
+			s.m.appendDuration.Observe(time.Since(start).Seconds())
+			for _, e := range events {
+				s.m.appended.WithLabelValues(e.Type).Inc()
+			}
 		}
-	}
-	return res, err
+	})
+	return p
 }
 
 // liveCollector reports what is read at scrape time: sockets by transport,

@@ -293,3 +293,28 @@ func TestReopenKeepsTheLog(t *testing.T) {
 		t.Fatalf("append after reopen: %+v %v", res3, err)
 	}
 }
+
+// Appends submitted one after another are stored in that order, while
+// several are in flight at once.
+func TestSubmitKeepsOrder(t *testing.T) {
+	t.Parallel()
+	s := openSQLite(t, t.TempDir())
+	ctx := context.Background()
+	var pending []*eventstore.Pending
+	for i := range 200 {
+		pending = append(pending, s.Submit(ctx, "ordered", eventstore.Any, event(fmt.Sprintf(`{"i":%d}`, i))))
+	}
+	for i, p := range pending {
+		res, err := p.Wait(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.StreamVersion != uint64(i) {
+			t.Fatalf("submission %d stored at version %d", i, res.StreamVersion)
+		}
+	}
+	s.Close()
+	if _, err := s.Submit(ctx, "ordered", eventstore.Any, event(`{}`)).Wait(ctx); domain.ErrorCode(err) != domain.EUNAVAILABLE {
+		t.Fatalf("submit after close: %v", err)
+	}
+}

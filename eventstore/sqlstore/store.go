@@ -95,6 +95,8 @@ type Store struct {
 	closeOnce  sync.Once
 	background sync.WaitGroup // the writer and the wake-up goroutines
 	writerDone chan struct{}
+	submitMu   sync.RWMutex // held for reading while a request is queued
+	stopped    bool         // no more requests are queued (guarded by submitMu)
 
 	cache         versionCache // owned by the writer goroutine
 	lockKey       int64        // PostgreSQL advisory lock of the writers of this schema
@@ -200,6 +202,9 @@ func newStore(opts Options, d dialect, writeDB, readDB *bun.DB) *Store {
 func (s *Store) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
+		s.submitMu.Lock()
+		s.stopped = true
+		s.submitMu.Unlock()
 		close(s.closing)
 		<-s.writerDone
 		s.notifier.broadcast()

@@ -20,13 +20,16 @@ type appendRequest struct {
 	stream   string
 	expected eventstore.ExpectedVersion
 	events   []eventstore.EventData
-	done     chan appendOutcome // buffered: the writer never blocks on it
+	done     *eventstore.Pending // resolved exactly once, by the writer or at Close
 }
 
 type appendOutcome struct {
 	result eventstore.AppendResult
 	err    error
 }
+
+// resolve answers a request.
+func (r *appendRequest) resolve(o appendOutcome) { r.done.Resolve(o.result, o.err) }
 
 // eventRow is a row of the events table.
 type eventRow struct {
@@ -52,39 +55,38 @@ const insertChunk = 500
 
 // Append implements eventstore.Store.
 func (s *Store) Append(ctx context.Context, stream string, expected eventstore.ExpectedVersion, events ...eventstore.EventData) (eventstore.AppendResult, error) {
+	return s.Submit(ctx, stream, expected, events...).Wait(ctx)
+}
+
+// Submit implements eventstore.Submitter: it validates the append and hands
+// it to the writer, in the order of the calls, and returns at once (unless
+// the writer's queue is full). The append is skipped if ctx has ended by the
+// time the writer takes it.
+func (s *Store) Submit(ctx context.Context, stream string, expected eventstore.ExpectedVersion, events ...eventstore.EventData) *eventstore.Pending {
 	if err := ctx.Err(); err != nil {
-		return eventstore.AppendResult{}, err
+		return eventstore.Resolved(eventstore.AppendResult{}, err)
 	}
 	if s.isClosed() {
-		return eventstore.AppendResult{}, eventstore.ErrClosed
+		return eventstore.Resolved(eventstore.AppendResult{}, eventstore.ErrClosed)
 	}
 	evs := append([]eventstore.EventData(nil), events...) // validation fills ids and metadata
 	if err := eventstore.ValidateAppend(stream, evs, s.opts.NewID); err != nil {
-		return eventstore.AppendResult{}, err
+		return eventstore.Resolved(eventstore.AppendResult{}, err)
 	}
-	req := &appendRequest{ctx: ctx, stream: stream, expected: expected, events: evs, done: make(chan appendOutcome, 1)}
+	req := &appendRequest{ctx: ctx, stream: stream, expected: expected, events: evs, done: eventstore.NewPending()}
+	// Close waits for submissions in progress, so every queued request is
+	// answered by the writer before it stops.
+	s.submitMu.RLock()
+	defer s.submitMu.RUnlock()
+	if s.stopped {
+		return eventstore.Resolved(eventstore.AppendResult{}, eventstore.ErrClosed)
+	}
 	select {
 	case s.requests <- req:
 	case <-ctx.Done():
-		return eventstore.AppendResult{}, ctx.Err()
-	case <-s.closing:
-		return eventstore.AppendResult{}, eventstore.ErrClosed
+		return eventstore.Resolved(eventstore.AppendResult{}, ctx.Err())
 	}
-	select {
-	case out := <-req.done:
-		return out.result, out.err
-	case <-ctx.Done():
-		// The writer may still commit it; a retry with the same ids is
-		// answered idempotently.
-		return eventstore.AppendResult{}, ctx.Err()
-	case <-s.writerDone:
-		select {
-		case out := <-req.done:
-			return out.result, out.err
-		default:
-			return eventstore.AppendResult{}, eventstore.ErrClosed
-		}
-	}
+	return req.done
 }
 
 // writeLoop is the single writer: it takes the appends waiting at the moment
@@ -123,7 +125,7 @@ func (s *Store) failWaiting() {
 	for {
 		select {
 		case r := <-s.requests:
-			r.done <- appendOutcome{err: eventstore.ErrClosed}
+			r.resolve(appendOutcome{err: eventstore.ErrClosed})
 		default:
 			return
 		}
@@ -137,7 +139,7 @@ func (s *Store) commitBatch(batch []*appendRequest) {
 	live := batch[:0]
 	for _, r := range batch {
 		if err := r.ctx.Err(); err != nil {
-			r.done <- appendOutcome{err: err}
+			r.resolve(appendOutcome{err: err})
 			continue
 		}
 		live = append(live, r)
@@ -150,20 +152,20 @@ func (s *Store) commitBatch(batch []*appendRequest) {
 		for _, r := range live {
 			one, err := s.commit([]*appendRequest{r})
 			if err != nil {
-				r.done <- appendOutcome{err: err}
+				r.resolve(appendOutcome{err: err})
 				continue
 			}
-			r.done <- one[0]
+			r.resolve(one[0])
 		}
 		s.notifier.broadcast()
 		return
 	}
 	if err != nil {
-		live[0].done <- appendOutcome{err: err}
+		live[0].resolve(appendOutcome{err: err})
 		return
 	}
 	for i, r := range live {
-		r.done <- outcomes[i]
+		r.resolve(outcomes[i])
 	}
 	s.notifier.broadcast()
 }
