@@ -56,9 +56,9 @@ func (c Cause) metadata(actor domain.Actor) json.RawMessage {
 }
 
 // eventID derives the id of the n-th event of a given type that this cause
-// stores.
+// stores. It sorts by the time of the correlation id.
 func (c Cause) eventID(eventType string, n int) string {
-	return eventstore.NameID(eventType, c.CorrelationID, strconv.Itoa(n))
+	return eventstore.OrderedNameID(c.CorrelationID, eventType, strconv.Itoa(n))
 }
 
 // encode turns a domain event into event data with the given id and the

@@ -85,3 +85,20 @@ func IsUUID(s string) bool {
 	}
 	return true
 }
+
+// OrderedNameID is NameID for ids that should sort by time: when base is a
+// time-ordered (version 7) UUID, such as a command's correlation id, the
+// result keeps its 48-bit millisecond prefix and takes the rest from the
+// name hash (a version 8 UUID). The same base and parts always give the same
+// id, and ids derived from later bases sort later, so a store's id index grows
+// at its end. Other bases give NameID's result.
+func OrderedNameID(base string, parts ...string) string {
+	id := NameID(append([]string{base}, parts...)...)
+	if !IsUUID(base) || base[14] != '7' {
+		return id
+	}
+	// The first 48 bits are the 8+4 hex digits before the second dash.
+	b := []byte(base[:13] + id[13:])
+	b[14] = '8' // version 8: a custom layout
+	return string(b)
+}
