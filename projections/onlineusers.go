@@ -66,7 +66,30 @@ func fromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
 // Apply implements Projection.
 func (OnlineUsers) Apply(ctx context.Context, tx bun.Tx, t Tables, events []Envelope) error {
 	sessions, members := t.Ident("online_sessions"), t.Ident("chat_members")
+	// Messages only move lastSeen: one update per user for each run of
+	// messages, with the latest time, written before the next presence
+	// event so the order of effects stays the log's.
+	seen := map[string]int64{}
+	flushSeen := func() error {
+		for uid, at := range seen {
+			if _, err := tx.NewUpdate().TableExpr("?", sessions).Set("last_seen = ?", at).
+				Where("user_id = ? AND last_seen < ?", uid, at).Exec(ctx); err != nil {
+				return fmt.Errorf("lastSeen of %s: %w", uid, err)
+			}
+		}
+		clear(seen)
+		return nil
+	}
 	for _, rec := range events {
+		if m, ok := rec.Event.(domain.MessagePosted); ok {
+			if !m.IsAI && seen[m.UserID] < micros(m.At) {
+				seen[m.UserID] = micros(m.At)
+			}
+			continue
+		}
+		if err := flushSeen(); err != nil {
+			return err
+		}
 		var err error
 		switch e := rec.Event.(type) {
 		case domain.PresenceJoined:
@@ -95,17 +118,12 @@ func (OnlineUsers) Apply(ctx context.Context, tx bun.Tx, t Tables, events []Enve
 				Exec(ctx)
 		case domain.ChatMemberLeft:
 			_, err = tx.NewDelete().TableExpr("?", members).Where("room_name = ? AND session_id = ?", e.RoomName, e.SessionID).Exec(ctx)
-		case domain.MessagePosted:
-			if !e.IsAI {
-				_, err = tx.NewUpdate().TableExpr("?", sessions).Set("last_seen = ?", micros(e.At)).
-					Where("user_id = ? AND last_seen < ?", e.UserID, micros(e.At)).Exec(ctx)
-			}
 		}
 		if err != nil {
 			return fmt.Errorf("%s at %v: %w", rec.Type, rec.Position, err)
 		}
 	}
-	return nil
+	return flushSeen()
 }
 
 // OnlineUser is one entry of online_users: the user's most recent session
