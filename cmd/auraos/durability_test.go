@@ -34,12 +34,16 @@ func TestAcknowledgedMessagesSurviveKill9(t *testing.T) {
 	killed := make(chan struct{})
 	var killOnce sync.Once
 
-	var wg sync.WaitGroup
+	clients := make([]*sockettest.Client, senders)
 	for i := range senders {
 		uid, room := fmt.Sprintf("burst-%d", i), fmt.Sprintf("burst-room-%d", i)
-		c := sockettest.Dial(t, srv.URL, "websocket", nil)
-		c.EmitAck("join_user_room", map[string]any{"userId": uid, "userProfile": sockettest.Profile(uid)})
-		c.EmitAck("join_chat_room", map[string]any{"roomName": room, "userProfile": sockettest.Profile(uid)})
+		clients[i] = sockettest.Dial(t, srv.URL, "websocket", nil)
+		clients[i].EmitAck("join_user_room", map[string]any{"userId": uid, "userProfile": sockettest.Profile(uid)})
+		clients[i].EmitAck("join_chat_room", map[string]any{"roomName": room, "userProfile": sockettest.Profile(uid)})
+	}
+	var wg sync.WaitGroup
+	for i, c := range clients {
+		uid, room := fmt.Sprintf("burst-%d", i), fmt.Sprintf("burst-room-%d", i)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

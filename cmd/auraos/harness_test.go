@@ -52,6 +52,7 @@ type server struct {
 	cmd     *exec.Cmd
 	out     *sockettest.Buffer
 	exited  chan error
+	done    bool // the process has exited and been waited for
 }
 
 // freeAddr returns a loopback address with a free port.
@@ -81,7 +82,7 @@ func startServer(t *testing.T, dataDir string, extra ...string) *server {
 	}
 	go func() { s.exited <- s.cmd.Wait() }()
 	t.Cleanup(func() {
-		if s.cmd.ProcessState == nil {
+		if !s.done {
 			s.stop()
 		}
 		if t.Failed() {
@@ -113,6 +114,10 @@ func startServer(t *testing.T, dataDir string, extra ...string) *server {
 // stop sends SIGTERM and checks that the server exits 0 within 10 seconds.
 func (s *server) stop() {
 	s.t.Helper()
+	if s.done {
+		return
+	}
+	s.done = true
 	_ = s.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case err := <-s.exited:
@@ -128,6 +133,10 @@ func (s *server) stop() {
 // kill stops the server with SIGKILL, as a crash would.
 func (s *server) kill() {
 	s.t.Helper()
+	if s.done {
+		return
+	}
+	s.done = true
 	_ = s.cmd.Process.Kill()
 	<-s.exited
 }

@@ -318,3 +318,28 @@ func TestSubmitKeepsOrder(t *testing.T) {
 		t.Fatalf("submit after close: %v", err)
 	}
 }
+
+// A subscriber on a store that writes too reads its own commits from memory
+// and the other process's from the database, without missing or doubling
+// any, in order.
+func TestSubscriberOnAWriterAcrossProcesses(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	open := func() *sqlstore.Store {
+		s, err := sqlstore.OpenSQLite(context.Background(), dir, sqlstore.Options{CrossProcessPoll: 10 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	a, b := open(), open()
+	checkGapSafety(t, []*sqlstore.Store{a, b}, a, 6, 30)
+}
+
+func TestPostgresSubscriberOnAWriter(t *testing.T) {
+	t.Parallel()
+	dsn := postgresURL(t)
+	a, b := openPostgres(t, dsn), openPostgres(t, dsn)
+	checkGapSafety(t, []*sqlstore.Store{a, b}, b, 6, 30)
+}

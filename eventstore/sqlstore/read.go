@@ -211,6 +211,9 @@ func (sub *subscription) Next(ctx context.Context) (eventstore.Batch, error) {
 // from one snapshot so that Through never claims more than was read.
 func (sub *subscription) read(ctx context.Context) (eventstore.Batch, error) {
 	s := sub.store
+	if events, through, ok := s.tail.read(int64(sub.after.Commit), sub.filter, sub.limit); ok {
+		return eventstore.Batch{Events: events, Through: eventstore.Pos(uint64(through)), CaughtUp: through == s.tail.end()}, nil
+	}
 	tx, err := s.readDB.BeginTx(ctx, s.dialect.readTxOptions())
 	if err != nil {
 		return eventstore.Batch{}, s.classify(ctx, "subscription read", err)

@@ -25,6 +25,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -99,6 +100,8 @@ type Store struct {
 	stopped    bool         // no more requests are queued (guarded by submitMu)
 
 	cache         versionCache // owned by the writer goroutine
+	tail          tail         // the latest commits of this process
+	instance      string       // names this store in its PostgreSQL notices
 	lockKey       int64        // PostgreSQL advisory lock of the writers of this schema
 	notifyChannel string       // PostgreSQL NOTIFY channel of this schema
 }
@@ -193,6 +196,7 @@ func newStore(opts Options, d dialect, writeDB, readDB *bun.DB) *Store {
 	}
 	s.notifier.init()
 	s.cache.reset(-1)
+	s.instance = eventstore.NewID()
 	go s.writeLoop()
 	return s
 }
@@ -247,9 +251,12 @@ func (s *Store) forwardNotifications(l *pq.Listener) {
 		select {
 		case <-s.closing:
 			return
-		case _, ok := <-l.Notify:
+		case n, ok := <-l.Notify:
 			if !ok {
 				return
+			}
+			if n != nil && strings.HasPrefix(n.Extra, s.instance+":") {
+				continue // this store's own commit: its subscribers were woken already
 			}
 			s.notifier.broadcast()
 		}

@@ -241,6 +241,7 @@ func (s *Store) commitTx(batch []*appendRequest, lookUpIDs bool) ([]appendOutcom
 	if err := tx.Tx.QueryRowContext(ctx, "SELECT COALESCE(MAX(position), 0) FROM events").Scan(&head); err != nil {
 		return nil, s.classify(ctx, "read head", err)
 	}
+	headBefore := head
 	if head != s.cache.head || lookUpIDs {
 		// Another process appended, or we must not trust the cache.
 		s.cache.reset(head)
@@ -302,7 +303,9 @@ func (s *Store) commitTx(batch []*appendRequest, lookUpIDs bool) ([]appendOutcom
 	}
 	if s.notifyChannel != "" && len(rows) > 0 {
 		// Delivered to listeners only when the transaction commits.
-		if _, err := tx.Tx.ExecContext(ctx, "SELECT pg_notify($1, $2)", s.notifyChannel, strconv.FormatInt(head, 10)); err != nil {
+		// The payload names this store, whose own subscribers are woken
+		// directly and skip the notice.
+		if _, err := tx.Tx.ExecContext(ctx, "SELECT pg_notify($1, $2)", s.notifyChannel, s.instance+":"+strconv.FormatInt(head, 10)); err != nil {
 			return nil, s.classify(ctx, "notify subscribers", err)
 		}
 	}
@@ -312,6 +315,7 @@ func (s *Store) commitTx(batch []*appendRequest, lookUpIDs bool) ([]appendOutcom
 	}
 	committed = true
 	s.cache.update(head, versions)
+	s.tail.add(headBefore, rows, now)
 	if s.opts.OnCommit != nil {
 		s.opts.OnCommit(len(batch), len(rows), time.Since(started))
 	}

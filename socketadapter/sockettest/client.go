@@ -183,7 +183,12 @@ func (c *Client) TryEmitAck(event string, payload any) (map[string]any, error) {
 	case m := <-done:
 		return m, nil
 	case err := <-fail:
-		return nil, err
+		select {
+		case reason := <-c.down:
+			return nil, fmt.Errorf("%w (disconnected: %s)", err, reason)
+		default:
+			return nil, err
+		}
 	case <-time.After(25 * time.Second):
 		return nil, fmt.Errorf("no ack within 25s")
 	}

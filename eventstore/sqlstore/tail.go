@@ -1,0 +1,81 @@
+package sqlstore
+
+import (
+	"encoding/json"
+	"sync"
+	"time"
+
+	"github.com/auraos/realtime/eventstore"
+)
+
+// tailSize is how many recently committed events the store keeps in memory.
+const tailSize = 8192
+
+// tail keeps the events this process committed most recently, so that live
+// subscribers (the projection runners, the adapter's feed) read them from
+// memory instead of asking the database once each after every commit.
+//
+// It holds every event of the log in (from, through], nothing less: the
+// writer appends its commits in order, and when the log's head before a
+// commit is not where the tail ends (another process appended), it starts
+// over with that commit.
+type tail struct {
+	mu      sync.Mutex
+	events  []eventstore.RecordedEvent // positions from+1 … through
+	from    int64
+	through int64
+}
+
+// add records a committed transaction whose events follow headBefore.
+func (t *tail) add(headBefore int64, rows []eventRow, at time.Time) {
+	if len(rows) == 0 {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if headBefore != t.through || len(t.events) == 0 && t.through == 0 {
+		t.events, t.from = t.events[:0], headBefore
+	}
+	for _, r := range rows {
+		t.events = append(t.events, eventstore.RecordedEvent{
+			ID: r.EventID, Stream: r.Stream, Version: uint64(r.Version), Type: r.Type,
+			Position: eventstore.Pos(uint64(r.Position)), Time: at,
+			Data: json.RawMessage(r.Data), Metadata: json.RawMessage(r.Metadata),
+		})
+	}
+	t.through = rows[len(rows)-1].Position
+	if drop := len(t.events) - tailSize; drop > 0 {
+		t.from = int64(t.events[drop-1].Position.Commit)
+		t.events = append(t.events[:0:0], t.events[drop:]...)
+	}
+}
+
+// read returns what the tail holds after position after: the events that
+// pass filter (at most limit) and the position they reach through. ok is
+// false when the tail cannot tell (after lies outside what it holds, or it
+// holds nothing newer).
+func (t *tail) read(after int64, filter eventstore.Filter, limit int) (events []eventstore.RecordedEvent, through int64, ok bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if after < t.from || after >= t.through {
+		return nil, 0, false
+	}
+	for _, e := range t.events[after-t.from:] {
+		if !filter.Match(e.Stream, e.Type) {
+			continue
+		}
+		if len(events) == limit {
+			return events, int64(events[len(events)-1].Position.Commit), true
+		}
+		events = append(events, e)
+	}
+	return events, t.through, true
+}
+
+// end returns where the tail ends: the head of the log as far as this
+// process knows.
+func (t *tail) end() int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.through
+}
