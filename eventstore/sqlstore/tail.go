@@ -8,7 +8,8 @@ import (
 	"github.com/auraos/realtime/eventstore"
 )
 
-// tailSize is how many recently committed events the store keeps in memory.
+// tailSize is how many recently committed events the store keeps in memory
+// at least (and at most twice as many).
 const tailSize = 8192
 
 // tail keeps the events this process committed most recently, so that live
@@ -44,9 +45,14 @@ func (t *tail) add(headBefore int64, rows []eventRow, at time.Time) {
 		})
 	}
 	t.through = rows[len(rows)-1].Position
-	if drop := len(t.events) - tailSize; drop > 0 {
+	// Past twice the size, keep the newest half: moving the events once per
+	// tailSize commits keeps adding cheap.
+	if len(t.events) > 2*tailSize {
+		drop := len(t.events) - tailSize
 		t.from = int64(t.events[drop-1].Position.Commit)
-		t.events = append(t.events[:0:0], t.events[drop:]...)
+		n := copy(t.events, t.events[drop:])
+		clear(t.events[n:])
+		t.events = t.events[:n]
 	}
 }
 
