@@ -104,16 +104,24 @@ func (s *Store) writeLoop() {
 		batch := []*appendRequest{first}
 		n := len(first.events)
 		// Appenders answered by the last commit are usually about to send
-		// their next append; yielding once lets them join this batch.
-		runtime.Gosched()
-	gather:
-		for n < s.opts.MaxBatchEvents {
-			select {
-			case r := <-s.requests:
-				batch = append(batch, r)
-				n += len(r.events)
-			default:
-				break gather
+		// their next append: yield to them, again while yielding brings
+		// more, so they share this commit's sync instead of waiting for the
+		// next one.
+		for round := 0; round < 8 && n < s.opts.MaxBatchEvents; round++ {
+			runtime.Gosched()
+			before := len(batch)
+		gather:
+			for n < s.opts.MaxBatchEvents {
+				select {
+				case r := <-s.requests:
+					batch = append(batch, r)
+					n += len(r.events)
+				default:
+					break gather
+				}
+			}
+			if len(batch) == before {
+				break
 			}
 		}
 		s.commitBatch(batch)
