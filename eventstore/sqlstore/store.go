@@ -100,6 +100,7 @@ type Store struct {
 	stopped    bool         // no more requests are queued (guarded by submitMu)
 
 	cache         versionCache // owned by the writer goroutine
+	reserved      int          // positions the current PostgreSQL batch drew (writer goroutine)
 	tail          tail         // the latest commits of this process
 	instance      string       // names this store in its PostgreSQL notices
 	lockKey       int64        // PostgreSQL advisory lock of the writers of this schema

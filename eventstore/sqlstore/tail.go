@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"encoding/json"
+	"sort"
 	"sync"
 	"time"
 
@@ -27,11 +28,10 @@ type tail struct {
 	through int64
 }
 
-// add records a committed transaction whose events follow headBefore.
-func (t *tail) add(headBefore int64, rows []eventRow, at time.Time) {
-	if len(rows) == 0 {
-		return
-	}
+// add records a committed transaction: its rows follow headBefore, and the
+// log continues after through (PostgreSQL batches may leave reserved
+// positions unused).
+func (t *tail) add(headBefore, through int64, rows []eventRow, at time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if headBefore != t.through || len(t.events) == 0 && t.through == 0 {
@@ -44,7 +44,7 @@ func (t *tail) add(headBefore int64, rows []eventRow, at time.Time) {
 			Data: json.RawMessage(r.Data), Metadata: json.RawMessage(r.Metadata),
 		})
 	}
-	t.through = rows[len(rows)-1].Position
+	t.through = through
 	// Past twice the size, keep the newest half: moving the events once per
 	// tailSize commits keeps adding cheap.
 	if len(t.events) > 2*tailSize {
@@ -66,7 +66,8 @@ func (t *tail) read(after int64, filter eventstore.Filter, limit int) (events []
 	if after < t.from || after >= t.through {
 		return nil, 0, false
 	}
-	for _, e := range t.events[after-t.from:] {
+	i := sort.Search(len(t.events), func(i int) bool { return int64(t.events[i].Position.Commit) > after })
+	for _, e := range t.events[i:] {
 		if !filter.Match(e.Stream, e.Type) {
 			continue
 		}

@@ -19,7 +19,7 @@ func TestTailHoldsACompleteRange(t *testing.T) {
 	t.Parallel()
 	var tl tail
 	now := time.Now()
-	tl.add(0, rowsAt(1, 10), now) // positions 1..10
+	tl.add(0, 1+10-1, rowsAt(1, 10), now) // positions 1..10
 	if evs, through, ok := tl.read(4, eventstore.Filter{}, 100); !ok || len(evs) != 6 || through != 10 || evs[0].Position.Commit != 5 {
 		t.Fatalf("read after 4: %d events through %d (%v)", len(evs), through, ok)
 	}
@@ -30,7 +30,7 @@ func TestTailHoldsACompleteRange(t *testing.T) {
 		t.Fatalf("limited read: %d through %d", len(evs), through)
 	}
 	// Another process appended 11..12: the tail starts over at 13.
-	tl.add(12, rowsAt(13, 2), now)
+	tl.add(12, 13+2-1, rowsAt(13, 2), now)
 	if _, _, ok := tl.read(10, eventstore.Filter{}, 100); ok {
 		t.Fatal("the tail served across a gap")
 	}
@@ -44,7 +44,7 @@ func TestTailHoldsACompleteRange(t *testing.T) {
 	// Past twice its size it keeps the newest part, still complete.
 	next := int64(15)
 	for range 3 * tailSize / 100 {
-		tl.add(next-1, rowsAt(next, 100), now)
+		tl.add(next-1, next+100-1, rowsAt(next, 100), now)
 		next += 100
 	}
 	if len(tl.events) > 2*tailSize || tl.through != next-1 || int64(len(tl.events)) != tl.through-tl.from {

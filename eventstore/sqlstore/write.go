@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"runtime"
@@ -240,14 +241,9 @@ func (s *Store) commitTx(batch []*appendRequest, lookUpIDs bool) ([]appendOutcom
 			_ = tx.Rollback()
 		}
 	}()
-	if s.lockKey != 0 {
-		if _, err := tx.Tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", s.lockKey); err != nil {
-			return nil, s.classify(ctx, "lock the log", err)
-		}
-	}
-	var head int64
-	if err := tx.Tx.QueryRowContext(ctx, "SELECT COALESCE(MAX(position), 0) FROM events").Scan(&head); err != nil {
-		return nil, s.classify(ctx, "read head", err)
+	head, err := s.reservePositions(ctx, tx, batch)
+	if err != nil {
+		return nil, err
 	}
 	headBefore := head
 	if head != s.cache.head || lookUpIDs {
@@ -300,21 +296,8 @@ func (s *Store) commitTx(batch []*appendRequest, lookUpIDs bool) ([]appendOutcom
 	}
 	for start := 0; start < len(rows); start += insertChunk {
 		chunk := rows[start:min(start+insertChunk, len(rows))]
-		query, args := s.insertStatement(chunk)
-		res, err := tx.Tx.ExecContext(ctx, query, args...)
-		if err != nil {
-			return nil, s.classify(ctx, "insert events", err)
-		}
-		if n, err := res.RowsAffected(); err != nil || n != int64(len(chunk)) {
-			return nil, errRowsSkipped
-		}
-	}
-	if s.notifyChannel != "" && len(rows) > 0 {
-		// Delivered to listeners only when the transaction commits.
-		// The payload names this store, whose own subscribers are woken
-		// directly and skip the notice.
-		if _, err := tx.Tx.ExecContext(ctx, "SELECT pg_notify($1, $2)", s.notifyChannel, s.instance+":"+strconv.FormatInt(head, 10)); err != nil {
-			return nil, s.classify(ctx, "notify subscribers", err)
+		if err := s.insert(ctx, tx, chunk, start+len(chunk) == len(rows)); err != nil {
+			return nil, err
 		}
 	}
 	if err := tx.Commit(); err != nil {
@@ -322,12 +305,84 @@ func (s *Store) commitTx(batch []*appendRequest, lookUpIDs bool) ([]appendOutcom
 		return nil, s.classify(ctx, "commit", err)
 	}
 	committed = true
-	s.cache.update(head, versions)
-	s.tail.add(headBefore, rows, now)
+	// On PostgreSQL the batch reserved positions it may not all have used:
+	// the log continues after the last reserved one.
+	through := max(head, headBefore+int64(s.reserved))
+	s.cache.update(through, versions)
+	s.tail.add(headBefore, through, rows, now)
 	if s.opts.OnCommit != nil {
 		s.opts.OnCommit(len(batch), len(rows), time.Since(started))
 	}
 	return outcomes, nil
+}
+
+// reservePositions takes the log's write lock and returns the position the
+// batch's events follow. SQLite's write lock is the transaction's; its head
+// is read under it. PostgreSQL takes the advisory lock and draws as many
+// positions from the sequence as the batch has events, in one round trip:
+// the lock is taken before the first draw, so positions follow commit order.
+// A batch that uses fewer leaves a gap, which positions may have.
+func (s *Store) reservePositions(ctx context.Context, tx bun.Tx, batch []*appendRequest) (int64, error) {
+	s.reserved = 0
+	if s.lockKey == 0 {
+		var head int64
+		if err := tx.Tx.QueryRowContext(ctx, "SELECT COALESCE(MAX(position), 0) FROM events").Scan(&head); err != nil {
+			return 0, s.classify(ctx, "read head", err)
+		}
+		return head, nil
+	}
+	n := 0
+	for _, r := range batch {
+		n += len(r.events)
+	}
+	// nextval's argument is computed from the lock's result, so each draw
+	// happens after the lock is held (the first call takes it; the others
+	// find it held).
+	var first int64
+	err := tx.Tx.QueryRowContext(ctx,
+		"SELECT min(nextval(('events_position_seq' || left(pg_advisory_xact_lock($1)::text, 0))::regclass)) FROM generate_series(1, $2::int)",
+		s.lockKey, n).Scan(&first)
+	if err != nil {
+		return 0, s.classify(ctx, "lock the log", err)
+	}
+	s.reserved = n
+	return first - 1, nil
+}
+
+// insert writes rows; on PostgreSQL the last chunk's statement also sends
+// the notice that wakes other processes' subscribers when the transaction
+// commits. Skipped rows (ON CONFLICT) are errRowsSkipped.
+func (s *Store) insert(ctx context.Context, tx bun.Tx, rows []eventRow, last bool) error {
+	query, args := s.insertStatement(rows)
+	if s.notifyChannel == "" {
+		res, err := tx.Tx.ExecContext(ctx, query, args...)
+		if err != nil {
+			return s.classify(ctx, "insert events", err)
+		}
+		if n, err := res.RowsAffected(); err != nil || n != int64(len(rows)) {
+			return errRowsSkipped
+		}
+		return nil
+	}
+	var inserted int64
+	notice := ""
+	if last {
+		// The payload names this store, whose own subscribers are woken
+		// directly and skip the notice.
+		notice = s.instance + ":" + strconv.FormatInt(rows[len(rows)-1].Position, 10)
+	}
+	args = append(args, s.notifyChannel, notice, last)
+	n := len(args)
+	query = "WITH ins AS (" + query + " RETURNING 1) SELECT (SELECT count(*) FROM ins), CASE WHEN $" +
+		strconv.Itoa(n) + "::boolean THEN pg_notify($" + strconv.Itoa(n-2) + ", $" + strconv.Itoa(n-1) + ")::text END"
+	var ignored sql.NullString
+	if err := tx.Tx.QueryRowContext(ctx, query, args...).Scan(&inserted, &ignored); err != nil {
+		return s.classify(ctx, "insert events", err)
+	}
+	if inserted != int64(len(rows)) {
+		return errRowsSkipped
+	}
+	return nil
 }
 
 // insertStatement builds one multi-row INSERT with driver placeholders, so
