@@ -183,7 +183,15 @@ func (c *Client) WriteToEngine(encodedPackets []types.BufferInterface, opts *Wri
 		return
 	}
 
+	// PATCH(auraos): a websocket sends a broadcast's pre-encoded frame and
+	// never reads the packet data, so it needs no copy of it per socket
+	// (polling reads, and consumes, its own copy).
+	shared := opts.WsPreEncodedFrame != nil && c.conn.Transport().Name() == "websocket"
 	for _, encodedPacket := range encodedPackets {
+		if shared {
+			c.conn.Write(encodedPacket, &opts.Options, nil)
+			continue
+		}
 		c.conn.Write(encodedPacket.Clone(), &opts.Options, nil)
 	}
 }
