@@ -16,8 +16,9 @@ type Status struct {
 	Started       bool // whether it has a checkpoint
 	Checkpoint    eventstore.Position
 	Head          eventstore.Position
-	// Lag is how far the checkpoint trails the head, in commit positions
-	// (events, for the SQL stores).
+	// Lag is how far the checkpoint trails the head, in commit positions:
+	// about the number of events for the SQL stores (PostgreSQL positions may
+	// have gaps left by rolled-back appends, so it can overstate slightly).
 	Lag uint64
 	// NeedsRebuild is set when the stored version differs from the code's.
 	NeedsRebuild bool
