@@ -17,15 +17,11 @@ func newMigrateCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			// Opening a store applies its migrations.
-			store, err := storage.openEventStore(ctx, sqlstore.Options{})
+			store, rdb, err := storage.open(ctx, sqlstore.Options{})
 			if err != nil {
 				return err
 			}
 			defer store.Close()
-			rdb, err := storage.openReadDB(ctx)
-			if err != nil {
-				return err
-			}
 			defer rdb.Close()
 			_, err = fmt.Fprintln(cmd.OutOrStdout(), "migrations applied: event store and read models are up to date")
 			return err

@@ -40,15 +40,11 @@ func newProjectionsStatusCommand() *cobra.Command {
 }
 
 func runProjectionsStatus(ctx context.Context, out io.Writer, storage storageConfig) error {
-	store, err := storage.openEventStore(ctx, sqlstore.Options{})
+	store, rdb, err := storage.open(ctx, sqlstore.Options{})
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	rdb, err := storage.openReadDB(ctx)
-	if err != nil {
-		return err
-	}
 	defer rdb.Close()
 	statuses, err := projections.StatusQuery{DB: rdb.reader, Log: store}.Handle(ctx, projections.All())
 	if err != nil {
@@ -113,15 +109,11 @@ func isTerminal(w io.Writer) bool {
 }
 
 func runProjectionsRebuild(ctx context.Context, out io.Writer, storage storageConfig, ps []projections.Projection, bar bool) error {
-	store, err := storage.openEventStore(ctx, sqlstore.Options{})
+	store, rdb, err := storage.open(ctx, sqlstore.Options{})
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	rdb, err := storage.openReadDB(ctx)
-	if err != nil {
-		return err
-	}
 	defer rdb.Close()
 	for _, p := range ps {
 		var pb *progressbar.ProgressBar

@@ -212,17 +212,13 @@ func runServe(ctx context.Context, o serveOptions) error {
 	}
 
 	m := newMetrics()
-	rawStore, err := o.storage.openEventStore(ctx, sqlstore.Options{OnCommit: m.onCommit, Logger: log})
+	rawStore, rdb, err := o.storage.open(ctx, sqlstore.Options{OnCommit: m.onCommit, Logger: log})
 	if err != nil {
 		return err
 	}
 	defer rawStore.Close()
-	store := instrumentedStore{Store: rawStore, m: m}
-	rdb, err := o.storage.openReadDB(ctx)
-	if err != nil {
-		return err
-	}
 	defer rdb.Close()
+	store := instrumentedStore{Store: rawStore, m: m}
 
 	// Projections whose version changed are rebuilt before serving.
 	for _, p := range projections.All() {

@@ -98,6 +98,21 @@ func (c *storageConfig) openEventStore(ctx context.Context, opts sqlstore.Option
 	}
 }
 
+// open opens the event store and then the read-model database; if the
+// second fails, the first is closed again. The caller closes both.
+func (c *storageConfig) open(ctx context.Context, opts sqlstore.Options) (eventstore.Store, readDB, error) {
+	store, err := c.openEventStore(ctx, opts)
+	if err != nil {
+		return nil, readDB{}, err
+	}
+	rdb, err := c.openReadDB(ctx)
+	if err != nil {
+		store.Close()
+		return nil, readDB{}, err
+	}
+	return store, rdb, nil
+}
+
 // isESDBURL reports whether s is an EventStoreDB/KurrentDB connection string.
 func isESDBURL(s string) bool {
 	return strings.HasPrefix(s, "esdb://") || strings.HasPrefix(s, "esdb+discover://")
