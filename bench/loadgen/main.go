@@ -20,6 +20,8 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+
+	"github.com/auraos/realtime/bench/internal/fdlimit"
 )
 
 func main() {
@@ -51,7 +53,7 @@ func main() {
 	case "idle":
 		conns = *idle
 	}
-	if err := raiseNoFile(uint64(conns) + 256); err != nil {
+	if err := fdlimit.Raise(uint64(conns) + 256); err != nil {
 		fatal(err)
 	}
 

@@ -165,25 +165,6 @@ func selfCPU() float64 {
 	return tv(ru.Utime) + tv(ru.Stime)
 }
 
-// raiseNoFile raises the soft open-files limit to the hard limit and
-// reports whether need descriptors fit.
-func raiseNoFile(need uint64) error {
-	var l syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
-		return err
-	}
-	if l.Cur < l.Max {
-		l.Cur = l.Max
-		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
-			return fmt.Errorf("raising the open-files limit: %w", err)
-		}
-	}
-	if l.Cur < need {
-		return fmt.Errorf("the open-files limit is %d (hard %d) but %d are needed; raise it with ulimit -n", l.Cur, l.Max, need)
-	}
-	return nil
-}
-
 var logStart = time.Now()
 
 func logf(format string, args ...any) {

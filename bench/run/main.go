@@ -33,6 +33,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/auraos/realtime/bench/internal/fdlimit"
 )
 
 type options struct {
@@ -130,7 +132,7 @@ func run(ctx context.Context, o options) error {
 	if b, err := os.ReadFile("go.mod"); err != nil || !bytes.Contains(b, []byte("module github.com/auraos/realtime")) {
 		return errors.New("run me from the module root (make bench)")
 	}
-	if err := raiseNoFile(uint64(o.idle) + 1024); err != nil {
+	if err := fdlimit.Raise(uint64(o.idle) + 1024); err != nil {
 		return err
 	}
 	tmp, err := os.MkdirTemp("", "auraos-bench-")
@@ -388,23 +390,6 @@ func tail(path string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
-}
-
-func raiseNoFile(need uint64) error {
-	var l syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
-		return err
-	}
-	if l.Cur < l.Max {
-		l.Cur = l.Max
-		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
-			return fmt.Errorf("raising the open-files limit: %w", err)
-		}
-	}
-	if l.Cur < need {
-		return fmt.Errorf("the open-files limit is %d (hard %d); the idle scenario needs %d: raise the hard limit (ulimit -Hn)", l.Cur, l.Max, need)
-	}
-	return nil
 }
 
 // The store and projection benchmarks.
