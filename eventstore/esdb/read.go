@@ -75,21 +75,12 @@ func (s *Store) readStreamWith(ctx context.Context, do func(context.Context, fun
 		if err != nil {
 			return err
 		}
-		defer rs.Close()
-		for {
-			e, err := rs.Recv()
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			if isCode(err, esdbclient.ErrorCodeResourceNotFound) {
-				out = out[:0]
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			out = append(out, e)
+		out, err = drain(rs, out[:0])
+		if isCode(err, esdbclient.ErrorCodeResourceNotFound) {
+			out = out[:0]
+			return nil
 		}
+		return err
 	})
 	if err != nil {
 		return nil, err
@@ -106,22 +97,29 @@ func (s *Store) readAllRaw(ctx context.Context, dir esdbclient.Direction, from e
 		if err != nil {
 			return err
 		}
-		defer rs.Close()
-		for {
-			e, err := rs.Recv()
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			out = append(out, e)
-		}
+		out, err = drain(rs, out[:0])
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
+}
+
+// drain appends every event of rs to out and closes rs; the end of the
+// stream is not an error.
+func drain(rs *esdbclient.ReadStream, out []*esdbclient.ResolvedEvent) ([]*esdbclient.ResolvedEvent, error) {
+	defer rs.Close()
+	for {
+		e, err := rs.Recv()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return out, err
+		}
+		out = append(out, e)
+	}
 }
 
 // rawHead returns the position of the last record of $all (a system event,
