@@ -1,7 +1,6 @@
 package commands_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -15,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/auraos/realtime/internal/syncbuf"
 
 	"github.com/auraos/realtime/commands"
 	"github.com/auraos/realtime/commands/openai"
@@ -183,23 +184,6 @@ func (l *typingLog) get() []typingCall {
 	return append([]typingCall(nil), l.calls...)
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // aiRig is an event store with the assistant's collaborators.
 type aiRig struct {
 	t      *testing.T
@@ -207,7 +191,7 @@ type aiRig struct {
 	deps   commands.Deps
 	cps    *memCheckpoints
 	typing *typingLog
-	logs   *syncBuffer
+	logs   *syncbuf.Buffer
 }
 
 func newAIRig(t *testing.T) *aiRig {
@@ -219,7 +203,7 @@ func newAIRig(t *testing.T) *aiRig {
 	t.Cleanup(func() { s.Close() })
 	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 	return &aiRig{t: t, store: s, deps: commands.Deps{Store: s, Now: func() time.Time { return now }, NewID: eventstore.NewID},
-		cps: &memCheckpoints{}, typing: &typingLog{}, logs: &syncBuffer{}}
+		cps: &memCheckpoints{}, typing: &typingLog{}, logs: &syncbuf.Buffer{}}
 }
 
 // start runs an assistant against url until the returned stop (or the end

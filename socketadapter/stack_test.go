@@ -9,13 +9,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/auraos/realtime/internal/syncbuf"
+
 	"github.com/auraos/realtime/commands"
 	"github.com/auraos/realtime/eventstore"
 	"github.com/auraos/realtime/eventstore/sqlstore"
 	"github.com/auraos/realtime/projections"
 	"github.com/auraos/realtime/schema/schematest"
 	"github.com/auraos/realtime/socketadapter"
-	"github.com/auraos/realtime/socketadapter/sockettest"
 )
 
 // stack is the whole server in process: a SQLite event store, the read
@@ -24,7 +25,7 @@ import (
 type stack struct {
 	URL   string
 	Store *sqlstore.Store
-	Log   *sockettest.Buffer
+	Log   *syncbuf.Buffer
 }
 
 // startStack runs the server in process with cfg (NodeID, Logger and the
@@ -37,7 +38,7 @@ func startStack(t testing.TB, cfg socketadapter.Config) *stack {
 		t.Fatal(err)
 	}
 	rdb := schematest.OpenReadDB(t, "sqlite")
-	logs := &sockettest.Buffer{}
+	logs := &syncbuf.Buffer{}
 	var wg sync.WaitGroup
 	runners := map[string]*projections.Runner{}
 	for _, p := range projections.All() {

@@ -22,7 +22,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/auraos/realtime/socketadapter/sockettest"
+	"github.com/auraos/realtime/internal/syncbuf"
 )
 
 // The JavaScript end-to-end suite (testdata/e2e/e2e.mjs) drives `auraos
@@ -191,8 +191,8 @@ func TestJSRestart(t *testing.T) {
 type jsProcess struct {
 	name   string
 	cmd    *exec.Cmd
-	out    *sockettest.Buffer // stdout and stderr
-	lines  chan string        // stdout lines
+	out    *syncbuf.Buffer // stdout and stderr
+	lines  chan string     // stdout lines
 	exited chan error
 	cancel context.CancelFunc
 }
@@ -202,7 +202,7 @@ type jsProcess struct {
 func startJS(t *testing.T, scenario, url, transport string, env ...string) *jsProcess {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	p := &jsProcess{name: scenario + " over " + transport, out: &sockettest.Buffer{}, lines: make(chan string, 16), exited: make(chan error, 1), cancel: cancel}
+	p := &jsProcess{name: scenario + " over " + transport, out: &syncbuf.Buffer{}, lines: make(chan string, 16), exited: make(chan error, 1), cancel: cancel}
 	p.cmd = exec.CommandContext(ctx, "node", "e2e.mjs", scenario, url, transport)
 	p.cmd.Dir = e2eDir
 	p.cmd.Env = append(os.Environ(), env...)

@@ -11,9 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/auraos/realtime/internal/syncbuf"
+
 	"github.com/auraos/realtime/eventstore"
 	"github.com/auraos/realtime/eventstore/sqlstore"
-	"github.com/auraos/realtime/socketadapter/sockettest"
 )
 
 func fillStore(t *testing.T, dir string) []eventstore.Position {
@@ -141,7 +142,7 @@ func TestEventsReadFollow(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	out := &sockettest.Buffer{}
+	out := &syncbuf.Buffer{}
 	done := make(chan error, 1)
 	go func() {
 		done <- runEventsRead(ctx, out, eventsReadOptions{storage: storageConfig{DataDir: dir, EventStore: "sqlite"}, format: "jsonl", follow: true})

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/auraos/realtime/socketadapter/sockettest"
+	"github.com/auraos/realtime/internal/syncbuf"
 )
 
 // The end-to-end tests run the real binary, built once for the package.
@@ -50,7 +50,7 @@ type server struct {
 	DataDir string
 	args    []string
 	cmd     *exec.Cmd
-	out     *sockettest.Buffer
+	out     *syncbuf.Buffer
 	exited  chan error
 	done    bool // the process has exited and been waited for
 }
@@ -73,7 +73,7 @@ func startServer(t *testing.T, dataDir string, extra ...string) *server {
 	t.Helper()
 	addr := freeAddr(t)
 	args := append([]string{"serve", "--addr", addr, "--data-dir", dataDir, "--node-id", "e2e-node", "--log-level", "debug"}, extra...)
-	s := &server{t: t, URL: "http://" + addr, DataDir: dataDir, args: args, out: &sockettest.Buffer{}, exited: make(chan error, 1)}
+	s := &server{t: t, URL: "http://" + addr, DataDir: dataDir, args: args, out: &syncbuf.Buffer{}, exited: make(chan error, 1)}
 	s.cmd = exec.Command(auraosBin, args...)
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
 	s.cmd.Env = append(os.Environ(), "AURAOS_EVENT_STORE=", "AURAOS_READ_DB=")

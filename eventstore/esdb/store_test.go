@@ -1,7 +1,6 @@
 package esdb_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -15,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/auraos/realtime/internal/syncbuf"
 
 	"github.com/auraos/realtime/domain"
 	"github.com/auraos/realtime/eventstore"
@@ -540,31 +541,13 @@ func TestClusterConnectionStrings(t *testing.T) {
 	}
 }
 
-// logBuffer is a slog handler target safe for concurrent use.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
 // TestCredentialsDroppedWithoutTLS documents the client's behaviour: with
 // tls=false the credentials of the connection string never reach the server,
 // and Open warns about it.
 func TestCredentialsDroppedWithoutTLS(t *testing.T) {
 	t.Parallel()
 	srv := esdbtest.StartServer(t, esdbtest.Options{})
-	var logs logBuffer
+	var logs syncbuf.Buffer
 	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	s := open(t, "esdb://admin:changeit@"+srv.Addr()+"?tls=false", esdb.Options{Logger: logger})
 	mustAppend(t, s, "c", eventstore.Any, ev("E", `{}`))
