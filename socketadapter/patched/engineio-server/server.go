@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -18,6 +19,13 @@ import (
 	"github.com/zishang520/socket.io/v3/pkg/utils"
 	webtrans "github.com/zishang520/socket.io/v3/pkg/webtransport"
 )
+
+// wsWriteBufferPool lends websocket connections their write buffer for the
+// length of one message instead of for their whole life. PATCH(auraos):
+// upstream keeps a buffer per connection; idle connections, the common case
+// of a realtime server, then hold memory they do not use, and broadcasts go
+// out as prepared frames that do not use the buffer at all.
+var wsWriteBufferPool = &sync.Pool{}
 
 const (
 	// DefaultWSReadBufferSize is the default read buffer size for WebSocket connections.
@@ -131,6 +139,7 @@ func (s *server) HandleUpgrade(ctx *types.HttpContext) {
 		ws := &websocket.Upgrader{
 			ReadBufferSize:    DefaultWSReadBufferSize,
 			WriteBufferSize:   DefaultWSWriteBufferSize,
+			WriteBufferPool:   wsWriteBufferPool, // PATCH(auraos): see the variable
 			EnableCompression: s.Opts().PerMessageDeflate() != nil,
 			Error: func(_ http.ResponseWriter, _ *http.Request, _ int, reason error) {
 				// response is written by emitAbortRequest below
