@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -15,8 +16,9 @@ import (
 // it, so the adapter works around it below the library: websocket upgrades
 // get a connection whose writes are queued and sent by a flusher goroutine,
 // which writes everything queued meanwhile with one system call. An idle
-// connection has no flusher; a busy one coalesces more the busier it is, and
-// no write waits for a timer.
+// connection has no flusher; a busy one coalesces more the busier it is
+// (the flusher yields once before it writes, so the packets that are
+// already on their way join the write), and no write waits for a timer.
 
 // coalesceWebsocketWrites wraps the Socket.IO handler so that the connections
 // of websocket upgrades coalesce their writes.
@@ -107,6 +109,11 @@ func (c *coalescingConn) Write(p []byte) (int, error) {
 
 // flush writes what is queued until the queue is empty.
 func (c *coalescingConn) flush() {
+	// Let the goroutines that are ready run first: under load they are
+	// the library's send queues with more packets for this connection,
+	// which then share this write; when nothing else is ready it costs
+	// nothing.
+	runtime.Gosched()
 	c.mu.Lock()
 	for len(c.pending) > 0 && c.err == nil {
 		out := c.pending
