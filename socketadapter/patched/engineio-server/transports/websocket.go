@@ -164,16 +164,12 @@ func (w *websocket) send(packets []*packet.Packet) {
 				if _, ok := packet.Options.WsPreEncodedFrame.(*types.StringBuffer); ok {
 					mt = ws.TextMessage
 				}
-				// PATCH(auraos): one prepared message per broadcast frame, shared
-				// by every socket it goes to (upstream prepares it again for each
-				// socket: a 4 KiB buffer and the framing per socket per packet).
-				pm, err := sharedPreparedMessage(mt, packet.Options.WsPreEncodedFrame)
-				if err != nil {
-					wsLog.Debug(`Send Error "%s"`, err.Error())
-					w._error(err)
-					return
-				}
-				if err := w.socket.WritePreparedMessage(pm); err != nil {
+				// PATCH(auraos): write the broadcast's pre-encoded frame with
+				// WriteMessage, whose server fast path frames it in the
+				// connection's (pooled) write buffer without allocating.
+				// Upstream built a gorilla PreparedMessage for every socket: a
+				// 4 KiB buffer and a throwaway connection per socket per packet.
+				if err := w.socket.WriteMessage(mt, packet.Options.WsPreEncodedFrame.Bytes()); err != nil {
 					wsLog.Debug(`Send Error "%s"`, err.Error())
 					w._error(err)
 					return
