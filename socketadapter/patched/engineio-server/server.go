@@ -23,8 +23,8 @@ import (
 // wsWriteBufferPool lends websocket connections their write buffer for the
 // length of one message instead of for their whole life. PATCH(auraos):
 // upstream keeps a buffer per connection; idle connections, the common case
-// of a realtime server, then hold memory they do not use, and broadcasts go
-// out as prepared frames that do not use the buffer at all.
+// of a realtime server, then hold memory they do not use. A busy connection
+// takes a buffer from the pool for each frame and gives it back at once.
 var wsWriteBufferPool = &sync.Pool{}
 
 const (
