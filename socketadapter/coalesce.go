@@ -61,6 +61,10 @@ func (hijackedResponse) WriteHeader(int)           {}
 // the client to take it (a slow reader must not grow the server's memory).
 const maxPendingWrites = 1 << 20
 
+// coalesceYieldBelow is the queue size under which the flusher yields once
+// before writing, to gather more packets.
+const coalesceYieldBelow = 16 << 10
+
 // closeFlushTimeout bounds how long Close waits to send what is queued (a
 // websocket close frame, say).
 const closeFlushTimeout = time.Second
@@ -109,12 +113,17 @@ func (c *coalescingConn) Write(p []byte) (int, error) {
 
 // flush writes what is queued until the queue is empty.
 func (c *coalescingConn) flush() {
-	// Let the goroutines that are ready run first: under load they are
-	// the library's send queues with more packets for this connection,
-	// which then share this write; when nothing else is ready it costs
-	// nothing.
-	runtime.Gosched()
+	// When the queue holds small packets, let the goroutines that are
+	// ready run first: under load they are the library's send queues with
+	// more packets for this connection, which then share this write; when
+	// nothing else is ready it costs nothing. A large write has little to
+	// gain from company and would only wait.
 	c.mu.Lock()
+	if len(c.pending) < coalesceYieldBelow {
+		c.mu.Unlock()
+		runtime.Gosched()
+		c.mu.Lock()
+	}
 	for len(c.pending) > 0 && c.err == nil {
 		out := c.pending
 		c.pending = c.spare[:0]
