@@ -1,0 +1,167 @@
+// Package pgsignal carries the Socket.IO adapter's ephemeral signals (typing
+// indicators) between the servers that share one PostgreSQL event store,
+// over LISTEN/NOTIFY. Nothing is stored: a server that is down or
+// reconnecting misses the signals of that moment, which is what an
+// ephemeral signal may do.
+package pgsignal
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/lib/pq"
+
+	"github.com/auraos/realtime/domain"
+)
+
+// maxPayload is PostgreSQL's NOTIFY payload limit, less a margin.
+const maxPayload = 7900
+
+// outboxSize bounds the signals waiting to be sent; a signal that finds it
+// full is dropped, since a late typing indicator is worth nothing.
+const outboxSize = 256
+
+// publishTimeout bounds one NOTIFY.
+const publishTimeout = 2 * time.Second
+
+// Bus publishes signals to, and receives them from, every server connected
+// to the same database schema. It is safe for concurrent use.
+type Bus struct {
+	db       *sql.DB
+	listener *pq.Listener
+	channel  string
+	log      *slog.Logger
+
+	outbox    chan []byte
+	signals   chan []byte
+	stop      chan struct{}
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+}
+
+// Open connects to the PostgreSQL database at dsn and listens on a channel
+// named after its current schema (so servers sharing a schema share
+// signals). An unreachable database is an UNAVAILABLE error.
+func Open(ctx context.Context, dsn string, log *slog.Logger) (*Bus, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	db, err := sql.Open("postgres", dsn)
+	if err != nil {
+		return nil, unavailable("open the signal connection", err)
+	}
+	db.SetMaxOpenConns(2)
+	var current string
+	if err := db.QueryRowContext(ctx, "SELECT current_schema()").Scan(&current); err != nil {
+		db.Close()
+		return nil, unavailable("read the current schema", err)
+	}
+	h := fnv.New64a()
+	h.Write([]byte("auraos-signals-" + current))
+	b := &Bus{
+		db:      db,
+		channel: fmt.Sprintf("auraos_signals_%x", h.Sum64()),
+		log:     log,
+		outbox:  make(chan []byte, outboxSize),
+		signals: make(chan []byte, outboxSize),
+		stop:    make(chan struct{}),
+	}
+	b.listener = pq.NewListener(dsn, 100*time.Millisecond, 5*time.Second, func(ev pq.ListenerEventType, err error) {
+		if err != nil {
+			log.Warn("signal listener", "event", ev, "err", err)
+		}
+	})
+	if err := b.listener.Listen(b.channel); err != nil {
+		b.listener.Close()
+		db.Close()
+		return nil, unavailable("listen for signals", err)
+	}
+	b.wg.Add(2)
+	go b.publishLoop()
+	go b.receiveLoop()
+	return b, nil
+}
+
+// Publish queues payload for every server listening, this one included. It
+// never blocks; it returns false when the payload is too large for NOTIFY,
+// the queue is full or the bus is closed, and the signal is dropped.
+func (b *Bus) Publish(payload []byte) bool {
+	if len(payload) > maxPayload {
+		return false
+	}
+	select {
+	case <-b.stop:
+		return false
+	default:
+	}
+	select {
+	case b.outbox <- payload:
+		return true
+	default:
+		return false
+	}
+}
+
+// Signals delivers the payloads published by every server, this one
+// included, in the order PostgreSQL delivered them. It is closed by Close;
+// a consumer that falls behind loses signals rather than holding up the
+// listener.
+func (b *Bus) Signals() <-chan []byte { return b.signals }
+
+// Close stops publishing and listening and closes the connections.
+func (b *Bus) Close() error {
+	var err error
+	b.closeOnce.Do(func() {
+		close(b.stop)
+		b.wg.Wait()
+		err = b.listener.Close()
+		if cerr := b.db.Close(); err == nil {
+			err = cerr
+		}
+	})
+	return err
+}
+
+func (b *Bus) publishLoop() {
+	defer b.wg.Done()
+	for {
+		select {
+		case p := <-b.outbox:
+			ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
+			if _, err := b.db.ExecContext(ctx, "SELECT pg_notify($1, $2)", b.channel, string(p)); err != nil {
+				b.log.Debug("signal not sent", "err", err)
+			}
+			cancel()
+		case <-b.stop:
+			return
+		}
+	}
+}
+
+func (b *Bus) receiveLoop() {
+	defer b.wg.Done()
+	defer close(b.signals)
+	for {
+		select {
+		case n := <-b.listener.Notify:
+			if n == nil {
+				continue // the listener reconnected; what was sent meanwhile is gone
+			}
+			select {
+			case b.signals <- []byte(n.Extra):
+			default:
+			}
+		case <-b.stop:
+			return
+		}
+	}
+}
+
+func unavailable(what string, cause error) error {
+	return domain.WrapError(domain.EUNAVAILABLE, "signals unavailable: "+what, cause)
+}

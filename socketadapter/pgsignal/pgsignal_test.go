@@ -1,0 +1,87 @@
+package pgsignal_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/auraos/realtime/schema/schematest"
+	"github.com/auraos/realtime/socketadapter/pgsignal"
+)
+
+func open(t *testing.T, dsn string) *pgsignal.Bus {
+	t.Helper()
+	b, err := pgsignal.Open(context.Background(), dsn, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
+func next(t *testing.T, b *pgsignal.Bus) string {
+	t.Helper()
+	select {
+	case p, ok := <-b.Signals():
+		if !ok {
+			t.Fatal("signals closed")
+		}
+		return string(p)
+	case <-time.After(10 * time.Second):
+		t.Fatal("no signal within 10s")
+		return ""
+	}
+}
+
+// Buses on one schema hear each other (and themselves); a bus on another
+// schema hears nothing of theirs.
+func TestBusesShareASchema(t *testing.T) {
+	t.Parallel()
+	dsn := schematest.PostgresURL(t)
+	other := open(t, schematest.PostgresURL(t))
+	a, b := open(t, dsn), open(t, dsn)
+
+	if !a.Publish([]byte(`{"hello":"from a"}`)) {
+		t.Fatal("publish refused")
+	}
+	for name, bus := range map[string]*pgsignal.Bus{"a": a, "b": b} {
+		if got := next(t, bus); got != `{"hello":"from a"}` {
+			t.Fatalf("%s got %s", name, got)
+		}
+	}
+	other.Publish([]byte("other"))
+	if got := next(t, other); got != "other" {
+		t.Fatalf("the other schema's bus got %s", got)
+	}
+	select {
+	case p := <-b.Signals():
+		t.Fatalf("a signal crossed schemas: %s", p)
+	case <-time.After(300 * time.Millisecond):
+	}
+}
+
+func TestPublishRefusesWhatNotifyCannotCarryAndCloseEnds(t *testing.T) {
+	t.Parallel()
+	b := open(t, schematest.PostgresURL(t))
+	if b.Publish([]byte(strings.Repeat("x", 8000))) {
+		t.Fatal("an 8000-byte signal was accepted; NOTIFY cannot carry it")
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if b.Publish([]byte("late")) {
+		t.Fatal("a closed bus accepted a signal")
+	}
+	if _, ok := <-b.Signals(); ok {
+		t.Fatal("signals still open after Close")
+	}
+}
+
+func TestOpenUnreachable(t *testing.T) {
+	t.Parallel()
+	_, err := pgsignal.Open(context.Background(), "postgres://nobody@127.0.0.1:1/none?sslmode=disable&connect_timeout=1", nil)
+	if err == nil || !strings.Contains(err.Error(), "UNAVAILABLE") {
+		t.Fatalf("want an UNAVAILABLE error, got %v", err)
+	}
+}
