@@ -338,7 +338,7 @@ func (c *conn) leaveRoom(ctx context.Context, payload any) (reply, error) {
 	delete(sess.chats, name)
 	sess.mu.Unlock()
 	if typing {
-		c.srv.emitTyping(name, sess.id, stop)
+		c.srv.sendTyping(name, sess.id, stop)
 	}
 	if !isMember {
 		return reply{}, nil
@@ -474,13 +474,8 @@ func (c *conn) typing(isTyping bool, payload any) (reply, error) {
 	if err != nil {
 		return reply{}, err
 	}
-	c.srv.emitTyping(p.RoomName, sess.id, typingPayload{UserID: profile.UID, UserName: profile.Name(), IsTyping: isTyping})
+	c.srv.sendTyping(p.RoomName, sess.id, typingPayload{UserID: profile.UID, UserName: profile.Name(), IsTyping: isTyping})
 	return reply{}, nil
-}
-
-// emitTyping sends user_typing to a room, except the typing socket.
-func (srv *Server) emitTyping(room, sid string, p typingPayload) {
-	srv.emit(srv.io.To(clientRoom(room)).Except(socketRoom(sid)), "user_typing", encode(p))
 }
 
 func (c *conn) sendNotification(ctx context.Context, payload any) (reply, error) {
@@ -569,7 +564,7 @@ func (srv *Server) endSession(sess *session, reason string) {
 		srv.sessions.CompareAndDelete(sess.id, sess)
 		srv.cfg.Logger.Debug("socket disconnected", "socket", sess.id, "user", actor.UserID, "reason", reason)
 		for room, stop := range typing {
-			srv.emitTyping(room, sess.id, stop)
+			srv.sendTyping(room, sess.id, stop)
 		}
 		if presence == nil && len(chats) == 0 {
 			close(sess.endDone)

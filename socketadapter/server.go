@@ -167,6 +167,9 @@ type Config struct {
 	// DirectWrites turns off the coalescing of websocket writes (see
 	// coalesce.go), leaving one write system call per frame.
 	DirectWrites bool
+	// Signals carries typing indicators to and from the other servers that
+	// share the event store (nil: this server is alone).
+	Signals SignalBus
 	// Limits are the per-socket rate limits.
 	Limits RateLimits
 	Auth   Authenticator
@@ -241,7 +244,7 @@ type Server struct {
 	cancel   context.CancelFunc
 	closing  atomic.Bool
 	inflight *tracker       // client events being handled and sessions being ended
-	loops    sync.WaitGroup // dispatcher, presence broadcaster, status ticker
+	loops    sync.WaitGroup // dispatcher, presence broadcaster, status ticker, signal relay
 	ready    chan struct{}  // closed when Run has subscribed to the feed
 }
 
@@ -334,6 +337,10 @@ func (srv *Server) Run(ctx context.Context) error {
 	go func() { defer srv.loops.Done(); srv.dispatch.run(srv.ctx) }()
 	go func() { defer srv.loops.Done(); srv.presence.run(srv.ctx) }()
 	go func() { defer srv.loops.Done(); srv.statusLoop(srv.ctx) }()
+	if srv.cfg.Signals != nil {
+		srv.loops.Add(1)
+		go func() { defer srv.loops.Done(); srv.relaySignals(srv.ctx, srv.cfg.Signals.Signals()) }()
+	}
 	close(srv.ready)
 	return nil
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/auraos/realtime/projections"
 	"github.com/auraos/realtime/socketadapter"
 	"github.com/auraos/realtime/socketadapter/jwtauth"
+	"github.com/auraos/realtime/socketadapter/pgsignal"
 )
 
 // serveOptions are the flags of `auraos serve`.
@@ -268,9 +269,21 @@ func runServe(ctx context.Context, o serveOptions) error {
 		log.Info("ended sessions left open by the previous run", "node", o.nodeID, "sessions", started.EndedSessions, "chat_memberships", started.EndedMemberships)
 	}
 
+	// Servers sharing a PostgreSQL event store show each other's typing
+	// indicators through it; on SQLite a server is alone.
+	var signals socketadapter.SignalBus
+	if k := storeKind(o.storage.EventStore); k == "postgres" || k == "postgresql" {
+		bus, err := pgsignal.Open(ctx, o.storage.EventStore, log.With("component", "signals"))
+		if err != nil {
+			return err
+		}
+		defer bus.Close()
+		signals = bus
+	}
+
 	adapter := socketadapter.New(socketadapter.Config{
 		NodeID: o.nodeID, StatusInterval: o.statusInterval, CORSOrigins: o.corsOrigins, MaxFrame: o.maxFrame,
-		CommandTimeout: o.commandTimeout, Limits: limits, Logger: log, Auth: auth, Observer: m,
+		CommandTimeout: o.commandTimeout, Limits: limits, Logger: log, Auth: auth, Observer: m, Signals: signals,
 	}, socketadapter.HandlersFor(deps), socketadapter.Queries{
 		OnlineUsers:  projections.OnlineUsersQuery{DB: rdb.reader},
 		UserSessions: projections.UserSessionsQuery{DB: rdb.reader},
