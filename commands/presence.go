@@ -126,29 +126,10 @@ func (h StartNodeHandler) Handle(ctx context.Context, cmd StartNode) (NodeStarte
 	if err := domain.CheckID("nodeId", cmd.NodeID); err != nil {
 		return NodeStarted{}, err
 	}
-	sessions, memberships, err := h.Sessions.OpenSessionsOf(ctx, cmd.NodeID)
-	if err != nil {
-		return NodeStarted{}, err
-	}
-	var out NodeStarted
 	now := h.Now()
-	for _, joined := range memberships {
-		ev := domain.LeaveChat(joined, domain.ReasonServerRestart, now)
-		actor := domain.Actor{UserID: joined.UserID, SessionID: joined.SessionID, NodeID: cmd.NodeID}
-		pos, err := appendOne(ctx, h.Store, ev, chatLeftID(joined), eventstore.Any, cmd.Cause, actor)
-		if err != nil {
-			return out, err
-		}
-		out.Position, out.EndedMemberships = pos, out.EndedMemberships+1
-	}
-	for _, joined := range sessions {
-		ev := domain.LeavePresence(joined.UserID, joined.SessionID, joined.NodeID, domain.ReasonServerRestart, now)
-		actor := domain.Actor{UserID: joined.UserID, SessionID: joined.SessionID, NodeID: cmd.NodeID}
-		pos, err := appendOne(ctx, h.Store, ev, presenceLeftID(joined), eventstore.Any, cmd.Cause, actor)
-		if err != nil {
-			return out, err
-		}
-		out.Position, out.EndedSessions = pos, out.EndedSessions+1
+	out, err := endOpenSessions(ctx, h.Deps, h.Sessions, cmd.NodeID, domain.ReasonServerRestart, cmd.Cause, now)
+	if err != nil {
+		return out, err
 	}
 	ev := domain.StartNode(cmd.NodeID, now)
 	pos, err := appendOne(ctx, h.Store, ev, cmd.eventID(ev.EventType(), 0), eventstore.Any, cmd.Cause, domain.Actor{NodeID: cmd.NodeID})
@@ -157,4 +138,61 @@ func (h StartNodeHandler) Handle(ctx context.Context, cmd StartNode) (NodeStarte
 	}
 	out.Position = pos
 	return out, nil
+}
+
+// endOpenSessions ends every session and chat membership the read model
+// lists as open on nodeID, for reason. The event ids derive from the
+// sessions, so whoever ends them (the node itself after a restart, or
+// another server that found it dead), and however often, each is ended once.
+func endOpenSessions(ctx context.Context, deps Deps, open OpenSessions, nodeID, reason string, cause Cause, now time.Time) (NodeStarted, error) {
+	sessions, memberships, err := open.OpenSessionsOf(ctx, nodeID)
+	if err != nil {
+		return NodeStarted{}, err
+	}
+	var out NodeStarted
+	for _, joined := range memberships {
+		ev := domain.LeaveChat(joined, reason, now)
+		actor := domain.Actor{UserID: joined.UserID, SessionID: joined.SessionID, NodeID: nodeID}
+		pos, err := appendOne(ctx, deps.Store, ev, chatLeftID(joined), eventstore.Any, cause, actor)
+		if err != nil {
+			return out, err
+		}
+		out.Position, out.EndedMemberships = pos, out.EndedMemberships+1
+	}
+	for _, joined := range sessions {
+		ev := domain.LeavePresence(joined.UserID, joined.SessionID, joined.NodeID, reason, now)
+		actor := domain.Actor{UserID: joined.UserID, SessionID: joined.SessionID, NodeID: nodeID}
+		pos, err := appendOne(ctx, deps.Store, ev, presenceLeftID(joined), eventstore.Any, cause, actor)
+		if err != nil {
+			return out, err
+		}
+		out.Position, out.EndedSessions = pos, out.EndedSessions+1
+	}
+	return out, nil
+}
+
+// EndLostNode records that another server found NodeID dead: the sessions
+// it held are ended with ReasonNodeDown, so its users leave presence and
+// their chat rooms. The caller must know the node is gone (with PostgreSQL,
+// by holding the node's liveness lock while this runs), or it would end the
+// sessions of a live server.
+type EndLostNode struct {
+	Cause
+	NodeID string
+}
+
+// EndLostNodeHandler handles EndLostNode.
+type EndLostNodeHandler struct {
+	Deps
+	Sessions OpenSessions
+}
+
+// Handle ends the lost node's open sessions and reports how many it ended.
+// It returns INVALID_PAYLOAD for a bad node id, and the store's and the
+// read model's errors; a retry ends only what is still open.
+func (h EndLostNodeHandler) Handle(ctx context.Context, cmd EndLostNode) (NodeStarted, error) {
+	if err := domain.CheckID("nodeId", cmd.NodeID); err != nil {
+		return NodeStarted{}, err
+	}
+	return endOpenSessions(ctx, h.Deps, h.Sessions, cmd.NodeID, domain.ReasonNodeDown, cmd.Cause, h.Now())
 }

@@ -221,6 +221,17 @@ func (q OpenSessionsQuery) OpenSessionsOf(ctx context.Context, nodeID string) ([
 	return joins, chats, nil
 }
 
+// NodesWithOpenSessions returns, in order, the nodes that hold a session or
+// a chat membership the read model has not seen end.
+func (q OpenSessionsQuery) NodesWithOpenSessions(ctx context.Context) ([]string, error) {
+	var nodes []string
+	err := q.DB.NewRaw("SELECT node_id FROM online_sessions UNION SELECT node_id FROM chat_members ORDER BY 1").Scan(ctx, &nodes)
+	if err != nil {
+		return nil, readError("nodes with open sessions", err)
+	}
+	return nodes, nil
+}
+
 // readError wraps a read-model query failure as EUNAVAILABLE: the read
 // database could not answer.
 func readError(what string, err error) error {

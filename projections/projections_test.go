@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -262,6 +263,68 @@ func TestStartNodeEndsTheSessionsOfThePreviousRun(t *testing.T) {
 	for _, e := range left {
 		if !strings.Contains(string(e.Data), domain.ReasonServerRestart) || !strings.Contains(string(e.Metadata), `"command":"server_start"`) {
 			t.Fatalf("leave event %s %s", e.Data, e.Metadata)
+		}
+	}
+}
+
+// Another server ends a lost node's sessions, and only that node's; a node
+// it lists races with itself harmlessly, since the ends are idempotent.
+func TestEndLostNodeEndsOnlyThatNodesSessions(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	store := openStore(t)
+	rdb := schematest.OpenReadDB(t, "sqlite")
+	runners := startRunners(t, rdb.Writer, store, projections.RunnerOptions{})
+	d := deps(store, steppingClock())
+	joins := []struct{ uid, node string }{{"u1", "lost"}, {"u2", "alive"}}
+	for _, j := range joins {
+		c := cause("", "s-"+j.uid, "join_user_room")
+		c.Actor.NodeID = j.node
+		join := commands.JoinUserRoomHandler{Deps: d}
+		if _, err := join.Handle(ctx, commands.JoinUserRoom{Cause: c, UserID: j.uid, Profile: profile(j.uid)}); err != nil {
+			t.Fatal(err)
+		}
+		c = cause(j.uid, "s-"+j.uid, "join_chat_room")
+		c.Actor.NodeID = j.node
+		res, err := commands.JoinChatRoomHandler{Deps: d}.Handle(ctx, commands.JoinChatRoom{Cause: c, RoomName: "general", Profile: profile(j.uid)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitAll(t, runners, res.Position)
+	}
+	sessions := projections.OpenSessionsQuery{DB: rdb.Reader}
+	nodes, err := sessions.NodesWithOpenSessions(ctx)
+	if err != nil || !slices.Equal(nodes, []string{"alive", "lost"}) {
+		t.Fatalf("nodes with open sessions: %v %v", nodes, err)
+	}
+	end := commands.EndLostNodeHandler{Deps: d, Sessions: sessions}
+	if _, err := end.Handle(ctx, commands.EndLostNode{Cause: cause("", "", "node_down"), NodeID: ""}); err == nil {
+		t.Fatal("an empty node id was accepted")
+	}
+	ended, err := end.Handle(ctx, commands.EndLostNode{Cause: cause("", "", "node_down"), NodeID: "lost"})
+	if err != nil || ended.EndedSessions != 1 || ended.EndedMemberships != 1 {
+		t.Fatalf("ended %+v, %v; want 1 session and 1 membership", ended, err)
+	}
+	// Before the read model has caught up, a second reaper ends them again:
+	// the same event ids, nothing new stored.
+	if _, err := end.Handle(ctx, commands.EndLostNode{Cause: cause("", "", "node_down"), NodeID: "lost"}); err != nil {
+		t.Fatal(err)
+	}
+	waitAll(t, runners, ended.Position)
+	users, err := projections.OnlineUsersQuery{DB: rdb.Reader}.Handle(ctx)
+	if err != nil || len(users) != 1 || users[0].ID != "u2" {
+		t.Fatalf("online after the node was lost: %+v %v", users, err)
+	}
+	if nodes, _ := sessions.NodesWithOpenSessions(ctx); !slices.Equal(nodes, []string{"alive"}) {
+		t.Fatalf("nodes with open sessions after: %v", nodes)
+	}
+	left, err := store.ReadAll(ctx, eventstore.ReadAllOptions{Filter: eventstore.Filter{EventTypes: []string{domain.TypePresenceLeft, domain.TypeChatMemberLeft}}})
+	if err != nil || len(left) != 2 {
+		t.Fatalf("stored %d leave events, want 2 (%v)", len(left), err)
+	}
+	for _, e := range left {
+		if !strings.Contains(string(e.Data), domain.ReasonNodeDown) {
+			t.Fatalf("leave event without the node_down reason: %s", e.Data)
 		}
 	}
 }
