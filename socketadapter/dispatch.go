@@ -200,6 +200,16 @@ func (d *dispatcher) push(e projections.Envelope) {
 		srv.presence.changed(e.Position, "")
 	case domain.PresenceLeft:
 		srv.presence.changed(e.Position, ev.UserID)
+		if ev.Reason == domain.ReasonNodeDown && ev.NodeID == srv.cfg.NodeID {
+			// Another server took this one for dead (it lost its database
+			// connection for a while) and ended the session: drop the socket,
+			// whose client reconnects and joins again, rather than serve a
+			// session the log says is over.
+			if s, ok := srv.socketByID(ev.SessionID); ok {
+				srv.cfg.Logger.Warn("a session of this server was ended by another; disconnecting it", "socket", ev.SessionID, "user", ev.UserID)
+				go s.Disconnect(true) // its disconnect handling waits for this dispatcher
+			}
+		}
 	case domain.ChatMemberJoined:
 		local := ev.NodeID == srv.cfg.NodeID
 		if local {

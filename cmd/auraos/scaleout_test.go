@@ -2,6 +2,9 @@ package main
 
 import (
 	"encoding/json"
+	"os/exec"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/auraos/realtime/schema/schematest"
@@ -56,5 +59,54 @@ func TestTwoServersShareRoomsAndTyping(t *testing.T) {
 		if typingOf("ann", true)(raw) {
 			t.Fatal("ann saw her own typing indicator")
 		}
+	}
+}
+
+// A server that dies and does not come back has its sessions ended by the
+// others: its users leave presence and their rooms, and the log says why.
+func TestLostServerSessionsAreEnded(t *testing.T) {
+	t.Parallel()
+	pg := schematest.PostgresURL(t)
+	shared := []string{"--event-store", pg, "--read-db", pg, "--reap-interval", "200ms"}
+	doomed := startServer(t, t.TempDir(), append(shared, "--node-id", "doomed")...)
+	survivor := startServer(t, t.TempDir(), append(shared, "--node-id", "survivor")...)
+
+	ann := sockettest.Dial(t, doomed.URL, "websocket", nil)
+	bob := sockettest.Dial(t, survivor.URL, "websocket", nil)
+	for c, uid := range map[*sockettest.Client]string{ann: "ann", bob: "bob"} {
+		if ack := c.EmitAck("join_user_room", map[string]any{"userId": uid, "userProfile": sockettest.Profile(uid)}); ack["ok"] != true {
+			t.Fatalf("%s joins presence: %v", uid, ack)
+		}
+		if ack := c.EmitAck("join_chat_room", map[string]any{"roomName": "lobby", "userProfile": sockettest.Profile(uid)}); ack["ok"] != true {
+			t.Fatalf("%s joins the room: %v", uid, ack)
+		}
+	}
+	onlineHas := func(want ...string) func(json.RawMessage) bool {
+		return func(raw json.RawMessage) bool {
+			var list []struct{ ID string }
+			if json.Unmarshal(raw, &list) != nil {
+				return false
+			}
+			var got []string
+			for _, u := range list {
+				got = append(got, u.ID)
+			}
+			slices.Sort(got)
+			return slices.Equal(got, want)
+		}
+	}
+	bob.WaitEvent("online_users", onlineHas("ann", "bob"))
+
+	doomed.kill()
+	bob.WaitEvent("user_left", func(raw json.RawMessage) bool { return string(raw) == `"ann"` })
+	bob.WaitEvent("user_left_chat", nil)
+	bob.WaitEvent("online_users", onlineHas("bob"))
+
+	out, err := exec.Command(auraosBin, "events", "read", "--event-store", pg, "--type", "PresenceLeft").CombinedOutput()
+	if err != nil {
+		t.Fatalf("events read: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), `"reason":"node_down"`) || !strings.Contains(string(out), `"command":"node_down"`) {
+		t.Fatalf("the log does not say the session ended because its server went down:\n%s", out)
 	}
 }

@@ -34,6 +34,7 @@ type serveOptions struct {
 	addr            string
 	nodeID          string
 	statusInterval  time.Duration
+	reapInterval    time.Duration
 	corsOrigins     []string
 	maxFrame        int64
 	auth            string
@@ -150,6 +151,7 @@ and exits 0.`,
 	f.StringVar(&o.addr, "addr", ":5000", "address to listen on")
 	f.StringVar(&o.nodeID, "node-id", host, "this server's name in events; keep it stable across restarts (sessions a crashed run left open are ended by the next start of the same node)")
 	f.DurationVar(&o.statusInterval, "status-interval", 30*time.Second, "period of system_status_update to every client")
+	f.DurationVar(&o.reapInterval, "reap-interval", 10*time.Second, "with a PostgreSQL event store: how often to look for servers that died and end their sessions (0: never)")
 	f.StringSliceVar(&o.corsOrigins, "cors-origins", []string{"*"}, "allowed origins (comma-separated), * for any")
 	f.Int64Var(&o.maxFrame, "max-frame", 1<<20, "largest frame in bytes a client may send; a bigger one closes that socket")
 	f.StringVar(&o.auth, "auth", "open", "identity: open (a socket is bound to the first user it names) or jwt (a valid token is required at connect)")
@@ -208,6 +210,9 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if o.maxFrame < 1024 {
 		return fmt.Errorf("--max-frame %d: must be at least 1024 bytes", o.maxFrame)
 	}
+	if o.reapInterval < 0 {
+		return fmt.Errorf("--reap-interval %s: must not be negative", o.reapInterval)
+	}
 	if o.statusInterval < time.Second {
 		return fmt.Errorf("--status-interval %s: must be at least 1s", o.statusInterval)
 	}
@@ -257,6 +262,18 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if err := online.WaitCaughtUp(ctx); err != nil {
 		return err
 	}
+	// With a shared PostgreSQL store this server holds its node's lock while
+	// it runs, so the others can tell when it dies; it takes the lock before
+	// ending its previous run's sessions and waits while another server is
+	// ending them.
+	pgStore := storeKind(o.storage.EventStore) == "postgres" || storeKind(o.storage.EventStore) == "postgresql"
+	var liveness *pgsignal.Liveness
+	if pgStore {
+		if liveness, err = pgsignal.OpenLiveness(ctx, o.storage.EventStore, o.nodeID, log); err != nil {
+			return err
+		}
+		defer liveness.Close()
+	}
 	deps := commands.Deps{Store: store, Now: time.Now, NewID: eventstore.NewID}
 	started, err := commands.StartNodeHandler{Deps: deps, Sessions: projections.OpenSessionsQuery{DB: rdb.reader}}.Handle(ctx, commands.StartNode{
 		Cause:  commands.Cause{Command: "server_start", CorrelationID: eventstore.NewID()},
@@ -272,7 +289,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	// Servers sharing a PostgreSQL event store show each other's typing
 	// indicators through it; on SQLite a server is alone.
 	var signals socketadapter.SignalBus
-	if k := storeKind(o.storage.EventStore); k == "postgres" || k == "postgresql" {
+	if pgStore {
 		bus, err := pgsignal.Open(ctx, o.storage.EventStore, log.With("component", "signals"))
 		if err != nil {
 			return err
@@ -296,6 +313,14 @@ func runServe(ctx context.Context, o serveOptions) error {
 	}, store)
 	if err := adapter.Run(ctx); err != nil {
 		return err
+	}
+	if pgStore && o.reapInterval > 0 {
+		sessions := projections.OpenSessionsQuery{DB: rdb.reader}
+		stopReaper := lostNodes{
+			self: o.nodeID, interval: o.reapInterval, liveness: liveness, nodes: sessions.NodesWithOpenSessions,
+			end: commands.EndLostNodeHandler{Deps: deps, Sessions: sessions}, log: log.With("component", "reaper"),
+		}.start()
+		defer stopReaper()
 	}
 	stopAssistant, err := startAssistant(ctx, o.ai, store, rdb.writer, adapter, o.nodeID, log, m.aiCall)
 	if err != nil {
