@@ -1,8 +1,9 @@
-// Package pgsignal carries the Socket.IO adapter's ephemeral signals (typing
-// indicators) between the servers that share one PostgreSQL event store,
-// over LISTEN/NOTIFY. Nothing is stored: a server that is down or
-// reconnecting misses the signals of that moment, which is what an
-// ephemeral signal may do.
+// Package pgsignal is what the servers sharing one PostgreSQL event store
+// tell each other outside the log. Bus carries the Socket.IO adapter's
+// ephemeral signals (typing indicators) over LISTEN/NOTIFY; nothing is
+// stored, so a server that is down or reconnecting misses the signals of
+// that moment, which is what an ephemeral signal may do. Liveness tells
+// running servers from dead ones with advisory locks.
 package pgsignal
 
 import (
