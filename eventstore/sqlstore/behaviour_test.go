@@ -102,12 +102,7 @@ func TestSQLiteGapSafetyAcrossProcesses(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	open := func() *sqlstore.Store {
-		s, err := sqlstore.OpenSQLite(context.Background(), dir, sqlstore.Options{CrossProcessPoll: 10 * time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s
+		return openSQLiteWith(t, dir, sqlstore.Options{CrossProcessPoll: 10 * time.Millisecond})
 	}
 	a, b, reader := open(), open(), open()
 	checkGapSafety(t, []*sqlstore.Store{a, b}, reader, 8, 25)
@@ -326,12 +321,7 @@ func TestSubscriberOnAWriterAcrossProcesses(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	open := func() *sqlstore.Store {
-		s, err := sqlstore.OpenSQLite(context.Background(), dir, sqlstore.Options{CrossProcessPoll: 10 * time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s
+		return openSQLiteWith(t, dir, sqlstore.Options{CrossProcessPoll: 10 * time.Millisecond})
 	}
 	a, b := open(), open()
 	checkGapSafety(t, []*sqlstore.Store{a, b}, a, 6, 30)

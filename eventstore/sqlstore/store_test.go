@@ -12,7 +12,14 @@ import (
 
 func openSQLite(t *testing.T, dir string) *sqlstore.Store {
 	t.Helper()
-	s, err := sqlstore.OpenSQLite(context.Background(), dir, sqlstore.Options{})
+	return openSQLiteWith(t, dir, sqlstore.Options{})
+}
+
+// openSQLiteWith opens a store on dir with opts, closed when the test ends;
+// several on one dir stand for several processes.
+func openSQLiteWith(t *testing.T, dir string, opts sqlstore.Options) *sqlstore.Store {
+	t.Helper()
+	s, err := sqlstore.OpenSQLite(context.Background(), dir, opts)
 	if err != nil {
 		t.Fatalf("open sqlite store: %v", err)
 	}
