@@ -104,13 +104,18 @@ type StartNode struct {
 	NodeID string
 }
 
-// NodeStarted is what StartNode stored: how many presence sessions and chat
-// memberships it ended, and where its last event landed.
-type NodeStarted struct {
+// SessionsEnded is what ending a node's open sessions stored: how many
+// presence sessions and chat memberships it ended, and where its last event
+// landed.
+type SessionsEnded struct {
 	Stored
 	EndedSessions    int
 	EndedMemberships int
 }
+
+// NodeStarted is what StartNode stored: the sessions of the previous run it
+// ended, and its NodeStarted event.
+type NodeStarted = SessionsEnded
 
 // StartNodeHandler handles StartNode.
 type StartNodeHandler struct {
@@ -126,12 +131,11 @@ func (h StartNodeHandler) Handle(ctx context.Context, cmd StartNode) (NodeStarte
 	if err := domain.CheckID("nodeId", cmd.NodeID); err != nil {
 		return NodeStarted{}, err
 	}
-	now := h.Now()
-	out, err := endOpenSessions(ctx, h.Deps, h.Sessions, cmd.NodeID, domain.ReasonServerRestart, cmd.Cause, now)
+	out, err := endOpenSessions(ctx, h.Deps, h.Sessions, cmd.NodeID, domain.ReasonServerRestart, cmd.Cause)
 	if err != nil {
 		return out, err
 	}
-	ev := domain.StartNode(cmd.NodeID, now)
+	ev := domain.StartNode(cmd.NodeID, h.Now())
 	pos, err := appendOne(ctx, h.Store, ev, cmd.eventID(ev.EventType(), 0), eventstore.Any, cmd.Cause, domain.Actor{NodeID: cmd.NodeID})
 	if err != nil {
 		return out, err
@@ -141,32 +145,46 @@ func (h StartNodeHandler) Handle(ctx context.Context, cmd StartNode) (NodeStarte
 }
 
 // endOpenSessions ends every session and chat membership the read model
-// lists as open on nodeID, for reason. The event ids derive from the
-// sessions, so whoever ends them (the node itself after a restart, or
-// another server that found it dead), and however often, each is ended once.
-func endOpenSessions(ctx context.Context, deps Deps, open OpenSessions, nodeID, reason string, cause Cause, now time.Time) (NodeStarted, error) {
+// lists as open on nodeID, for reason, one EndSession per session. The event
+// ids derive from the sessions, so whoever ends them (the node itself after a
+// restart, or another server that found it dead), and however often, each is
+// ended once.
+func endOpenSessions(ctx context.Context, deps Deps, open OpenSessions, nodeID, reason string, cause Cause) (SessionsEnded, error) {
 	sessions, memberships, err := open.OpenSessionsOf(ctx, nodeID)
 	if err != nil {
-		return NodeStarted{}, err
+		return SessionsEnded{}, err
 	}
-	var out NodeStarted
-	for _, joined := range memberships {
-		ev := domain.LeaveChat(joined, reason, now)
-		actor := domain.Actor{UserID: joined.UserID, SessionID: joined.SessionID, NodeID: nodeID}
-		pos, err := appendOne(ctx, deps.Store, ev, chatLeftID(joined), eventstore.Any, cause, actor)
-		if err != nil {
-			return out, err
+	ends := map[string]*EndSession{} // by session id
+	var order []string
+	endOf := func(sid, uid string) *EndSession {
+		if e, ok := ends[sid]; ok {
+			return e
 		}
-		out.Position, out.EndedMemberships = pos, out.EndedMemberships+1
+		c := cause
+		c.Actor = domain.Actor{UserID: uid, SessionID: sid, NodeID: nodeID}
+		ends[sid] = &EndSession{Cause: c, Reason: reason}
+		order = append(order, sid)
+		return ends[sid]
+	}
+	for _, joined := range memberships {
+		e := endOf(joined.SessionID, joined.UserID)
+		e.Chats = append(e.Chats, joined)
 	}
 	for _, joined := range sessions {
-		ev := domain.LeavePresence(joined.UserID, joined.SessionID, joined.NodeID, reason, now)
-		actor := domain.Actor{UserID: joined.UserID, SessionID: joined.SessionID, NodeID: nodeID}
-		pos, err := appendOne(ctx, deps.Store, ev, presenceLeftID(joined), eventstore.Any, cause, actor)
+		endOf(joined.SessionID, joined.UserID).Presence = &joined
+	}
+	var out SessionsEnded
+	for _, sid := range order {
+		e := ends[sid]
+		stored, err := EndSessionHandler{deps}.Handle(ctx, *e)
 		if err != nil {
 			return out, err
 		}
-		out.Position, out.EndedSessions = pos, out.EndedSessions+1
+		out.Position = stored.Position
+		out.EndedMemberships += len(e.Chats)
+		if e.Presence != nil {
+			out.EndedSessions++
+		}
 	}
 	return out, nil
 }
@@ -190,9 +208,9 @@ type EndLostNodeHandler struct {
 // Handle ends the lost node's open sessions and reports how many it ended.
 // It returns INVALID_PAYLOAD for a bad node id, and the store's and the
 // read model's errors; a retry ends only what is still open.
-func (h EndLostNodeHandler) Handle(ctx context.Context, cmd EndLostNode) (NodeStarted, error) {
+func (h EndLostNodeHandler) Handle(ctx context.Context, cmd EndLostNode) (SessionsEnded, error) {
 	if err := domain.CheckID("nodeId", cmd.NodeID); err != nil {
-		return NodeStarted{}, err
+		return SessionsEnded{}, err
 	}
-	return endOpenSessions(ctx, h.Deps, h.Sessions, cmd.NodeID, domain.ReasonNodeDown, cmd.Cause, h.Now())
+	return endOpenSessions(ctx, h.Deps, h.Sessions, cmd.NodeID, domain.ReasonNodeDown, cmd.Cause)
 }
