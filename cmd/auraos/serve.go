@@ -23,6 +23,7 @@ import (
 	"github.com/auraos/realtime/eventstore"
 	"github.com/auraos/realtime/eventstore/sqlstore"
 	"github.com/auraos/realtime/projections"
+	"github.com/auraos/realtime/schema"
 	"github.com/auraos/realtime/socketadapter"
 	"github.com/auraos/realtime/socketadapter/jwtauth"
 	"github.com/auraos/realtime/socketadapter/pgsignal"
@@ -266,7 +267,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	// it runs, so the others can tell when it dies; it takes the lock before
 	// ending its previous run's sessions and waits while another server is
 	// ending them.
-	pgStore := storeKind(o.storage.EventStore) == "postgres" || storeKind(o.storage.EventStore) == "postgresql"
+	pgStore := schema.IsPostgresURL(o.storage.EventStore)
 	var liveness *pgsignal.Liveness
 	if pgStore {
 		if liveness, err = pgsignal.OpenLiveness(ctx, o.storage.EventStore, o.nodeID, log); err != nil {

@@ -41,18 +41,14 @@ func OpenLiveness(ctx context.Context, dsn, node string, log *slog.Logger) (*Liv
 	if log == nil {
 		log = slog.Default()
 	}
-	db, err := sql.Open("postgres", dsn)
+	db, current, err := connect(ctx, dsn)
 	if err != nil {
-		return nil, unavailable("open the liveness connection", err)
+		return nil, err
 	}
 	// A connection given back to the pool closes, so a lock taken on it is
 	// never left behind on an idle connection.
 	db.SetMaxIdleConns(0)
-	l := &Liveness{db: db, node: node, log: log, stop: make(chan struct{})}
-	if err := db.QueryRowContext(ctx, "SELECT current_schema()").Scan(&l.schema); err != nil {
-		db.Close()
-		return nil, unavailable("read the current schema", err)
-	}
+	l := &Liveness{db: db, schema: current, node: node, log: log, stop: make(chan struct{})}
 	if err := l.takeOwn(ctx); err != nil {
 		db.Close()
 		return nil, err

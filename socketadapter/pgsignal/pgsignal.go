@@ -52,16 +52,11 @@ func Open(ctx context.Context, dsn string, log *slog.Logger) (*Bus, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	db, err := sql.Open("postgres", dsn)
+	db, current, err := connect(ctx, dsn)
 	if err != nil {
-		return nil, unavailable("open the signal connection", err)
+		return nil, err
 	}
 	db.SetMaxOpenConns(2)
-	var current string
-	if err := db.QueryRowContext(ctx, "SELECT current_schema()").Scan(&current); err != nil {
-		db.Close()
-		return nil, unavailable("read the current schema", err)
-	}
 	h := fnv.New64a()
 	h.Write([]byte("auraos-signals-" + current))
 	b := &Bus{
@@ -161,6 +156,21 @@ func (b *Bus) receiveLoop() {
 			return
 		}
 	}
+}
+
+// connect opens dsn and reads its current schema, which names the channel
+// and the locks shared by the servers on that schema.
+func connect(ctx context.Context, dsn string) (*sql.DB, string, error) {
+	db, err := sql.Open("postgres", dsn)
+	if err != nil {
+		return nil, "", unavailable("open a connection", err)
+	}
+	var current string
+	if err := db.QueryRowContext(ctx, "SELECT current_schema()").Scan(&current); err != nil {
+		db.Close()
+		return nil, "", unavailable("read the current schema", err)
+	}
+	return db, current, nil
 }
 
 func unavailable(what string, cause error) error {
