@@ -83,6 +83,15 @@ function connect(label, opts = {}) {
   });
 }
 
+/** matches applies pred to data; a predicate that throws (a payload of another shape) does not match. */
+function matches(pred, data) {
+  try {
+    return Boolean(pred(data));
+  } catch {
+    return false;
+  }
+}
+
 /**
  * once resolves with the first argument of the next `event` on socket that
  * satisfies pred, and rejects naming the event after timeoutMs. Register it
@@ -91,13 +100,7 @@ function connect(label, opts = {}) {
 function once(socket, event, timeoutMs = WAIT_MS, pred = () => true, what = '') {
   const p = new Promise((resolve, reject) => {
     const handler = (data) => {
-      let match = false;
-      try {
-        match = pred(data);
-      } catch {
-        match = false;
-      }
-      if (!match) return;
+      if (!matches(pred, data)) return;
       cleanup();
       resolve(data);
     };
@@ -124,14 +127,7 @@ function waitFor(socket, event, pred = () => true, what = '', timeoutMs = WAIT_M
 
 /** received lists the payloads of `event` on socket (from index `from` of its log) that satisfy pred. */
 function received(socket, event, pred = () => true, from = 0) {
-  return socket.log.slice(from).filter((e) => {
-    if (e.event !== event) return false;
-    try {
-      return pred(e.data);
-    } catch {
-      return false;
-    }
-  }).map((e) => e.data);
+  return socket.log.slice(from).filter((e) => e.event === event && matches(pred, e.data)).map((e) => e.data);
 }
 
 /** mark returns the current end of socket's event log. */
@@ -144,13 +140,7 @@ const mark = (socket) => socket.log.length;
 function expectNone(socket, event, ms = NONE_MS, pred = () => true, what = '') {
   return new Promise((resolve, reject) => {
     const handler = (data) => {
-      let match = false;
-      try {
-        match = pred(data);
-      } catch {
-        match = false;
-      }
-      if (!match) return;
+      if (!matches(pred, data)) return;
       cleanup();
       reject(new Error(`${socket.label} must not receive "${event}"${what ? ` (${what})` : ''}, but got ${j(data)}`));
     };
