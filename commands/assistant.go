@@ -14,6 +14,7 @@ import (
 
 	"github.com/auraos/realtime/domain"
 	"github.com/auraos/realtime/eventstore"
+	"github.com/auraos/realtime/eventstore/follow"
 )
 
 // Roles of the turns of a completion request, as OpenAI's chat format names
@@ -55,10 +56,10 @@ type TypingNotifier interface {
 	AssistantTyping(room, userID, userName string, isTyping bool)
 }
 
-// EventLog is what a reactor needs of the event store beyond EventStore: a
-// subscription to the log and its head.
+// EventLog is what a reactor needs of the event store beyond EventStore: to
+// follow the log and to know its head.
 type EventLog interface {
-	Subscribe(ctx context.Context, opts eventstore.SubscribeOptions) (eventstore.Subscription, error)
+	follow.Log
 	Head(ctx context.Context) (eventstore.Position, error)
 }
 
@@ -178,149 +179,133 @@ func (a *Assistant) Prepare(ctx context.Context) (eventstore.Position, error) {
 // resumes from the stored checkpoint with a growing pause.
 func (a *Assistant) Run(ctx context.Context) error {
 	cfg := a.Config.withDefaults()
-	pause := 50 * time.Millisecond
-	for {
-		err := a.runOnce(ctx, cfg)
-		if ctx.Err() != nil {
-			return nil
-		}
-		cfg.Logger.Warn("AI assistant failed; resuming from its checkpoint", "err", err, "retry_in", pause)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(pause):
-		}
-		pause = min(pause*2, 5*time.Second)
-	}
+	h := &assistantHandler{a: a, cfg: cfg}
+	h.follower = follow.New(a.Log, h, follow.Options{
+		Name:            "AI assistant",
+		Filter:          eventstore.Filter{StreamPrefixes: []string{domain.ChatStream("")}, EventTypes: []string{domain.TypeMessagePosted}},
+		BatchSize:       100,
+		SkipUndecodable: true,
+		Depth:           1,
+		IdleAfter:       checkpointInterval,
+		Logger:          cfg.Logger,
+	})
+	return h.follower.Run(ctx)
 }
 
 // checkpointInterval bounds how often a checkpoint that moved only past
 // messages that are not triggers is written.
 const checkpointInterval = time.Second
 
-// triggerDone is a worker's report: the trigger's position, and a store
-// error that stops this run (nil once the trigger is answered or skipped).
-type triggerDone struct {
-	pos eventstore.Position
-	err error
+// assistantHandler is the assistant as the follower's handler. Each
+// subscription is one run: Resume starts it from the stored checkpoint,
+// Handle starts a worker per trigger, the workers report back on the
+// follower's goroutine, and Suspend cuts off the workers still asking (a
+// request cut off is not done, so the checkpoint stays before it and the
+// next run asks again).
+type assistantHandler struct {
+	a        *Assistant
+	cfg      AssistantConfig
+	follower *follow.Follower
+	run      *assistantRun // the current subscription's, owned by the follower's goroutine
 }
 
-type subItem struct {
-	batch eventstore.Batch
-	err   error
+// assistantRun is one subscription's state.
+type assistantRun struct {
+	work   context.Context // ends every worker of this run
+	stop   context.CancelFunc
+	owned  sync.WaitGroup
+	sem    chan struct{}
+	prog   *progress
+	failed error // a worker's store error, which ends the run
 }
 
-func (a *Assistant) runOnce(ctx context.Context, cfg AssistantConfig) error {
-	start, err := a.Prepare(ctx)
+// Resume prepares the checkpoint and starts a run from it.
+func (h *assistantHandler) Resume(ctx context.Context) (eventstore.Position, error) {
+	start, err := h.a.Prepare(ctx)
 	if err != nil {
-		return err
+		return eventstore.Start, err
 	}
-	sub, err := a.Log.Subscribe(ctx, eventstore.SubscribeOptions{
-		After:     start,
-		Filter:    eventstore.Filter{StreamPrefixes: []string{domain.ChatStream("")}, EventTypes: []string{domain.TypeMessagePosted}},
-		BatchSize: 100,
-	})
-	if err != nil {
-		return err
-	}
-	defer sub.Close()
-
-	// work ends every goroutine of this run: the subscription reader and
-	// the workers answering triggers. A request cut off here is not done,
-	// so the checkpoint stays before it and the next run repeats it.
 	work, stop := context.WithCancel(ctx)
-	var owned sync.WaitGroup
-	defer func() { stop(); owned.Wait() }()
-
-	items := make(chan subItem, 1)
-	owned.Add(1)
-	go func() {
-		defer owned.Done()
-		for {
-			b, err := sub.Next(work)
-			select {
-			case items <- subItem{batch: b, err: err}:
-			case <-work.Done():
-				return
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
-
-	prog := &progress{saved: start, lastSave: time.Now()}
-	defer func() {
-		// Keep what was reached, so a restart need not look at it again.
-		if prog.saved.Less(prog.reached) {
-			saveCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			defer cancel()
-			if err := a.Checkpoints.Save(saveCtx, cfg.Checkpoint, prog.reached); err != nil {
-				cfg.Logger.Warn("AI assistant could not save its checkpoint", "err", err)
-			}
-		}
-	}()
-	sem := make(chan struct{}, cfg.Concurrency)
-	results := make(chan triggerDone, cfg.Concurrency)
-	finish := func(r triggerDone) error {
-		if r.err != nil {
-			return r.err
-		}
-		prog.done(r.pos)
-		return a.save(ctx, cfg, prog)
+	h.run = &assistantRun{
+		work: work, stop: stop, sem: make(chan struct{}, h.cfg.Concurrency),
+		prog: &progress{saved: start, lastSave: time.Now()},
 	}
-	for {
+	return start, nil
+}
+
+// Handle starts a worker for each trigger of the batch, waiting for a free
+// slot when Concurrency requests are in flight (none is dropped).
+func (h *assistantHandler) Handle(ctx context.Context, b follow.Batch) error {
+	run := h.run
+	if run.failed != nil {
+		return run.failed
+	}
+	for _, e := range b.Events {
+		trigger, ok := h.a.trigger(e, h.cfg)
+		if !ok {
+			continue
+		}
 		select {
-		case it := <-items:
-			if it.err != nil {
-				return it.err
-			}
-			for _, rec := range it.batch.Events {
-				trigger, ok := a.trigger(rec, cfg)
-				if !ok {
-					continue
-				}
-				// Backpressure: wait for a free slot, taking finished
-				// triggers meanwhile.
-				for acquired := false; !acquired; {
-					select {
-					case sem <- struct{}{}:
-						acquired = true
-					case r := <-results:
-						if err := finish(r); err != nil {
-							return err
-						}
-					case <-ctx.Done():
-						return ctx.Err()
-					}
-				}
-				prog.add(rec.Position)
-				owned.Add(1)
-				go func() {
-					defer owned.Done()
-					defer func() { <-sem }()
-					err := a.answer(work, cfg, rec, trigger)
-					if work.Err() != nil {
-						return // cut off: not reported as done
-					}
-					select {
-					case results <- triggerDone{pos: rec.Position, err: err}:
-					case <-work.Done():
-					}
-				}()
-			}
-			prog.mark(it.batch.Through)
-			if err := a.save(ctx, cfg, prog); err != nil {
-				return err
-			}
-		case r := <-results:
-			if err := finish(r); err != nil {
-				return err
-			}
+		case run.sem <- struct{}{}:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
+		run.prog.add(e.Position)
+		run.owned.Add(1)
+		go h.work(run, e.RecordedEvent, trigger)
 	}
+	run.prog.mark(b.Through)
+	return h.a.save(ctx, h.cfg, run.prog)
+}
+
+// work answers one trigger and reports the outcome on the follower's
+// goroutine.
+func (h *assistantHandler) work(run *assistantRun, rec eventstore.RecordedEvent, trigger domain.MessagePosted) {
+	defer run.owned.Done()
+	err := h.a.answer(run.work, h.cfg, rec, trigger)
+	<-run.sem
+	if run.work.Err() != nil {
+		return // cut off: not reported as done
+	}
+	h.follower.Do(run.work, func(ctx context.Context) error {
+		if h.run != run {
+			return nil // a report of an earlier run
+		}
+		if err != nil {
+			run.failed = err
+			return err
+		}
+		run.prog.done(rec.Position)
+		return h.a.save(ctx, h.cfg, run.prog)
+	})
+}
+
+// Idle writes a checkpoint that moved only past messages that are not
+// triggers, and ends the run if a worker failed.
+func (h *assistantHandler) Idle(ctx context.Context) error {
+	if h.run.failed != nil {
+		return h.run.failed
+	}
+	return h.a.save(ctx, h.cfg, h.run.prog)
+}
+
+// Suspend cuts off the run's workers, waits for them, and keeps what was
+// reached, so a restart need not look at it again.
+func (h *assistantHandler) Suspend(ctx context.Context) {
+	run := h.run
+	if run == nil {
+		return
+	}
+	run.stop()
+	run.owned.Wait()
+	if run.prog.saved.Less(run.prog.reached) {
+		saveCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if err := h.a.Checkpoints.Save(saveCtx, h.cfg.Checkpoint, run.prog.reached); err != nil {
+			h.cfg.Logger.Warn("AI assistant could not save its checkpoint", "err", err)
+		}
+	}
+	h.run = nil
 }
 
 // save writes the checkpoint when it moved past an answered trigger, or
@@ -392,24 +377,16 @@ func (p *progress) advance() {
 	p.entries = append(p.entries[:0], p.entries[i:]...)
 }
 
-// trigger decodes a stored message and reports whether it asks the
-// assistant to answer: a user's message (not the assistant's, not an AI
-// message, not itself a reply) that mentions the trigger.
-func (a *Assistant) trigger(rec eventstore.RecordedEvent, cfg AssistantConfig) (domain.MessagePosted, bool) {
-	if rec.Type != domain.TypeMessagePosted {
-		return domain.MessagePosted{}, false
-	}
-	ev, err := domain.Decode(rec.Type, rec.Data)
-	if err != nil {
-		cfg.Logger.Warn("AI assistant skips a message it cannot decode", "position", rec.Position, "err", err)
-		return domain.MessagePosted{}, false
-	}
-	m, ok := ev.(domain.MessagePosted)
+// trigger reports whether a stored message asks the assistant to answer: a
+// user's message (not the assistant's, not an AI message, not itself a
+// reply) that mentions the trigger.
+func (a *Assistant) trigger(e follow.Envelope, cfg AssistantConfig) (domain.MessagePosted, bool) {
+	m, ok := e.Event.(domain.MessagePosted)
 	if !ok || m.IsAI || m.InReplyTo != "" || m.UserID == cfg.UserID || m.MessageType == domain.MessageAIResponse {
 		return domain.MessagePosted{}, false
 	}
 	if m.ID == "" {
-		m.ID = rec.ID
+		m.ID = e.ID
 	}
 	return m, Mentions(m.Message, cfg.Trigger)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/auraos/realtime/eventstore"
+	"github.com/auraos/realtime/eventstore/follow"
 )
 
 // Projection folds events into its read-model tables.
@@ -53,9 +54,14 @@ func (t Tables) Name(table string) string { return table + t.suffix }
 // Ident returns the physical name of table as a bun identifier for queries.
 func (t Tables) Ident(table string) bun.Ident { return bun.Ident(t.Name(table)) }
 
-// EventLog is what projections need of the event store.
+// Envelope is a stored event with its decoded domain event, as the log
+// follower hands it to projections.
+type Envelope = follow.Envelope
+
+// EventLog is what projections need of the event store: to follow it, to
+// read it and to know its head.
 type EventLog interface {
-	Subscribe(ctx context.Context, opts eventstore.SubscribeOptions) (eventstore.Subscription, error)
+	follow.Log
 	ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) ([]eventstore.RecordedEvent, error)
 	Head(ctx context.Context) (eventstore.Position, error)
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/uptrace/bun/dialect"
 
 	"github.com/auraos/realtime/eventstore"
+	"github.com/auraos/realtime/eventstore/follow"
 	"github.com/auraos/realtime/schema"
 )
 
@@ -68,41 +69,36 @@ func Rebuild(ctx context.Context, db *bun.DB, log EventLog, p Projection, opts R
 
 	// Catch up from the start of the log.
 	filter := eventstore.Filter{EventTypes: p.EventTypes()}
-	sub, err := log.Subscribe(ctx, eventstore.SubscribeOptions{Filter: filter, BatchSize: opts.BatchSize})
-	if err != nil {
-		return res, err
-	}
-	defer sub.Close()
-	f := startFeed(ctx, sub)
-	defer f.close()
 	through := eventstore.Start
-	for {
-		b, err := f.next(ctx)
-		if err != nil {
-			return res, err
-		}
-		if len(b.events) > 0 || through != b.through {
-			err = db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-				if err := p.Apply(ctx, tx, Rebuilding, b.events); err != nil {
+	catchUp := follow.HandlerFunc(func(ctx context.Context, b follow.Batch) error {
+		if len(b.Events) > 0 || through != b.Through {
+			err := db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+				if err := p.Apply(ctx, tx, Rebuilding, b.Events); err != nil {
 					return err
 				}
-				return advanceCheckpoint(ctx, tx, shadow, through, b.through)
+				return advanceCheckpoint(ctx, tx, shadow, through, b.Through)
 			})
 			if err != nil {
-				return res, fmt.Errorf("rebuild %s: %w", p.Name(), err)
+				return fmt.Errorf("rebuild %s: %w", p.Name(), err)
 			}
-			res.Events += len(b.events)
-			through = b.through
+			res.Events += len(b.Events)
+			through = b.Through
 		}
 		if opts.Progress != nil {
 			opts.Progress(through, head)
 		}
-		if b.caughtUp && !through.Less(head) {
-			break
+		if b.CaughtUp && !through.Less(head) {
+			return follow.ErrDone
 		}
+		return nil
+	})
+	err = follow.New(log, catchUp, follow.Options{Name: p.Name() + " rebuild", Filter: filter, BatchSize: opts.BatchSize, StopOnError: true}).Run(ctx)
+	if err == nil {
+		err = ctx.Err()
 	}
-	f.close()
-	sub.Close()
+	if err != nil {
+		return res, err
+	}
 
 	pg := db.Dialect().Name() == dialect.PG
 	if pg {
@@ -117,11 +113,7 @@ func Rebuild(ctx context.Context, db *bun.DB, log EventLog, p Projection, opts R
 
 	err = db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		if pg {
-			var idents []string
-			for _, table := range p.Tables() {
-				idents = append(idents, table)
-			}
-			if _, err := tx.ExecContext(ctx, "LOCK TABLE "+strings.Join(idents, ", ")+" IN ACCESS EXCLUSIVE MODE"); err != nil {
+			if _, err := tx.ExecContext(ctx, "LOCK TABLE "+strings.Join(p.Tables(), ", ")+" IN ACCESS EXCLUSIVE MODE"); err != nil {
 				return fmt.Errorf("lock live tables: %w", err)
 			}
 		}
@@ -176,11 +168,11 @@ func applyRemaining(ctx context.Context, tx bun.Tx, log EventLog, p Projection, 
 		if len(todo) == 0 {
 			break
 		}
-		b, err := decode(eventstore.Batch{Events: todo})
+		events, err := follow.Decode(todo)
 		if err != nil {
 			return applied, err
 		}
-		if err := p.Apply(ctx, tx, Rebuilding, b.events); err != nil {
+		if err := p.Apply(ctx, tx, Rebuilding, events); err != nil {
 			return applied, err
 		}
 		applied += len(todo)

@@ -5,13 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/uptrace/bun"
 
-	"github.com/auraos/realtime/domain"
 	"github.com/auraos/realtime/eventstore"
+	"github.com/auraos/realtime/eventstore/follow"
 )
 
 // RunnerOptions tunes a Runner. The zero value is usable.
@@ -27,31 +26,39 @@ type RunnerOptions struct {
 	OnBatch func(events int, through eventstore.Position, took time.Duration)
 }
 
-// Runner keeps one projection's tables up to date: it subscribes to the log
-// from the projection's checkpoint, applies events in batches and moves the
-// checkpoint in the same transaction, and resubscribes from the stored
-// checkpoint after any error, so nothing is applied twice or skipped.
+// Runner keeps one projection's tables up to date. It is the handler of a
+// follow.Follower that starts at the projection's stored checkpoint: it
+// applies events in batches and moves the checkpoint in the same
+// transaction, and after any error the follower resubscribes from the
+// stored checkpoint, so nothing is applied twice or skipped.
 type Runner struct {
-	proj Projection
-	db   *bun.DB
-	log  EventLog
-	opts RunnerOptions
+	proj     Projection
+	db       *bun.DB
+	opts     RunnerOptions
+	follower *follow.Follower
 
-	mu       sync.Mutex
-	position eventstore.Position // processed through, in memory
-	caughtUp bool
-	changed  chan struct{} // closed and replaced when position or caughtUp change
+	// Owned by the follower's goroutine.
+	persisted eventstore.Position // the stored checkpoint
+	lastWrite time.Time
 }
 
 // NewRunner returns a runner of p over the read database db and the log.
-func NewRunner(db *bun.DB, log EventLog, p Projection, opts RunnerOptions) *Runner {
+func NewRunner(db *bun.DB, log follow.Log, p Projection, opts RunnerOptions) *Runner {
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = 500
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Runner{proj: p, db: db, log: log, opts: opts, changed: make(chan struct{})}
+	r := &Runner{proj: p, db: db, opts: opts}
+	r.follower = follow.New(log, runnerHandler{r}, follow.Options{
+		Name:      p.Name() + " read model",
+		Filter:    eventstore.Filter{EventTypes: p.EventTypes()},
+		BatchSize: opts.BatchSize,
+		IdleAfter: checkpointInterval,
+		Logger:    opts.Logger.With("projection", p.Name()),
+	})
+	return r
 }
 
 // Projection returns the projection the runner keeps.
@@ -86,188 +93,115 @@ func (r *Runner) Run(ctx context.Context) error {
 	if err := Prepare(ctx, r.db, r.proj); errors.Is(err, ErrNeedsRebuild) {
 		return err
 	}
-	pause := 50 * time.Millisecond
-	for {
-		err := r.runOnce(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		if errors.Is(err, ErrNeedsRebuild) {
-			return err
-		}
-		if errors.Is(err, errCheckpointMoved) {
-			r.opts.Logger.Info("projection reloads its checkpoint", "projection", r.proj.Name(), "reason", err)
-			pause = 50 * time.Millisecond
-			continue
-		}
-		r.opts.Logger.Warn("projection runner failed; resuming from its checkpoint", "projection", r.proj.Name(), "err", err, "retry_in", pause)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(pause):
-		}
-		pause = min(pause*2, 5*time.Second)
-	}
+	return r.follower.Run(ctx)
 }
 
 // checkpointInterval bounds how long a checkpoint that moved only past
 // events the projection does not read stays unwritten.
 const checkpointInterval = time.Second
 
-func (r *Runner) runOnce(ctx context.Context) error {
+// runnerHandler is the Runner as the follower's handler; it keeps those
+// methods out of the Runner's API.
+type runnerHandler struct{ r *Runner }
+
+// Resume starts each subscription at the stored checkpoint, which a rebuild
+// may have moved.
+func (h runnerHandler) Resume(ctx context.Context) (eventstore.Position, error) {
+	r := h.r
 	if err := Prepare(ctx, r.db, r.proj); err != nil {
-		return err
+		if errors.Is(err, ErrNeedsRebuild) {
+			return eventstore.Start, follow.Permanent(err)
+		}
+		return eventstore.Start, err
 	}
 	row, _, err := loadCheckpoint(ctx, r.db, r.proj.Name())
 	if err != nil {
-		return err
+		return eventstore.Start, err
 	}
-	persisted := row.position()
-	r.advance(persisted, false)
-	sub, err := r.log.Subscribe(ctx, eventstore.SubscribeOptions{
-		After: persisted, Filter: eventstore.Filter{EventTypes: r.proj.EventTypes()}, BatchSize: r.opts.BatchSize,
+	r.persisted, r.lastWrite = row.position(), time.Now()
+	return r.persisted, nil
+}
+
+// Handle applies a batch and moves the checkpoint in one transaction. A
+// batch without events only moves the position in memory, unless the last
+// write is older than checkpointInterval.
+func (h runnerHandler) Handle(ctx context.Context, b follow.Batch) error {
+	r := h.r
+	if len(b.Events) == 0 && time.Since(r.lastWrite) < checkpointInterval {
+		return nil
+	}
+	started := time.Now()
+	err := r.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		if len(b.Events) > 0 {
+			if err := r.proj.Apply(ctx, tx, Live, b.Events); err != nil {
+				return fmt.Errorf("apply %d events to %s: %w", len(b.Events), r.proj.Name(), err)
+			}
+		}
+		return advanceCheckpoint(ctx, tx, r.proj.Name(), r.persisted, b.Through)
+	})
+	if err != nil {
+		return reloadIfMoved(err)
+	}
+	r.persisted, r.lastWrite = b.Through, time.Now()
+	if r.opts.OnBatch != nil {
+		r.opts.OnBatch(len(b.Events), b.Through, time.Since(started))
+	}
+	return nil
+}
+
+// Idle writes down a checkpoint that moved only past events this
+// projection does not read.
+func (h runnerHandler) Idle(ctx context.Context) error {
+	return reloadIfMoved(h.r.writePosition(ctx))
+}
+
+// Suspend keeps a checkpoint that moved past unread events, so a restart
+// does not scan them again.
+func (h runnerHandler) Suspend(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_ = h.r.writePosition(ctx)
+}
+
+// writePosition stores the follower's position as the checkpoint when it
+// is ahead of the stored one.
+func (r *Runner) writePosition(ctx context.Context) error {
+	pos := r.follower.Position()
+	if !r.persisted.Less(pos) {
+		return nil
+	}
+	err := r.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		return advanceCheckpoint(ctx, tx, r.proj.Name(), r.persisted, pos)
 	})
 	if err != nil {
 		return err
 	}
-	defer sub.Close()
-	f := startFeed(ctx, sub)
-	defer f.close()
-	lastWrite := time.Now()
-	defer func() {
-		// Keep a checkpoint that moved past unread events, so a restart
-		// does not scan them again.
-		r.mu.Lock()
-		pos := r.position
-		r.mu.Unlock()
-		if persisted.Less(pos) {
-			_ = r.db.RunInTx(context.WithoutCancel(ctx), nil, func(ctx context.Context, tx bun.Tx) error {
-				return advanceCheckpoint(ctx, tx, r.proj.Name(), persisted, pos)
-			})
-		}
-	}()
-	for {
-		b, err := r.next(ctx, f, persisted)
-		if errors.Is(err, errIdle) {
-			// Nothing came for a while: write down a checkpoint that moved
-			// only past events this projection does not read.
-			pos := r.Position()
-			err = r.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-				return advanceCheckpoint(ctx, tx, r.proj.Name(), persisted, pos)
-			})
-			if err != nil {
-				return err
-			}
-			persisted, lastWrite = pos, time.Now()
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		through := b.through
-		if len(b.events) == 0 && time.Since(lastWrite) < checkpointInterval {
-			r.advance(through, b.caughtUp)
-			continue
-		}
-		started := time.Now()
-		err = r.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-			if len(b.events) > 0 {
-				if err := r.proj.Apply(ctx, tx, Live, b.events); err != nil {
-					return fmt.Errorf("apply %d events to %s: %w", len(b.events), r.proj.Name(), err)
-				}
-			}
-			return advanceCheckpoint(ctx, tx, r.proj.Name(), persisted, through)
-		})
-		if err != nil {
-			return err
-		}
-		persisted, lastWrite = through, time.Now()
-		r.advance(through, b.caughtUp)
-		if r.opts.OnBatch != nil {
-			r.opts.OnBatch(len(b.events), through, time.Since(started))
-		}
-	}
+	r.persisted, r.lastWrite = pos, time.Now()
+	return nil
 }
 
-// errIdle says that no batch came within checkpointInterval while the
-// in-memory position was ahead of the stored checkpoint.
-var errIdle = errors.New("idle")
-
-// next waits for the next batch; while the in-memory position is ahead of
-// the stored checkpoint it waits at most checkpointInterval and then returns
-// errIdle.
-func (r *Runner) next(ctx context.Context, f *feed, persisted eventstore.Position) (decodedBatch, error) {
-	if !persisted.Less(r.Position()) {
-		return f.next(ctx)
+// reloadIfMoved asks the follower to resubscribe at once from the stored
+// checkpoint when a rebuild moved it.
+func reloadIfMoved(err error) error {
+	if errors.Is(err, errCheckpointMoved) {
+		return follow.Restart(err)
 	}
-	wait, cancel := context.WithTimeout(ctx, checkpointInterval)
-	defer cancel()
-	b, err := f.next(wait)
-	if err != nil && ctx.Err() == nil && wait.Err() != nil {
-		return b, errIdle
-	}
-	return b, err
-}
-
-// advance moves the in-memory position forward (never back) and wakes
-// waiters.
-func (r *Runner) advance(p eventstore.Position, caughtUp bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	moved := false
-	if r.position.Less(p) {
-		r.position = p
-		moved = true
-	}
-	if caughtUp && !r.caughtUp {
-		r.caughtUp = true
-		moved = true
-	}
-	if moved {
-		close(r.changed)
-		r.changed = make(chan struct{})
-	}
+	return err
 }
 
 // Position returns the position the projection has processed through.
-func (r *Runner) Position() eventstore.Position {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.position
-}
+func (r *Runner) Position() eventstore.Position { return r.follower.Position() }
 
 // CaughtUp reports whether the runner has reached the head of the log once.
-func (r *Runner) CaughtUp() bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.caughtUp
-}
+func (r *Runner) CaughtUp() bool { return r.follower.CaughtUp() }
 
 // WaitFor blocks until the projection has processed the log through p, so a
 // caller can read its own writes. It returns an EUNAVAILABLE error when ctx
 // ends first.
 func (r *Runner) WaitFor(ctx context.Context, p eventstore.Position) error {
-	return r.wait(ctx, func() bool { return !r.position.Less(p) }, "position "+p.String())
+	return r.follower.WaitFor(ctx, p)
 }
 
 // WaitCaughtUp blocks until the runner has reached the head of the log once.
 // It returns an EUNAVAILABLE error when ctx ends first.
-func (r *Runner) WaitCaughtUp(ctx context.Context) error {
-	return r.wait(ctx, func() bool { return r.caughtUp }, "the head of the log")
-}
-
-func (r *Runner) wait(ctx context.Context, done func() bool, what string) error {
-	for {
-		r.mu.Lock()
-		ok, ch := done(), r.changed
-		r.mu.Unlock()
-		if ok {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return domain.WrapError(domain.EUNAVAILABLE, "the "+r.proj.Name()+" read model did not reach "+what+" in time", ctx.Err())
-		}
-	}
-}
+func (r *Runner) WaitCaughtUp(ctx context.Context) error { return r.follower.WaitCaughtUp(ctx) }

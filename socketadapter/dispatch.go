@@ -4,32 +4,29 @@ import (
 	"context"
 	"encoding/json"
 	"sync"
-	"time"
 
 	"github.com/zishang520/socket.io/servers/socket/v3"
 
 	"github.com/auraos/realtime/domain"
 	"github.com/auraos/realtime/eventstore"
+	"github.com/auraos/realtime/eventstore/follow"
 	"github.com/auraos/realtime/projections"
 )
 
-// dispatcher pushes stored events to this node's sockets, in log order, from
-// a subscription to the log that starts at the head when the server starts.
-// Every node runs one, so a message reaches members on every node.
+// dispatcher pushes stored events to this node's sockets, in log order: it
+// is the handler of the live feed, a follow.Follower that starts at the
+// log's head when the server starts. Every node runs one, so a message
+// reaches members on every node.
 //
 // A socket that joins a chat room gets joined_chat and the room's history up
 // to its join's position, then everything after it, in order and without
 // duplicates: until its history is delivered, the room's pushes to it wait in
-// a gate. Only the dispatcher goroutine touches gates; other goroutines hand
-// it work through control.
+// a gate. Only the follower's goroutine touches gates; other goroutines hand
+// it work through do.
 type dispatcher struct {
 	srv     *Server
-	control chan func()
+	feed    *follow.Follower
 	fetches sync.WaitGroup // history reads of open gates
-
-	mu       sync.Mutex
-	position eventstore.Position // pushed through
-	changed  chan struct{}
 
 	gates map[string]map[string]*gate // room → socket id → gate
 }
@@ -47,57 +44,34 @@ type pushed struct {
 	payload json.RawMessage
 }
 
-func newDispatcher(srv *Server) *dispatcher {
-	return &dispatcher{srv: srv, control: make(chan func(), 256), changed: make(chan struct{}), gates: map[string]map[string]*gate{}}
+// newDispatcher returns the dispatcher of srv's live feed, which starts
+// after the position from.
+func newDispatcher(srv *Server, from eventstore.Position) *dispatcher {
+	d := &dispatcher{srv: srv, gates: map[string]map[string]*gate{}}
+	d.feed = follow.New(srv.feed, d, follow.Options{
+		Name: "live feed", From: from, BatchSize: 500, SkipUndecodable: true, Logger: srv.cfg.Logger,
+	})
+	return d
 }
 
-// start sets where pushing begins: events after p.
-func (d *dispatcher) start(p eventstore.Position) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.position = p
+// run pushes the live feed until ctx ends, then waits for the history
+// reads it started.
+func (d *dispatcher) run(ctx context.Context) {
+	defer d.fetches.Wait()
+	_ = d.feed.Run(ctx) // errors are logged and resubscribed; nil when ctx ends
 }
 
 // Position returns the position the dispatcher has pushed through.
-func (d *dispatcher) Position() eventstore.Position {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.position
-}
-
-func (d *dispatcher) advance(p eventstore.Position) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.position.Less(p) {
-		d.position = p
-		close(d.changed)
-		d.changed = make(chan struct{})
-	}
-}
+func (d *dispatcher) Position() eventstore.Position { return d.feed.Position() }
 
 // waitFor returns once events through p have been pushed.
 func (d *dispatcher) waitFor(ctx context.Context, p eventstore.Position) error {
-	for {
-		d.mu.Lock()
-		done, ch := !d.position.Less(p), d.changed
-		d.mu.Unlock()
-		if done {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return domain.WrapError(domain.EUNAVAILABLE, "the live feed did not reach the stored event in time", ctx.Err())
-		}
-	}
+	return d.feed.WaitFor(ctx, p)
 }
 
-// do runs fn on the dispatcher goroutine.
+// do runs fn on the feed's goroutine.
 func (d *dispatcher) do(fn func()) {
-	select {
-	case d.control <- fn:
-	case <-d.srv.ctx.Done():
-	}
+	d.feed.Do(d.srv.ctx, func(context.Context) error { fn(); return nil })
 }
 
 // redeliver sends joined_chat and the history of room to a socket that is
@@ -106,91 +80,16 @@ func (d *dispatcher) redeliver(sid, room string, done chan error) {
 	d.do(func() { d.openGate(sid, room, d.Position(), []chan error{done}) })
 }
 
-type feedItem struct {
-	events  []projections.Envelope
-	through eventstore.Position
-	err     error
-}
-
-// run pushes the live feed until ctx ends, resubscribing after errors from
-// where it got to.
-func (d *dispatcher) run(ctx context.Context) {
-	defer d.fetches.Wait()
-	pause := 50 * time.Millisecond
-	for ctx.Err() == nil {
-		err := d.follow(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		d.srv.cfg.Logger.Warn("live feed failed; resubscribing", "err", err, "retry_in", pause)
-		select {
-		case <-time.After(pause):
-		case <-ctx.Done():
-			return
-		}
-		pause = min(pause*2, 5*time.Second)
+// Handle pushes a batch of the live feed.
+func (d *dispatcher) Handle(_ context.Context, b follow.Batch) error {
+	for _, e := range b.Events {
+		d.push(e)
 	}
-}
-
-func (d *dispatcher) follow(ctx context.Context) error {
-	sub, err := d.srv.feed.Subscribe(ctx, eventstore.SubscribeOptions{After: d.Position(), BatchSize: 500})
-	if err != nil {
-		return err
-	}
-	defer sub.Close()
-	readCtx, stop := context.WithCancel(ctx)
-	items := make(chan feedItem, 2)
-	var reader sync.WaitGroup
-	reader.Add(1)
-	go func() {
-		defer reader.Done()
-		for {
-			b, err := sub.Next(readCtx)
-			item := feedItem{through: b.Through, err: err}
-			if err == nil {
-				item.events = make([]projections.Envelope, 0, len(b.Events))
-				for _, rec := range b.Events {
-					ev, derr := domain.Decode(rec.Type, rec.Data)
-					if derr != nil {
-						// An event this code cannot read is not pushed.
-						d.srv.cfg.Logger.Warn("live feed skips an event it cannot decode", "position", rec.Position, "type", rec.Type, "err", derr)
-						continue
-					}
-					item.events = append(item.events, projections.Envelope{RecordedEvent: rec, Event: ev})
-				}
-			}
-			select {
-			case items <- item:
-			case <-readCtx.Done():
-				return
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
-	defer func() { stop(); reader.Wait() }()
-	for {
-		select {
-		case item := <-items:
-			if item.err != nil {
-				return item.err
-			}
-			for _, e := range item.events {
-				d.push(e)
-				d.advance(e.Position)
-			}
-			d.advance(item.through)
-		case fn := <-d.control:
-			fn()
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
+	return nil
 }
 
 // push sends one stored event to the sockets the source document names.
-func (d *dispatcher) push(e projections.Envelope) {
+func (d *dispatcher) push(e follow.Envelope) {
 	srv := d.srv
 	switch ev := e.Event.(type) {
 	case domain.PresenceJoined:

@@ -25,6 +25,7 @@ import (
 	"github.com/auraos/realtime/commands"
 	"github.com/auraos/realtime/domain"
 	"github.com/auraos/realtime/eventstore"
+	"github.com/auraos/realtime/eventstore/follow"
 	"github.com/auraos/realtime/projections"
 )
 
@@ -104,10 +105,10 @@ type ReadModels struct {
 	AppStatus   Waiter
 }
 
-// Feed is the live event feed: the adapter subscribes to the log from its
-// head at start and pushes what is stored afterwards.
+// Feed is the log as the live feed follows it: the adapter follows it from
+// its head at start and pushes what is stored afterwards.
 type Feed interface {
-	Subscribe(ctx context.Context, opts eventstore.SubscribeOptions) (eventstore.Subscription, error)
+	follow.Log
 	Head(ctx context.Context) (eventstore.Position, error)
 }
 
@@ -245,7 +246,6 @@ type Server struct {
 	closing  atomic.Bool
 	inflight *tracker       // client events being handled and sessions being ended
 	loops    sync.WaitGroup // dispatcher, presence broadcaster, status ticker, signal relay
-	ready    chan struct{}  // closed when Run has subscribed to the feed
 }
 
 // New returns an adapter over the given handlers, queries, read models and
@@ -254,8 +254,7 @@ func New(cfg Config, h Handlers, q Queries, m ReadModels, feed Feed) *Server {
 	cfg.setDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	srv := &Server{cfg: cfg, handlers: h, queries: q, models: m, feed: feed, started: cfg.Now(), ctx: ctx, cancel: cancel,
-		ready: make(chan struct{}), inflight: newTracker()}
-	srv.dispatch = newDispatcher(srv)
+		inflight: newTracker()}
 	srv.presence = newPresenceBroadcaster(srv)
 
 	opts := socket.DefaultServerOptions()
@@ -332,7 +331,7 @@ func (srv *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	srv.dispatch.start(head)
+	srv.dispatch = newDispatcher(srv, head)
 	srv.loops.Add(3)
 	go func() { defer srv.loops.Done(); srv.dispatch.run(srv.ctx) }()
 	go func() { defer srv.loops.Done(); srv.presence.run(srv.ctx) }()
@@ -341,7 +340,6 @@ func (srv *Server) Run(ctx context.Context) error {
 		srv.loops.Add(1)
 		go func() { defer srv.loops.Done(); srv.relaySignals(srv.ctx, srv.cfg.Signals.Signals()) }()
 	}
-	close(srv.ready)
 	return nil
 }
 
