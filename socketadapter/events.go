@@ -256,10 +256,7 @@ func (c *conn) joinUserRoom(ctx context.Context, payload any) (reply, error) {
 		return reply{}, err
 	}
 	sess := c.sess
-	sess.mu.Lock()
-	joined := sess.presence
-	sess.mu.Unlock()
-	if joined != nil {
+	if joined, ok := sess.currentPresence(); ok {
 		// Already present: decide as for a first join (identity, profile),
 		// then confirm again without storing anything.
 		if _, _, err := domain.JoinPresence(sess.currentActor(), p.UserID, sess.verifiedProfile(p.Profile), c.srv.cfg.Now()); err != nil {
@@ -280,13 +277,7 @@ func (c *conn) joinUserRoom(ctx context.Context, payload any) (reply, error) {
 		return reply{}, err
 	}
 	ev := res.Event
-	sess.mu.Lock()
-	ended := sess.ended
-	if !ended {
-		sess.presence, sess.actor = &ev, res.Actor
-	}
-	sess.mu.Unlock()
-	if ended {
+	if sess.joinedPresence(ev, res.Actor) {
 		c.srv.endLate(sess, &ev, nil)
 		return reply{}, domain.Errorf(domain.EUNAVAILABLE, "the connection closed while joining")
 	}
@@ -331,25 +322,16 @@ func (c *conn) leaveRoom(ctx context.Context, payload any) (reply, error) {
 	}
 	sess := c.sess
 	c.s.Leave(clientRoom(name))
-	sess.mu.Lock()
-	stop, typing := sess.typing[name]
-	delete(sess.typing, name)
-	member, isMember := sess.chats[name]
-	delete(sess.chats, name)
-	sess.mu.Unlock()
-	if typing {
-		c.srv.sendTyping(name, sess.id, stop)
+	member, isMember, stop := sess.leaveChat(name)
+	if stop != nil {
+		c.srv.sendTyping(name, sess.id, *stop)
 	}
 	if !isMember {
 		return reply{}, nil
 	}
 	res, err := c.srv.handlers.LeaveChatRoom.Handle(ctx, commands.LeaveChatRoom{Cause: sess.cause("leave_room", c.srv.cfg.NewID()), Joined: member})
 	if err != nil {
-		sess.mu.Lock()
-		if !sess.ended {
-			sess.setChat(name, member) // still a member: a retry can leave
-		}
-		sess.mu.Unlock()
+		sess.undoLeave(member)
 		return reply{}, err
 	}
 	return c.stored(ctx, res.Position)
@@ -363,11 +345,8 @@ func (c *conn) joinChatRoom(ctx context.Context, payload any) (reply, error) {
 	sess := c.sess
 	profile := sess.verifiedProfile(p.Profile)
 	done := make(chan error, 1)
-	sess.mu.Lock()
-	_, member := sess.chats[p.RoomName]
-	sess.mu.Unlock()
 	var ack map[string]any
-	if member {
+	if sess.inChat(p.RoomName) {
 		// Already a member: check the identity, then deliver joined_chat and
 		// the history again.
 		if _, _, err := domain.JoinChat(sess.currentActor(), p.RoomName, profile, c.srv.cfg.Now()); err != nil {
@@ -385,14 +364,7 @@ func (c *conn) joinChatRoom(ctx context.Context, payload any) (reply, error) {
 			return reply{}, err
 		}
 		ev := res.Event
-		sess.mu.Lock()
-		ended := sess.ended
-		if !ended {
-			sess.setChat(p.RoomName, ev)
-			sess.actor = res.Actor
-		}
-		sess.mu.Unlock()
-		if ended {
+		if sess.joinedChat(ev, res.Actor) {
 			c.srv.endLate(sess, nil, &ev)
 			return reply{}, domain.Errorf(domain.EUNAVAILABLE, "the connection closed while joining")
 		}
@@ -459,19 +431,7 @@ func (c *conn) typing(isTyping bool, payload any) (reply, error) {
 	if err := profile.Validate("userProfile"); err != nil {
 		return reply{}, err
 	}
-	sess.mu.Lock()
-	actor, err := sess.actor.ActAs("userProfile.uid", profile.UID)
-	if err == nil {
-		sess.actor = actor
-		stop := typingPayload{UserID: profile.UID, UserName: profile.Name(), IsTyping: false}
-		if isTyping {
-			sess.setTyping(p.RoomName, stop)
-		} else {
-			delete(sess.typing, p.RoomName)
-		}
-	}
-	sess.mu.Unlock()
-	if err != nil {
+	if err := sess.markTyping(p.RoomName, profile, isTyping); err != nil {
 		return reply{}, err
 	}
 	c.srv.sendTyping(p.RoomName, sess.id, typingPayload{UserID: profile.UID, UserName: profile.Name(), IsTyping: isTyping})
@@ -636,14 +596,9 @@ func (srv *Server) restoreRecovered(c *conn, previous *session) {
 			srv.cfg.Logger.Warn("could not restore a recovered socket's presence", append(c.log(), "err", err)...)
 			return
 		}
-		ev := res.Event
-		sess.mu.Lock()
-		if sess.ended {
+		if ev := res.Event; sess.joinedPresence(ev, res.Actor) {
 			orphan = &ev
-		} else {
-			sess.presence, sess.actor = &ev, res.Actor
 		}
-		sess.mu.Unlock()
 	}
 	for _, m := range chats {
 		res, err := srv.handlers.JoinChatRoom.Handle(ctx, commands.JoinChatRoom{Cause: sess.cause(commandRecover, srv.cfg.NewID()), RoomName: m.RoomName, Profile: m.Profile})
@@ -651,14 +606,9 @@ func (srv *Server) restoreRecovered(c *conn, previous *session) {
 			srv.cfg.Logger.Warn("could not restore a recovered socket's chat membership", append(c.log(), "room", m.RoomName, "err", err)...)
 			continue
 		}
-		ev := res.Event
-		sess.mu.Lock()
-		if sess.ended {
-			orphanChats = append(orphanChats, ev)
-		} else {
-			sess.setChat(m.RoomName, ev)
+		if sess.restoredChat(res.Event) {
+			orphanChats = append(orphanChats, res.Event)
 		}
-		sess.mu.Unlock()
 	}
 	if orphan != nil || len(orphanChats) > 0 {
 		srv.storeEnd(sess.currentActor(), orphan, orphanChats)

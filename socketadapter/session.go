@@ -77,20 +77,123 @@ func (s *session) verifiedProfile(p domain.UserProfile) domain.UserProfile {
 	return p
 }
 
-// setChat records a chat membership; the caller holds mu.
-func (s *session) setChat(room string, joined domain.ChatMemberJoined) {
-	if s.chats == nil {
-		s.chats = map[string]domain.ChatMemberJoined{}
+// currentPresence returns the presence the session has joined, if any.
+func (s *session) currentPresence() (domain.PresenceJoined, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.presence == nil {
+		return domain.PresenceJoined{}, false
 	}
-	s.chats[room] = joined
+	return *s.presence, true
 }
 
-// setTyping records that the socket types in room; the caller holds mu.
-func (s *session) setTyping(room string, stop typingPayload) {
+// joinedPresence records a stored presence and the actor its command bound,
+// unless the session has ended meanwhile: then it records nothing and
+// reports ended, and the caller must end the presence itself, since the
+// session's end did not include it.
+func (s *session) joinedPresence(ev domain.PresenceJoined, actor domain.Actor) (ended bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		return true
+	}
+	s.presence, s.actor = &ev, actor
+	return false
+}
+
+// inChat reports whether the session is a member of the chat room.
+func (s *session) inChat(room string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.chats[room]
+	return ok
+}
+
+// joinedChat records a stored chat membership and the actor its command
+// bound, unless the session has ended meanwhile: then it records nothing
+// and reports ended, and the caller must end the membership itself.
+func (s *session) joinedChat(ev domain.ChatMemberJoined, actor domain.Actor) (ended bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		return true
+	}
+	s.addChat(ev)
+	s.actor = actor
+	return false
+}
+
+// restoredChat records a chat membership that a recovery stored again. It
+// leaves the actor alone: the restored presence bound it already. Like
+// joinedChat it reports ended, recording nothing, when the session has
+// ended meanwhile.
+func (s *session) restoredChat(ev domain.ChatMemberJoined) (ended bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		return true
+	}
+	s.addChat(ev)
+	return false
+}
+
+// leaveChat ends the session's typing in room and removes its membership
+// of the chat room, both at once, so that an end running meanwhile neither
+// ends them too nor misses them. It returns the membership, if there was
+// one, whose leave the caller must store, and the "stopped typing" the
+// room must see, if the socket was typing there.
+func (s *session) leaveChat(room string) (member domain.ChatMemberJoined, wasMember bool, typingStop *typingPayload) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if stop, ok := s.typing[room]; ok {
+		delete(s.typing, room)
+		typingStop = &stop
+	}
+	member, wasMember = s.chats[room]
+	delete(s.chats, room)
+	return member, wasMember, typingStop
+}
+
+// undoLeave records again a membership whose leave could not be stored, so
+// that a retry can leave. An ended session records nothing: its end has
+// already been taken without the membership.
+func (s *session) undoLeave(member domain.ChatMemberJoined) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.ended {
+		s.addChat(member)
+	}
+}
+
+// markTyping binds the session to the user profile names (refusing another
+// user) and records whether the socket now types in room, so that its end
+// can tell the room it stopped. On error nothing changes.
+func (s *session) markTyping(room string, profile domain.UserProfile, isTyping bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	actor, err := s.actor.ActAs("userProfile.uid", profile.UID)
+	if err != nil {
+		return err
+	}
+	s.actor = actor
+	if !isTyping {
+		delete(s.typing, room)
+		return nil
+	}
 	if s.typing == nil {
 		s.typing = map[string]typingPayload{}
 	}
-	s.typing[room] = stop
+	s.typing[room] = typingPayload{UserID: profile.UID, UserName: profile.Name(), IsTyping: false}
+	return nil
+}
+
+// addChat records a chat membership; it is the one place the chats map is
+// made, and its callers hold mu.
+func (s *session) addChat(ev domain.ChatMemberJoined) {
+	if s.chats == nil {
+		s.chats = map[string]domain.ChatMemberJoined{}
+	}
+	s.chats[ev.RoomName] = ev
 }
 
 // awaitJoin registers a join_chat_room waiting for its history.
