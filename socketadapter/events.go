@@ -70,17 +70,17 @@ func (srv *Server) onConnection(s *socket.Socket) {
 		ci = &connectionIdentity{}
 	}
 	actor := domain.Actor{UserID: ci.UserID, SessionID: sid, NodeID: srv.cfg.NodeID, Admin: ci.Admin}
-	sess := newSession(sid, actor, ci.Profile, srv.cfg.Limits)
 	previous := ci.session
 	recovered := s.Recovered() && previous != nil
 	if recovered {
-		sess.actor = previous.currentActor()
+		actor = previous.currentActor()
 	}
+	sess := newSession(sid, actor, ci.Profile, srv.cfg.Limits)
 	ci.session = sess
 	s.SetData(ci)
 	srv.sessions.Store(sid, sess)
 	c := &conn{srv: srv, s: s, sess: sess}
-	srv.cfg.Logger.Debug("socket connected", "socket", sid, "user", sess.actor.UserID, "transport", s.Conn().Transport().Name(), "recovered", recovered)
+	srv.cfg.Logger.Debug("socket connected", "socket", sid, "user", actor.UserID, "transport", s.Conn().Transport().Name(), "recovered", recovered)
 
 	// Runs on the socket's task queue, one event after another.
 	s.OnAny(c.onEvent)
@@ -509,34 +509,25 @@ func (c *conn) requestSystemStatus(ctx context.Context, _ any) (reply, error) {
 // endSession ends a socket's session once: its typing indicators go false
 // and its presence and chat memberships are ended in the log.
 func (srv *Server) endSession(sess *session, reason string) {
-	sess.endOnce.Do(func() {
-		sess.mu.Lock()
-		sess.ended = true
-		presence := sess.presence
-		chats := make([]domain.ChatMemberJoined, 0, len(sess.chats))
-		for _, m := range sess.chats {
-			chats = append(chats, m)
-		}
-		typing := sess.typing
-		sess.typing = nil
-		actor := sess.actor
-		sess.mu.Unlock()
-		srv.sessions.CompareAndDelete(sess.id, sess)
-		srv.cfg.Logger.Debug("socket disconnected", "socket", sess.id, "user", actor.UserID, "reason", reason)
-		for room, stop := range typing {
-			srv.sendTyping(room, sess.id, stop)
-		}
-		if presence == nil && len(chats) == 0 {
-			close(sess.endDone)
-			return
-		}
-		srv.inflight.enter()
-		go func() {
-			defer srv.inflight.leave()
-			defer close(sess.endDone)
-			srv.storeEnd(actor, presence, chats)
-		}()
-	})
+	end, first := sess.end()
+	if !first {
+		return
+	}
+	srv.sessions.CompareAndDelete(sess.id, sess)
+	srv.cfg.Logger.Debug("socket disconnected", "socket", sess.id, "user", end.actor.UserID, "reason", reason)
+	for room, stop := range end.typing {
+		srv.sendTyping(room, sess.id, stop)
+	}
+	if end.presence == nil && len(end.chats) == 0 {
+		sess.markEndStored()
+		return
+	}
+	srv.inflight.enter()
+	go func() {
+		defer srv.inflight.leave()
+		defer sess.markEndStored()
+		srv.storeEnd(end.actor, end.presence, end.chats)
+	}()
 }
 
 // endLate ends a presence or membership stored after its socket had already
@@ -572,18 +563,10 @@ func (srv *Server) storeEnd(actor domain.Actor, presence *domain.PresenceJoined,
 // dropped: the drop ended its presence and memberships, the recovery starts
 // them again (other clients see it leave and come back).
 func (srv *Server) restoreRecovered(c *conn, previous *session) {
-	select {
-	case <-previous.endDone:
-	case <-srv.ctx.Done():
+	if !previous.waitEndStored(srv.ctx) {
 		return
 	}
-	previous.mu.Lock()
-	presence := previous.presence
-	chats := make([]domain.ChatMemberJoined, 0, len(previous.chats))
-	for _, m := range previous.chats {
-		chats = append(chats, m)
-	}
-	previous.mu.Unlock()
+	presence, chats := previous.memberships()
 	ctx, cancel := context.WithTimeout(srv.ctx, srv.cfg.CommandTimeout)
 	defer cancel()
 	sess := c.sess

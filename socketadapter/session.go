@@ -13,7 +13,10 @@ import (
 // session is the server's state of one socket: who it acts as, what it has
 // joined (so a disconnect can end it), where it is typing, and its rate
 // limiters. The socket's events run one at a time; its disconnect may run
-// concurrently with them, so the fields are guarded by mu.
+// concurrently with them, so the fields are guarded by mu. Only the methods
+// in this file take mu or touch what it guards: each transition (a join, a
+// leave, typing, the end, a restore) is one method that holds the lock for
+// all of it, so an end can never see it half done.
 type session struct {
 	id      string
 	limits  limiters
@@ -26,10 +29,11 @@ type session struct {
 	typing       map[string]typingPayload // room → what "stopped typing" says
 	pendingJoins map[string][]chan error  // room → join_chat_room calls awaiting history
 	ended        bool
-	endOnce      sync.Once
-	endDone      chan struct{} // closed when the session's end is stored (or given up)
+
+	endDone chan struct{} // closed when the session's end is stored (or given up)
 }
 
+// newSession makes the session of a socket that acts as actor.
 func newSession(id string, actor domain.Actor, profile *domain.UserProfile, limits RateLimits) *session {
 	// The maps are made when first written (writing to a nil map is the
 	// only thing that cannot be done with one), to keep idle sockets small.
@@ -187,6 +191,68 @@ func (s *session) markTyping(room string, profile domain.UserProfile, isTyping b
 	return nil
 }
 
+// sessionEnd is what ending a session leaves to do: the "stopped typing"
+// each room it typed in must see, and the presence and chat memberships to
+// end in the log as its actor.
+type sessionEnd struct {
+	actor    domain.Actor
+	presence *domain.PresenceJoined
+	chats    []domain.ChatMemberJoined
+	typing   map[string]typingPayload
+}
+
+// end ends the session and returns what its end must do. Only the first
+// call ends it (first is true; later calls return nothing), so a session's
+// memberships are ended once; from then on joinedPresence, joinedChat and
+// restoredChat record nothing and report ended, so that what is stored
+// after the end is ended by whoever stored it. Whoever gets first must call
+// markEndStored when the end is stored or given up.
+func (s *session) end() (e sessionEnd, first bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		return sessionEnd{}, false
+	}
+	s.ended = true
+	e = sessionEnd{actor: s.actor, presence: s.presence, chats: s.chatList(), typing: s.typing}
+	s.typing = nil
+	return e, true
+}
+
+// markEndStored tells a recovery waiting in waitEndStored that the
+// session's end is in the log (or given up), so that the recovery's joins
+// come after the leaves they undo.
+func (s *session) markEndStored() { close(s.endDone) }
+
+// waitEndStored waits until the session's end is stored; it reports false
+// if ctx ended first.
+func (s *session) waitEndStored(ctx context.Context) bool {
+	select {
+	case <-s.endDone:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// memberships returns what the session has joined: its presence (nil for
+// none) and a copy of its chat memberships.
+func (s *session) memberships() (*domain.PresenceJoined, []domain.ChatMemberJoined) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.presence, s.chatList()
+}
+
+// chatList copies the chat memberships out of the map, for a caller that
+// holds mu and hands them on past it.
+func (s *session) chatList() []domain.ChatMemberJoined {
+	chats := make([]domain.ChatMemberJoined, 0, len(s.chats))
+	for _, m := range s.chats {
+		chats = append(chats, m)
+	}
+	return chats
+}
+
 // addChat records a chat membership; it is the one place the chats map is
 // made, and its callers hold mu.
 func (s *session) addChat(ev domain.ChatMemberJoined) {
@@ -236,6 +302,7 @@ type limiters struct {
 	message, typing, notification, agent *rate.Limiter
 }
 
+// newLimiters makes a socket's buckets, full, so its first events pass.
 func newLimiters(l RateLimits) limiters {
 	return limiters{
 		message:      rate.NewLimiter(l.Message.Rate, l.Message.Burst),
@@ -268,6 +335,8 @@ var DefaultRateLimits = RateLimits{
 	Agent:        RateLimit{Rate: 50, Burst: 100},
 }
 
+// setDefaults fills in the default of each bucket left unset, so a Config
+// needs to name only the limits it changes.
 func (l *RateLimits) setDefaults() {
 	fill := func(r *RateLimit, d RateLimit) {
 		if r.Rate <= 0 {
@@ -292,12 +361,15 @@ type tracker struct {
 	idle chan struct{} // closed while n == 0
 }
 
+// newTracker makes a tracker with no work in flight.
 func newTracker() *tracker {
 	t := &tracker{idle: make(chan struct{})}
 	close(t.idle)
 	return t
 }
 
+// enter counts one more piece of work; a wait started before it waits for
+// it too.
 func (t *tracker) enter() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -307,6 +379,8 @@ func (t *tracker) enter() {
 	t.n++
 }
 
+// leave counts one piece of work done, releasing the waiters when it was
+// the last.
 func (t *tracker) leave() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
