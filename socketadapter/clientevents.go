@@ -59,6 +59,8 @@ type conn struct {
 	sess *session
 }
 
+// log returns the attributes that name the socket and its user in a log
+// record.
 func (c *conn) log() []any { return []any{"socket", c.sess.id, "user", c.sess.currentActor().UserID} }
 
 // onConnection sets up a new (or recovered) socket.
@@ -103,6 +105,8 @@ func (srv *Server) onConnection(s *socket.Socket) {
 	}()
 }
 
+// firstString returns the first of an event's arguments if it is a
+// string, as a disconnect's reason is.
 func firstString(args []any) (string, bool) {
 	if len(args) == 0 {
 		return "", false

@@ -7,6 +7,10 @@ import (
 	"github.com/auraos/realtime/domain"
 )
 
+// joinUserRoom handles join_user_room: it stores the socket's presence and
+// joins the user's private room, where notifications arrive. A socket that
+// is already present is checked and confirmed again without storing
+// anything, so repeating the event stores nothing new.
 func (c *conn) joinUserRoom(ctx context.Context, payload any) (reply, error) {
 	p, err := decodeJoinUserRoom(payload)
 	if err != nil {
@@ -42,6 +46,8 @@ func (c *conn) joinUserRoom(ctx context.Context, payload any) (reply, error) {
 	return c.stored(ctx, res.Position)
 }
 
+// joinSystemRoom handles join_system_room. Nothing is stored: system rooms
+// only route pushes, and admin_notifications is kept to admins.
 func (c *conn) joinSystemRoom(_ context.Context, payload any) (reply, error) {
 	name, err := stringPayload(payload, "roomName")
 	if err != nil {
@@ -57,6 +63,8 @@ func (c *conn) joinSystemRoom(_ context.Context, payload any) (reply, error) {
 	return reply{}, nil
 }
 
+// joinRoom handles join_room: the socket gets the room's broadcasts. The
+// membership is not stored; join_chat_room is the stored kind.
 func (c *conn) joinRoom(_ context.Context, payload any) (reply, error) {
 	name, err := stringPayload(payload, "roomName")
 	if err != nil {
@@ -69,6 +77,10 @@ func (c *conn) joinRoom(_ context.Context, payload any) (reply, error) {
 	return reply{}, nil
 }
 
+// leaveRoom handles leave_room. Leaving also stops the socket's typing
+// there, and ends a chat membership in the log, so the members who remain
+// see user_left_chat; if that cannot be stored, the membership is kept so
+// that a retry can leave.
 func (c *conn) leaveRoom(ctx context.Context, payload any) (reply, error) {
 	name, err := stringPayload(payload, "roomName")
 	if err != nil {
@@ -94,6 +106,10 @@ func (c *conn) leaveRoom(ctx context.Context, payload any) (reply, error) {
 	return c.stored(ctx, res.Position)
 }
 
+// joinChatRoom handles join_chat_room: it stores the membership and acks
+// once the dispatcher has sent joined_chat and the history, so the client
+// gets them before the ack. A member joining again is sent them again
+// without storing anything.
 func (c *conn) joinChatRoom(ctx context.Context, payload any) (reply, error) {
 	p, err := decodeRoomProfile(payload)
 	if err != nil {
@@ -138,6 +154,8 @@ func (c *conn) joinChatRoom(ctx context.Context, payload any) (reply, error) {
 	return reply{ack: ack}, nil
 }
 
+// sendMessage handles send_message. It acks later, once the message is
+// durable, so that a socket's next events are not held up by the append.
 func (c *conn) sendMessage(ctx context.Context, payload any) (reply, error) {
 	in, err := decodeSendMessage(payload)
 	if err != nil {
@@ -166,9 +184,12 @@ func (c *conn) sendMessage(ctx context.Context, payload any) (reply, error) {
 	}}, nil
 }
 
+// typingStart handles typing_start.
 func (c *conn) typingStart(_ context.Context, payload any) (reply, error) {
 	return c.typing(true, payload)
 }
+
+// typingStop handles typing_stop.
 func (c *conn) typingStop(_ context.Context, payload any) (reply, error) {
 	return c.typing(false, payload)
 }
@@ -195,6 +216,8 @@ func (c *conn) typing(isTyping bool, payload any) (reply, error) {
 	return reply{}, nil
 }
 
+// sendNotification handles send_notification; the dispatcher delivers it
+// to the recipient's private room once stored.
 func (c *conn) sendNotification(ctx context.Context, payload any) (reply, error) {
 	p, err := decodeSendNotification(payload)
 	if err != nil {
@@ -209,6 +232,8 @@ func (c *conn) sendNotification(ctx context.Context, payload any) (reply, error)
 	return c.stored(ctx, res.Position)
 }
 
+// broadcastSystemAlert handles broadcast_system_alert, which only admins
+// may send, since it reaches every client.
 func (c *conn) broadcastSystemAlert(ctx context.Context, payload any) (reply, error) {
 	if !c.sess.currentActor().Admin {
 		return reply{}, domain.Errorf(domain.EFORBIDDEN, "broadcast_system_alert is for admins only")
@@ -226,6 +251,8 @@ func (c *conn) broadcastSystemAlert(ctx context.Context, payload any) (reply, er
 	return c.stored(ctx, res.Position)
 }
 
+// updateAppStatus handles update_app_status; every client sees app_updated
+// once it is stored.
 func (c *conn) updateAppStatus(ctx context.Context, payload any) (reply, error) {
 	p, err := decodeAppStatus(payload)
 	if err != nil {
@@ -240,6 +267,8 @@ func (c *conn) updateAppStatus(ctx context.Context, payload any) (reply, error) 
 	return c.stored(ctx, res.Position)
 }
 
+// dataAgentUpdate handles data_agent_update; every client sees it once it
+// is stored.
 func (c *conn) dataAgentUpdate(ctx context.Context, payload any) (reply, error) {
 	p, err := decodeDataAgent(payload)
 	if err != nil {
@@ -254,6 +283,8 @@ func (c *conn) dataAgentUpdate(ctx context.Context, payload any) (reply, error) 
 	return c.stored(ctx, res.Position)
 }
 
+// requestSystemStatus handles request_system_status by sending the
+// requester the status that the periodic update sends everyone.
 func (c *conn) requestSystemStatus(ctx context.Context, _ any) (reply, error) {
 	st, err := c.srv.systemStatus(ctx)
 	if err != nil {
