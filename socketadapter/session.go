@@ -13,7 +13,10 @@ import (
 // session is the server's state of one socket: who it acts as, what it has
 // joined (so a disconnect can end it), where it is typing, and its rate
 // limiters. The socket's events run one at a time; its disconnect may run
-// concurrently with them, so the fields are guarded by mu.
+// concurrently with them, so the fields are guarded by mu. Only the methods
+// in this file take mu or touch what it guards: each transition (a join, a
+// leave, typing, the end, a restore) is one method that holds the lock for
+// all of it, so an end can never see it half done.
 type session struct {
 	id      string
 	limits  limiters
@@ -26,10 +29,11 @@ type session struct {
 	typing       map[string]typingPayload // room → what "stopped typing" says
 	pendingJoins map[string][]chan error  // room → join_chat_room calls awaiting history
 	ended        bool
-	endOnce      sync.Once
-	endDone      chan struct{} // closed when the session's end is stored (or given up)
+
+	endDone chan struct{} // closed when the session's end is stored (or given up)
 }
 
+// newSession makes the session of a socket that acts as actor.
 func newSession(id string, actor domain.Actor, profile *domain.UserProfile, limits RateLimits) *session {
 	// The maps are made when first written (writing to a nil map is the
 	// only thing that cannot be done with one), to keep idle sockets small.
@@ -77,20 +81,185 @@ func (s *session) verifiedProfile(p domain.UserProfile) domain.UserProfile {
 	return p
 }
 
-// setChat records a chat membership; the caller holds mu.
-func (s *session) setChat(room string, joined domain.ChatMemberJoined) {
-	if s.chats == nil {
-		s.chats = map[string]domain.ChatMemberJoined{}
+// currentPresence returns the presence the session has joined, if any.
+func (s *session) currentPresence() (domain.PresenceJoined, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.presence == nil {
+		return domain.PresenceJoined{}, false
 	}
-	s.chats[room] = joined
+	return *s.presence, true
 }
 
-// setTyping records that the socket types in room; the caller holds mu.
-func (s *session) setTyping(room string, stop typingPayload) {
+// joinedPresence records a stored presence and the actor its command bound,
+// unless the session has ended meanwhile: then it records nothing and
+// reports ended, and the caller must end the presence itself, since the
+// session's end did not include it.
+func (s *session) joinedPresence(ev domain.PresenceJoined, actor domain.Actor) (ended bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		return true
+	}
+	s.presence, s.actor = &ev, actor
+	return false
+}
+
+// inChat reports whether the session is a member of the chat room.
+func (s *session) inChat(room string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.chats[room]
+	return ok
+}
+
+// joinedChat records a stored chat membership and the actor its command
+// bound, unless the session has ended meanwhile: then it records nothing
+// and reports ended, and the caller must end the membership itself.
+func (s *session) joinedChat(ev domain.ChatMemberJoined, actor domain.Actor) (ended bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		return true
+	}
+	s.addChat(ev)
+	s.actor = actor
+	return false
+}
+
+// restoredChat records a chat membership that a recovery stored again. It
+// leaves the actor alone: the restored presence bound it already. Like
+// joinedChat it reports ended, recording nothing, when the session has
+// ended meanwhile.
+func (s *session) restoredChat(ev domain.ChatMemberJoined) (ended bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		return true
+	}
+	s.addChat(ev)
+	return false
+}
+
+// leaveChat ends the session's typing in room and removes its membership
+// of the chat room, both at once, so that an end running meanwhile neither
+// ends them too nor misses them. It returns the membership, if there was
+// one, whose leave the caller must store, and the "stopped typing" the
+// room must see, if the socket was typing there.
+func (s *session) leaveChat(room string) (member domain.ChatMemberJoined, wasMember bool, typingStop *typingPayload) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if stop, ok := s.typing[room]; ok {
+		delete(s.typing, room)
+		typingStop = &stop
+	}
+	member, wasMember = s.chats[room]
+	delete(s.chats, room)
+	return member, wasMember, typingStop
+}
+
+// undoLeave records again a membership whose leave could not be stored, so
+// that a retry can leave. An ended session records nothing: its end has
+// already been taken without the membership.
+func (s *session) undoLeave(member domain.ChatMemberJoined) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.ended {
+		s.addChat(member)
+	}
+}
+
+// markTyping binds the session to the user profile names (refusing another
+// user) and records whether the socket now types in room, so that its end
+// can tell the room it stopped. On error nothing changes.
+func (s *session) markTyping(room string, profile domain.UserProfile, isTyping bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	actor, err := s.actor.ActAs("userProfile.uid", profile.UID)
+	if err != nil {
+		return err
+	}
+	s.actor = actor
+	if !isTyping {
+		delete(s.typing, room)
+		return nil
+	}
 	if s.typing == nil {
 		s.typing = map[string]typingPayload{}
 	}
-	s.typing[room] = stop
+	s.typing[room] = typingPayload{UserID: profile.UID, UserName: profile.Name(), IsTyping: false}
+	return nil
+}
+
+// sessionEnd is what ending a session leaves to do: the "stopped typing"
+// each room it typed in must see, and the presence and chat memberships to
+// end in the log as its actor.
+type sessionEnd struct {
+	actor    domain.Actor
+	presence *domain.PresenceJoined
+	chats    []domain.ChatMemberJoined
+	typing   map[string]typingPayload
+}
+
+// end ends the session and returns what its end must do. Only the first
+// call ends it (first is true; later calls return nothing), so a session's
+// memberships are ended once; from then on joinedPresence, joinedChat and
+// restoredChat record nothing and report ended, so that what is stored
+// after the end is ended by whoever stored it. Whoever gets first must call
+// markEndStored when the end is stored or given up.
+func (s *session) end() (e sessionEnd, first bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		return sessionEnd{}, false
+	}
+	s.ended = true
+	e = sessionEnd{actor: s.actor, presence: s.presence, chats: s.chatList(), typing: s.typing}
+	s.typing = nil
+	return e, true
+}
+
+// markEndStored tells a recovery waiting in waitEndStored that the
+// session's end is in the log (or given up), so that the recovery's joins
+// come after the leaves they undo.
+func (s *session) markEndStored() { close(s.endDone) }
+
+// waitEndStored waits until the session's end is stored; it reports false
+// if ctx ended first.
+func (s *session) waitEndStored(ctx context.Context) bool {
+	select {
+	case <-s.endDone:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// memberships returns what the session has joined: its presence (nil for
+// none) and a copy of its chat memberships.
+func (s *session) memberships() (*domain.PresenceJoined, []domain.ChatMemberJoined) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.presence, s.chatList()
+}
+
+// chatList copies the chat memberships out of the map, for a caller that
+// holds mu and hands them on past it.
+func (s *session) chatList() []domain.ChatMemberJoined {
+	chats := make([]domain.ChatMemberJoined, 0, len(s.chats))
+	for _, m := range s.chats {
+		chats = append(chats, m)
+	}
+	return chats
+}
+
+// addChat records a chat membership; it is the one place the chats map is
+// made, and its callers hold mu.
+func (s *session) addChat(ev domain.ChatMemberJoined) {
+	if s.chats == nil {
+		s.chats = map[string]domain.ChatMemberJoined{}
+	}
+	s.chats[ev.RoomName] = ev
 }
 
 // awaitJoin registers a join_chat_room waiting for its history.
@@ -133,6 +302,7 @@ type limiters struct {
 	message, typing, notification, agent *rate.Limiter
 }
 
+// newLimiters makes a socket's buckets, full, so its first events pass.
 func newLimiters(l RateLimits) limiters {
 	return limiters{
 		message:      rate.NewLimiter(l.Message.Rate, l.Message.Burst),
@@ -165,6 +335,8 @@ var DefaultRateLimits = RateLimits{
 	Agent:        RateLimit{Rate: 50, Burst: 100},
 }
 
+// setDefaults fills in the default of each bucket left unset, so a Config
+// needs to name only the limits it changes.
 func (l *RateLimits) setDefaults() {
 	fill := func(r *RateLimit, d RateLimit) {
 		if r.Rate <= 0 {
@@ -189,12 +361,15 @@ type tracker struct {
 	idle chan struct{} // closed while n == 0
 }
 
+// newTracker makes a tracker with no work in flight.
 func newTracker() *tracker {
 	t := &tracker{idle: make(chan struct{})}
 	close(t.idle)
 	return t
 }
 
+// enter counts one more piece of work; a wait started before it waits for
+// it too.
 func (t *tracker) enter() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -204,6 +379,8 @@ func (t *tracker) enter() {
 	t.n++
 }
 
+// leave counts one piece of work done, releasing the waiters when it was
+// the last.
 func (t *tracker) leave() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
