@@ -60,22 +60,6 @@ type Handlers struct {
 	}
 }
 
-// HandlersFor returns the application's command handlers over deps, for the
-// wiring in cmd/auraos and in tests.
-func HandlersFor(deps commands.Deps) Handlers {
-	return Handlers{
-		JoinUserRoom:         commands.JoinUserRoomHandler{Deps: deps},
-		JoinChatRoom:         commands.JoinChatRoomHandler{Deps: deps},
-		LeaveChatRoom:        commands.LeaveChatRoomHandler{Deps: deps},
-		SendMessage:          commands.SendMessageHandler{Deps: deps},
-		SendNotification:     commands.SendNotificationHandler{Deps: deps},
-		BroadcastSystemAlert: commands.BroadcastSystemAlertHandler{Deps: deps},
-		UpdateAppStatus:      commands.UpdateAppStatusHandler{Deps: deps},
-		UpdateDataAgent:      commands.UpdateDataAgentHandler{Deps: deps},
-		EndSession:           commands.EndSessionHandler{Deps: deps},
-	}
-}
-
 // Queries are the read-model queries the adapter answers clients from.
 type Queries struct {
 	OnlineUsers interface {

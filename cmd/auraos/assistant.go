@@ -1,21 +1,16 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"log/slog"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/spf13/pflag"
-	"github.com/uptrace/bun"
 
+	"github.com/auraos/realtime/cmd/auraos/app"
 	"github.com/auraos/realtime/commands"
 	"github.com/auraos/realtime/commands/openai"
 	"github.com/auraos/realtime/domain"
-	"github.com/auraos/realtime/eventstore"
-	"github.com/auraos/realtime/projections"
 )
 
 // aiFlags configure the AI assistant, which answers chat messages that
@@ -58,45 +53,10 @@ func (a aiFlags) check() error {
 	return nil
 }
 
-// startAssistant starts the AI assistant reactor when --ai-url is set and
-// returns the function that stops it and waits for it (requests in flight
-// are cut off and asked again at the next start). Without --ai-url it starts
-// nothing and returns a no-op. The reactor's first checkpoint (the log's head
-// on a first run) is written before it returns, so every message stored
-// afterwards is seen. It stops by itself when ctx ends.
-func startAssistant(ctx context.Context, f aiFlags, store eventstore.Store, readDB *bun.DB, typing commands.TypingNotifier, nodeID string, log *slog.Logger, onCall func(outcome string)) (stop func(), err error) {
-	if strings.TrimSpace(f.url) == "" {
-		return func() {}, nil
+// config is the assistant's configuration as the flags set it.
+func (a aiFlags) config() app.AIConfig {
+	return app.AIConfig{
+		URL: a.url, Model: a.model, Key: a.key, Trigger: a.trigger, Name: a.name,
+		Context: a.contextMessages, Concurrency: a.concurrency, Timeout: a.timeout,
 	}
-	if err := f.check(); err != nil {
-		return nil, err
-	}
-	cfg := openai.Config{URL: f.url, Model: f.model, Key: f.key, Timeout: f.timeout}
-	client, err := openai.New(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("--ai-url: %w", err)
-	}
-	a := &commands.Assistant{
-		Deps:        commands.Deps{Store: store, Now: time.Now, NewID: eventstore.NewID},
-		Log:         store,
-		Completer:   client,
-		Checkpoints: projections.ReactorCheckpoints{DB: readDB},
-		Typing:      typing,
-		Config: commands.AssistantConfig{
-			UserName: strings.TrimSpace(f.name), Trigger: f.trigger, ContextMessages: f.contextMessages,
-			Concurrency: f.concurrency, NodeID: nodeID, Logger: log.With("component", "ai-assistant"), OnCall: onCall,
-		},
-	}
-	if _, err := a.Prepare(ctx); err != nil {
-		return nil, fmt.Errorf("AI assistant: %w", err)
-	}
-	runCtx, cancel := context.WithCancel(ctx)
-	var done sync.WaitGroup
-	done.Add(1)
-	go func() {
-		defer done.Done()
-		_ = a.Run(runCtx) // returns nil when runCtx ends; errors are logged and retried
-	}()
-	log.Info("AI assistant on", "endpoint", cfg, "trigger", f.trigger, "context", f.contextMessages, "concurrency", f.concurrency)
-	return func() { cancel(); done.Wait() }, nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/auraos/realtime/cmd/auraos/app"
 	"github.com/auraos/realtime/eventstore"
 	"github.com/auraos/realtime/eventstore/sqlstore"
 )
@@ -27,7 +28,7 @@ func newEventsCommand() *cobra.Command {
 
 // eventsReadOptions are the flags of `auraos events read`.
 type eventsReadOptions struct {
-	storage storageConfig
+	storage app.Storage
 	stream  string
 	types   []string
 	from    string
@@ -50,7 +51,7 @@ until interrupted.`,
 			return runEventsRead(cmd.Context(), cmd.OutOrStdout(), o)
 		},
 	}
-	o.storage.register(cmd.Flags())
+	o.storage.Register(cmd.Flags())
 	cmd.Flags().StringVar(&o.stream, "stream", "", "only events of this stream (exact name)")
 	cmd.Flags().StringSliceVar(&o.types, "type", nil, "only events of these types (repeat or comma-separate)")
 	cmd.Flags().StringVar(&o.from, "from", "", "start at this global position (inclusive)")
@@ -77,7 +78,7 @@ func runEventsRead(ctx context.Context, out io.Writer, o eventsReadOptions) erro
 		}
 		from = p
 	}
-	store, err := o.storage.openEventStore(ctx, sqlstore.Options{})
+	store, err := o.storage.OpenEventStore(ctx, sqlstore.Options{})
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/auraos/realtime/cmd/auraos/app"
 	"github.com/auraos/realtime/internal/syncbuf"
 
 	"github.com/auraos/realtime/eventstore"
@@ -56,7 +57,7 @@ func TestEventsReadJSONL(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	positions := fillStore(t, dir)
-	storage := storageConfig{DataDir: dir, EventStore: "sqlite"}
+	storage := app.Storage{DataDir: dir, EventStore: "sqlite"}
 	cases := []struct {
 		name    string
 		opts    eventsReadOptions
@@ -101,13 +102,13 @@ func TestEventsReadEmptyStoreAndBadFlags(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	var out bytes.Buffer
-	if err := runEventsRead(context.Background(), &out, eventsReadOptions{storage: storageConfig{DataDir: dir, EventStore: "sqlite"}, format: "jsonl"}); err != nil || out.Len() != 0 {
+	if err := runEventsRead(context.Background(), &out, eventsReadOptions{storage: app.Storage{DataDir: dir, EventStore: "sqlite"}, format: "jsonl"}); err != nil || out.Len() != 0 {
 		t.Fatalf("empty store: %q, %v", out.String(), err)
 	}
 	bad := []eventsReadOptions{
-		{storage: storageConfig{DataDir: dir, EventStore: "sqlite"}, format: "xml"},
-		{storage: storageConfig{DataDir: dir, EventStore: "sqlite"}, format: "jsonl", from: "ten"},
-		{storage: storageConfig{DataDir: dir, EventStore: "mysql://x"}, format: "jsonl"},
+		{storage: app.Storage{DataDir: dir, EventStore: "sqlite"}, format: "xml"},
+		{storage: app.Storage{DataDir: dir, EventStore: "sqlite"}, format: "jsonl", from: "ten"},
+		{storage: app.Storage{DataDir: dir, EventStore: "mysql://x"}, format: "jsonl"},
 	}
 	for _, o := range bad {
 		if err := runEventsRead(context.Background(), io.Discard, o); err == nil {
@@ -121,7 +122,7 @@ func TestEventsReadTable(t *testing.T) {
 	dir := t.TempDir()
 	fillStore(t, dir)
 	var out bytes.Buffer
-	if err := runEventsRead(context.Background(), &out, eventsReadOptions{storage: storageConfig{DataDir: dir, EventStore: "sqlite"}, format: "table"}); err != nil {
+	if err := runEventsRead(context.Background(), &out, eventsReadOptions{storage: app.Storage{DataDir: dir, EventStore: "sqlite"}, format: "table"}); err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
@@ -145,7 +146,7 @@ func TestEventsReadFollow(t *testing.T) {
 	out := &syncbuf.Buffer{}
 	done := make(chan error, 1)
 	go func() {
-		done <- runEventsRead(ctx, out, eventsReadOptions{storage: storageConfig{DataDir: dir, EventStore: "sqlite"}, format: "jsonl", follow: true})
+		done <- runEventsRead(ctx, out, eventsReadOptions{storage: app.Storage{DataDir: dir, EventStore: "sqlite"}, format: "jsonl", follow: true})
 	}()
 	// The follower is another store on the same file, as another process
 	// would be; it notices the new event through its cross-process check.

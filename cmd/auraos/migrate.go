@@ -5,11 +5,12 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/auraos/realtime/cmd/auraos/app"
 	"github.com/auraos/realtime/eventstore/sqlstore"
 )
 
 func newMigrateCommand() *cobra.Command {
-	var storage storageConfig
+	var storage app.Storage
 	cmd := &cobra.Command{
 		Use:   "migrate",
 		Short: "Apply the database migrations of the event store and the read models without serving",
@@ -17,7 +18,7 @@ func newMigrateCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			// Opening a store applies its migrations.
-			store, rdb, err := storage.open(ctx, sqlstore.Options{})
+			store, rdb, err := storage.Open(ctx, sqlstore.Options{})
 			if err != nil {
 				return err
 			}
@@ -27,6 +28,6 @@ func newMigrateCommand() *cobra.Command {
 			return err
 		},
 	}
-	storage.register(cmd.Flags())
+	storage.Register(cmd.Flags())
 	return cmd
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/auraos/realtime/cmd/auraos/app"
 	"github.com/auraos/realtime/eventstore"
 	"github.com/auraos/realtime/eventstore/sqlstore"
 	"github.com/auraos/realtime/projections"
@@ -26,7 +27,7 @@ func newProjectionsCommand() *cobra.Command {
 }
 
 func newProjectionsStatusCommand() *cobra.Command {
-	var storage storageConfig
+	var storage app.Storage
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show each projection's version, checkpoint, the log's head and the lag",
@@ -35,18 +36,18 @@ func newProjectionsStatusCommand() *cobra.Command {
 			return runProjectionsStatus(cmd.Context(), cmd.OutOrStdout(), storage)
 		},
 	}
-	storage.register(cmd.Flags())
+	storage.Register(cmd.Flags())
 	return cmd
 }
 
-func runProjectionsStatus(ctx context.Context, out io.Writer, storage storageConfig) error {
-	store, rdb, err := storage.open(ctx, sqlstore.Options{})
+func runProjectionsStatus(ctx context.Context, out io.Writer, storage app.Storage) error {
+	store, rdb, err := storage.Open(ctx, sqlstore.Options{})
 	if err != nil {
 		return err
 	}
 	defer store.Close()
 	defer rdb.Close()
-	statuses, err := projections.StatusQuery{DB: rdb.reader, Log: store}.Handle(ctx, projections.All())
+	statuses, err := projections.StatusQuery{DB: rdb.Reader, Log: store}.Handle(ctx, projections.All())
 	if err != nil {
 		return err
 	}
@@ -75,7 +76,7 @@ func runProjectionsStatus(ctx context.Context, out io.Writer, storage storageCon
 }
 
 func newProjectionsRebuildCommand() *cobra.Command {
-	var storage storageConfig
+	var storage app.Storage
 	var all bool
 	cmd := &cobra.Command{
 		Use:   "rebuild [NAME...] [--all]",
@@ -98,7 +99,7 @@ the swapped-in checkpoint. On a terminal it shows a progress bar; it ends with e
 			return runProjectionsRebuild(cmd.Context(), cmd.OutOrStdout(), storage, ps, isTerminal(cmd.OutOrStdout()))
 		},
 	}
-	storage.register(cmd.Flags())
+	storage.Register(cmd.Flags())
 	cmd.Flags().BoolVar(&all, "all", false, "rebuild every projection")
 	return cmd
 }
@@ -108,8 +109,8 @@ func isTerminal(w io.Writer) bool {
 	return ok && term.IsTerminal(int(f.Fd()))
 }
 
-func runProjectionsRebuild(ctx context.Context, out io.Writer, storage storageConfig, ps []projections.Projection, bar bool) error {
-	store, rdb, err := storage.open(ctx, sqlstore.Options{})
+func runProjectionsRebuild(ctx context.Context, out io.Writer, storage app.Storage, ps []projections.Projection, bar bool) error {
+	store, rdb, err := storage.Open(ctx, sqlstore.Options{})
 	if err != nil {
 		return err
 	}
@@ -128,7 +129,7 @@ func runProjectionsRebuild(ctx context.Context, out io.Writer, storage storageCo
 				_ = pb.Set64(int64(min(through.Commit, head.Commit)))
 			}
 		}
-		res, err := projections.Rebuild(ctx, rdb.writer, store, p, opts)
+		res, err := projections.Rebuild(ctx, rdb.Writer, store, p, opts)
 		if pb != nil {
 			_ = pb.Finish()
 		}

@@ -2,36 +2,24 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
-	"net/http/pprof"
 	"os"
 	"runtime/debug"
-	"strings"
-	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"golang.org/x/time/rate"
 
-	"github.com/auraos/realtime/commands"
-	"github.com/auraos/realtime/eventstore"
-	"github.com/auraos/realtime/eventstore/sqlstore"
-	"github.com/auraos/realtime/projections"
-	"github.com/auraos/realtime/schema"
+	"github.com/auraos/realtime/cmd/auraos/app"
 	"github.com/auraos/realtime/socketadapter"
 	"github.com/auraos/realtime/socketadapter/jwtauth"
-	"github.com/auraos/realtime/socketadapter/pgsignal"
 )
 
 // serveOptions are the flags of `auraos serve`.
 type serveOptions struct {
-	storage         storageConfig
+	storage         app.Storage
 	addr            string
 	nodeID          string
 	statusInterval  time.Duration
@@ -144,7 +132,7 @@ and exits 0.`,
 		},
 	}
 	f := cmd.Flags()
-	o.storage.register(f)
+	o.storage.Register(f)
 	host, _ := os.Hostname()
 	if host == "" {
 		host = "node"
@@ -193,216 +181,61 @@ func runServe(ctx context.Context, o serveOptions) error {
 		// the cheapest throughput there is.
 		debug.SetGCPercent(o.gcPercent)
 	}
+	// The verifier refreshes its key set until the server has stopped.
 	authCtx, stopAuth := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopAuth()
-	auth, err := o.authenticator(authCtx, log)
+	cfg, err := o.appConfig(authCtx, log)
 	if err != nil {
 		return err
+	}
+	srv := app.New(cfg)
+	if err := srv.Open(ctx); err != nil {
+		return err
+	}
+	runErr := srv.Run(ctx)
+	if err := srv.Close(); err != nil && runErr == nil {
+		log.Warn("the server did not stop cleanly", "err", err)
+	}
+	return runErr
+}
+
+// appConfig checks the flags and turns them into the server's
+// configuration; the token verifier it builds lives as long as ctx.
+func (o serveOptions) appConfig(ctx context.Context, log *slog.Logger) (app.Config, error) {
+	auth, err := o.authenticator(ctx, log)
+	if err != nil {
+		return app.Config{}, err
 	}
 	limits, err := o.limits.limits()
 	if err != nil {
-		return err
+		return app.Config{}, err
 	}
 	if o.ai.url != "" {
 		if err := o.ai.check(); err != nil {
-			return err
+			return app.Config{}, err
 		}
 	}
-	if o.maxFrame < 1024 {
-		return fmt.Errorf("--max-frame %d: must be at least 1024 bytes", o.maxFrame)
+	switch {
+	case o.maxFrame < 1024:
+		return app.Config{}, fmt.Errorf("--max-frame %d: must be at least 1024 bytes", o.maxFrame)
+	case o.reapInterval < 0:
+		return app.Config{}, fmt.Errorf("--reap-interval %s: must not be negative", o.reapInterval)
+	case o.statusInterval < time.Second:
+		return app.Config{}, fmt.Errorf("--status-interval %s: must be at least 1s", o.statusInterval)
 	}
-	if o.reapInterval < 0 {
-		return fmt.Errorf("--reap-interval %s: must not be negative", o.reapInterval)
-	}
-	if o.statusInterval < time.Second {
-		return fmt.Errorf("--status-interval %s: must be at least 1s", o.statusInterval)
-	}
-
-	m := newMetrics()
-	rawStore, rdb, err := o.storage.open(ctx, sqlstore.Options{OnCommit: m.onCommit, Logger: log})
-	if err != nil {
-		return err
-	}
-	defer rawStore.Close()
-	defer rdb.Close()
-	store := instrumentedStore{Store: rawStore, m: m}
-
-	// Projections whose version changed are rebuilt before serving.
-	for _, p := range projections.All() {
-		if err := projections.Prepare(ctx, rdb.writer, p); errors.Is(err, projections.ErrNeedsRebuild) {
-			log.Info("rebuilding projection", "projection", p.Name(), "reason", err)
-			res, err := projections.Rebuild(ctx, rdb.writer, store, p, projections.RebuildOptions{})
-			if err != nil {
-				return err
-			}
-			log.Info("projection rebuilt", "projection", p.Name(), "events", res.Events, "events_per_second", int(res.EventsPerSecond()))
-		} else if err != nil {
-			return err
-		}
-	}
-
-	runCtx, stopRunners := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopRunners()
-	var runnersDone sync.WaitGroup
-	runners := map[string]*projections.Runner{}
-	for _, p := range projections.All() {
-		r := projections.NewRunner(rdb.writer, store, p, projections.RunnerOptions{Logger: log, OnBatch: m.onBatch(p.Name())})
-		runners[p.Name()] = r
-		runnersDone.Add(1)
-		go func() {
-			defer runnersDone.Done()
-			if err := r.Run(runCtx); err != nil {
-				log.Error("projection stopped", "projection", p.Name(), "err", err)
-			}
-		}()
-	}
-	defer runnersDone.Wait()
-	defer stopRunners()
-
-	online := runners[projections.OnlineUsers{}.Name()]
-	if err := online.WaitCaughtUp(ctx); err != nil {
-		return err
-	}
-	// With a shared PostgreSQL store this server holds its node's lock while
-	// it runs, so the others can tell when it dies; it takes the lock before
-	// ending its previous run's sessions and waits while another server is
-	// ending them.
-	pgStore := schema.IsPostgresURL(o.storage.EventStore)
-	var liveness *pgsignal.Liveness
-	if pgStore {
-		if liveness, err = pgsignal.OpenLiveness(ctx, o.storage.EventStore, o.nodeID, log); err != nil {
-			return err
-		}
-		defer liveness.Close()
-	}
-	deps := commands.Deps{Store: store, Now: time.Now, NewID: eventstore.NewID}
-	started, err := commands.StartNodeHandler{Deps: deps, Sessions: projections.OpenSessionsQuery{DB: rdb.reader}}.Handle(ctx, commands.StartNode{
-		Cause:  commands.Cause{Command: "server_start", CorrelationID: eventstore.NewID()},
-		NodeID: o.nodeID,
-	})
-	if err != nil {
-		return fmt.Errorf("end the sessions of the previous run: %w", err)
-	}
-	if started.EndedSessions > 0 || started.EndedMemberships > 0 {
-		log.Info("ended sessions left open by the previous run", "node", o.nodeID, "sessions", started.EndedSessions, "chat_memberships", started.EndedMemberships)
-	}
-
-	// Servers sharing a PostgreSQL event store show each other's typing
-	// indicators through it; on SQLite a server is alone.
-	var signals socketadapter.SignalBus
-	if pgStore {
-		bus, err := pgsignal.Open(ctx, o.storage.EventStore, log.With("component", "signals"))
-		if err != nil {
-			return err
-		}
-		defer bus.Close()
-		signals = bus
-	}
-
-	adapter := socketadapter.New(socketadapter.Config{
-		NodeID: o.nodeID, StatusInterval: o.statusInterval, CORSOrigins: o.corsOrigins, MaxFrame: o.maxFrame,
-		CommandTimeout: o.commandTimeout, Limits: limits, Logger: log, Auth: auth, Observer: m, Signals: signals,
-	}, socketadapter.HandlersFor(deps), socketadapter.Queries{
-		OnlineUsers:  projections.OnlineUsersQuery{DB: rdb.reader},
-		UserSessions: projections.UserSessionsQuery{DB: rdb.reader},
-		ChatHistory:  projections.ChatHistoryQuery{DB: rdb.reader},
-		AppTotals:    projections.AppTotalsQuery{DB: rdb.reader},
-	}, socketadapter.ReadModels{
-		OnlineUsers: online,
-		ChatHistory: runners[projections.ChatHistory{}.Name()],
-		AppStatus:   runners[projections.AppStatus{}.Name()],
-	}, store)
-	if err := adapter.Run(ctx); err != nil {
-		return err
-	}
-	if pgStore && o.reapInterval > 0 {
-		sessions := projections.OpenSessionsQuery{DB: rdb.reader}
-		stopReaper := lostNodes{
-			self: o.nodeID, interval: o.reapInterval, liveness: liveness, nodes: sessions.NodesWithOpenSessions,
-			end: commands.EndLostNodeHandler{Deps: deps, Sessions: sessions}, log: log.With("component", "reaper"),
-		}.start()
-		defer stopReaper()
-	}
-	stopAssistant, err := startAssistant(ctx, o.ai, store, rdb.writer, adapter, o.nodeID, log, m.aiCall)
-	if err != nil {
-		return err
-	}
-	defer stopAssistant()
-
-	var all []*projections.Runner
-	for _, p := range projections.All() {
-		all = append(all, runners[p.Name()])
-	}
-	m.registry.MustRegister(newLiveCollector(adapter.SocketsByTransport, projections.OnlineCountQuery{DB: rdb.reader}.Handle, store.Head, all))
-	mux := http.NewServeMux()
-	mux.Handle("/socket.io/", adapter.Handler())
-	mux.HandleFunc("/healthz", healthz)
-	mux.Handle("/readyz", readiness{store: store, readDB: rdb.reader, runners: all, maxLag: o.readyMaxLag, timeout: 2 * time.Second})
-	mux.Handle("/metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{}))
-	httpServer := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	ln, err := net.Listen("tcp", o.addr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", o.addr, err)
-	}
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- httpServer.Serve(ln) }()
-	if o.debugAddr != "" {
-		stopDebug, err := serveDebug(o.debugAddr, log)
-		if err != nil {
-			return err
-		}
-		defer stopDebug()
-	}
-	log.Info("serving", "addr", ln.Addr().String(), "node", o.nodeID, "auth", o.auth, "event_store", storeKind(o.storage.EventStore), "data_dir", o.storage.DataDir)
-
-	select {
-	case <-ctx.Done():
-		log.Info("stopping", "reason", "signal")
-	case err := <-serveErr:
-		if !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("serve: %w", err)
-		}
-	}
-	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.shutdownTimeout)
-	defer cancel()
-	_ = ln.Close() // stop accepting
-	if err := adapter.Shutdown(stopCtx); err != nil {
-		log.Warn("sockets did not all close in time", "err", err)
-	}
-	if err := httpServer.Shutdown(stopCtx); err != nil {
-		log.Warn("HTTP server did not stop in time", "err", err)
-	}
-	stopRunners()
-	runnersDone.Wait()
-	log.Info("stopped")
-	return nil
-}
-
-// storeKind names the event store for logs without its credentials.
-func storeKind(s string) string {
-	if s == "" || s == "sqlite" {
-		return "sqlite"
-	}
-	scheme, _, _ := strings.Cut(s, ":")
-	return scheme
-}
-
-// serveDebug serves Go's profiles on their own listener until the returned
-// function is called.
-func serveDebug(addr string, log *slog.Logger) (func(), error) {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("--debug-addr %s: %w", addr, err)
-	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.Serve(ln) }()
-	log.Info("serving profiles", "addr", ln.Addr().String())
-	return func() { _ = srv.Close(); <-done }, nil
+	return app.Config{
+		Storage: o.storage,
+		Addr:    o.addr,
+		NodeID:  o.nodeID,
+		Socket: socketadapter.Config{
+			StatusInterval: o.statusInterval, CORSOrigins: o.corsOrigins, MaxFrame: o.maxFrame,
+			CommandTimeout: o.commandTimeout, Limits: limits, Auth: auth,
+		},
+		ReapInterval:    o.reapInterval,
+		ShutdownTimeout: o.shutdownTimeout,
+		ReadyMaxLag:     o.readyMaxLag,
+		DebugAddr:       o.debugAddr,
+		AI:              o.ai.config(),
+		Logger:          log,
+	}, nil
 }

@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"context"
@@ -18,29 +18,36 @@ import (
 	"github.com/auraos/realtime/schema"
 )
 
-// storageConfig holds the storage flags every command shares.
-type storageConfig struct {
-	DataDir    string
+// Storage says where the event log and the read models live, as the
+// storage flags every command shares set it.
+type Storage struct {
+	// DataDir holds the embedded SQLite databases.
+	DataDir string
+	// EventStore is "sqlite" (or empty: SQLite in DataDir), a postgres://
+	// URL, or an esdb:// or esdb+discover:// connection string.
 	EventStore string
-	ReadDB     string
+	// ReadDB is empty (SQLite in DataDir) or a postgres:// URL.
+	ReadDB string
 }
 
-func (c *storageConfig) register(flags *pflag.FlagSet) {
+// Register adds the storage flags to flags, with their defaults.
+func (c *Storage) Register(flags *pflag.FlagSet) {
 	flags.StringVar(&c.DataDir, "data-dir", "./data", "directory of the embedded SQLite databases (event store and read models)")
 	flags.StringVar(&c.EventStore, "event-store", "sqlite", `event store: "sqlite" (embedded, in --data-dir), a postgres:// URL, or an esdb:// or esdb+discover:// EventStoreDB/KurrentDB connection string`)
 	flags.StringVar(&c.ReadDB, "read-db", "", `read-model database: empty for SQLite in --data-dir, or a postgres:// URL`)
 }
 
-// readDB is the read-model database: a writer for runners and rebuilds, a
+// ReadDB is the read-model database: a writer for runners and rebuilds, a
 // reader pool for queries (the same pool on PostgreSQL).
-type readDB struct {
-	writer, reader *bun.DB
+type ReadDB struct {
+	Writer, Reader *bun.DB
 }
 
-func (r readDB) Close() error {
-	err := r.writer.Close()
-	if r.reader != r.writer {
-		err = errors.Join(err, r.reader.Close())
+// Close closes both pools.
+func (r ReadDB) Close() error {
+	err := r.Writer.Close()
+	if r.Reader != r.Writer {
+		err = errors.Join(err, r.Reader.Close())
 	}
 	return err
 }
@@ -48,11 +55,12 @@ func (r readDB) Close() error {
 // readModelFile is the SQLite read-model database inside the data directory.
 const readModelFile = "read.db"
 
-// openReadDB opens and migrates the read-model database the flags select.
-// The SQLite read models sync with synchronous=NORMAL: they can always be
-// rebuilt from the log, and their checkpoint commits with their rows.
-func (c *storageConfig) openReadDB(ctx context.Context) (readDB, error) {
-	var r readDB
+// OpenReadDB opens and migrates the read-model database c selects. The
+// SQLite read models sync with synchronous=NORMAL: they can always be
+// rebuilt from the log, and their checkpoint commits with their rows. It
+// returns EUNAVAILABLE when the database cannot be opened.
+func (c *Storage) OpenReadDB(ctx context.Context) (ReadDB, error) {
+	var r ReadDB
 	switch {
 	case c.ReadDB == "" || c.ReadDB == "sqlite":
 		path := filepath.Join(c.DataDir, readModelFile)
@@ -65,26 +73,26 @@ func (c *storageConfig) openReadDB(ctx context.Context) (readDB, error) {
 			w.Close()
 			return r, domain.WrapError(domain.EUNAVAILABLE, "read database unavailable", err)
 		}
-		r = readDB{writer: w, reader: rd}
+		r = ReadDB{Writer: w, Reader: rd}
 	case schema.IsPostgresURL(c.ReadDB):
 		db, err := schema.OpenPostgres(ctx, c.ReadDB, 16)
 		if err != nil {
 			return r, domain.WrapError(domain.EUNAVAILABLE, "read database unavailable", err)
 		}
-		r = readDB{writer: db, reader: db}
+		r = ReadDB{Writer: db, Reader: db}
 	default:
 		return r, fmt.Errorf("--read-db %q: want empty (SQLite in --data-dir) or a postgres:// URL", schema.RedactURL(c.ReadDB))
 	}
-	if err := schema.Migrate(ctx, r.writer, schema.ReadModels); err != nil {
+	if err := schema.Migrate(ctx, r.Writer, schema.ReadModels); err != nil {
 		r.Close()
-		return readDB{}, err
+		return ReadDB{}, err
 	}
 	return r, nil
 }
 
-// openEventStore opens the event store the flags select; opts tune the SQL
-// stores (their logger also serves EventStoreDB).
-func (c *storageConfig) openEventStore(ctx context.Context, opts sqlstore.Options) (eventstore.Store, error) {
+// OpenEventStore opens the event store c selects; opts tune the SQL stores
+// (their logger also serves EventStoreDB).
+func (c *Storage) OpenEventStore(ctx context.Context, opts sqlstore.Options) (eventstore.Store, error) {
 	switch {
 	case c.EventStore == "" || c.EventStore == "sqlite":
 		return sqlstore.OpenSQLite(ctx, c.DataDir, opts)
@@ -98,17 +106,17 @@ func (c *storageConfig) openEventStore(ctx context.Context, opts sqlstore.Option
 	}
 }
 
-// open opens the event store and then the read-model database; if the
+// Open opens the event store and then the read-model database; if the
 // second fails, the first is closed again. The caller closes both.
-func (c *storageConfig) open(ctx context.Context, opts sqlstore.Options) (eventstore.Store, readDB, error) {
-	store, err := c.openEventStore(ctx, opts)
+func (c *Storage) Open(ctx context.Context, opts sqlstore.Options) (eventstore.Store, ReadDB, error) {
+	store, err := c.OpenEventStore(ctx, opts)
 	if err != nil {
-		return nil, readDB{}, err
+		return nil, ReadDB{}, err
 	}
-	rdb, err := c.openReadDB(ctx)
+	rdb, err := c.OpenReadDB(ctx)
 	if err != nil {
 		store.Close()
-		return nil, readDB{}, err
+		return nil, ReadDB{}, err
 	}
 	return store, rdb, nil
 }
