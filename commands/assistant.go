@@ -56,9 +56,9 @@ type TypingNotifier interface {
 	AssistantTyping(room, userID, userName string, isTyping bool)
 }
 
-// EventLog is what a reactor needs of the event store beyond EventStore: to
-// follow the log and to know its head.
-type EventLog interface {
+// ReactorLog is what a reactor needs of the event store beyond EventStore:
+// to follow the log and to know its head.
+type ReactorLog interface {
 	follow.Log
 	Head(ctx context.Context) (eventstore.Position, error)
 }
@@ -142,7 +142,8 @@ func (c AssistantConfig) withDefaults() AssistantConfig {
 type Assistant struct {
 	// Deps.Store reads rooms and appends answers; Now stamps them.
 	Deps
-	Log         EventLog
+	// EventLog is the log the reactor follows.
+	EventLog    ReactorLog
 	Completer   Completer
 	Checkpoints ReactorCheckpoints
 	// Typing, when set, shows the room the assistant typing while a request
@@ -164,7 +165,7 @@ func (a *Assistant) Prepare(ctx context.Context) (eventstore.Position, error) {
 	if err != nil || ok {
 		return pos, err
 	}
-	head, err := a.Log.Head(ctx)
+	head, err := a.EventLog.Head(ctx)
 	if err != nil {
 		return eventstore.Start, err
 	}
@@ -180,7 +181,7 @@ func (a *Assistant) Prepare(ctx context.Context) (eventstore.Position, error) {
 func (a *Assistant) Run(ctx context.Context) error {
 	cfg := a.Config.withDefaults()
 	h := &assistantHandler{a: a, cfg: cfg}
-	h.follower = follow.New(a.Log, h, follow.Options{
+	h.follower = follow.New(a.EventLog, h, follow.Options{
 		Name:            "AI assistant",
 		Filter:          eventstore.Filter{StreamPrefixes: []string{domain.ChatStream("")}, EventTypes: []string{domain.TypeMessagePosted}},
 		BatchSize:       100,

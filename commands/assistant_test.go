@@ -218,7 +218,7 @@ func (r *aiRig) start(url string, cfg commands.AssistantConfig, timeout time.Dur
 		cfg.NodeID = "node-1"
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(r.logs, nil))
-	a := &commands.Assistant{Deps: r.deps, Log: r.store, Completer: client, Checkpoints: r.cps, Typing: r.typing, Config: cfg}
+	a := &commands.Assistant{Deps: r.deps, EventLog: r.store, Completer: client, Checkpoints: r.cps, Typing: r.typing, Config: cfg}
 	if _, err := a.Prepare(context.Background()); err != nil {
 		r.t.Fatal(err)
 	}

@@ -113,10 +113,6 @@ type SessionsEnded struct {
 	EndedMemberships int
 }
 
-// NodeStarted is what StartNode stored: the sessions of the previous run it
-// ended, and its NodeStarted event.
-type NodeStarted = SessionsEnded
-
 // StartNodeHandler handles StartNode.
 type StartNodeHandler struct {
 	Deps
@@ -124,12 +120,13 @@ type StartNodeHandler struct {
 }
 
 // Handle ends the node's open sessions with ReasonServerRestart and appends
-// NodeStarted. The caller must let the online-users projection catch up
+// domain.NodeStarted; it returns what it ended and where the NodeStarted
+// event landed. The caller must let the online-users projection catch up
 // first, so that the sessions it lists are complete. It returns the store's
 // and the read model's errors; a retry ends only what is still open.
-func (h StartNodeHandler) Handle(ctx context.Context, cmd StartNode) (NodeStarted, error) {
+func (h StartNodeHandler) Handle(ctx context.Context, cmd StartNode) (SessionsEnded, error) {
 	if err := domain.CheckID("nodeId", cmd.NodeID); err != nil {
-		return NodeStarted{}, err
+		return SessionsEnded{}, err
 	}
 	out, err := endOpenSessions(ctx, h.Deps, h.Sessions, cmd.NodeID, domain.ReasonServerRestart, cmd.Cause)
 	if err != nil {

@@ -40,21 +40,21 @@ func testCtx(t *testing.T) context.Context {
 }
 
 // startRunners runs every projection until the test ends.
-func startRunners(t *testing.T, db *bun.DB, log projections.EventLog, opts projections.RunnerOptions) map[string]*projections.Runner {
+func startRunners(t *testing.T, db *bun.DB, eventLog projections.EventLog, opts projections.RunnerOptions) map[string]*projections.Runner {
 	t.Helper()
-	runners, _ := startStoppableRunners(t, db, log, opts)
+	runners, _ := startStoppableRunners(t, db, eventLog, opts)
 	return runners
 }
 
 // startStoppableRunners runs every projection until stop is called or the
 // test ends.
-func startStoppableRunners(t *testing.T, db *bun.DB, log projections.EventLog, opts projections.RunnerOptions) (map[string]*projections.Runner, func()) {
+func startStoppableRunners(t *testing.T, db *bun.DB, eventLog projections.EventLog, opts projections.RunnerOptions) (map[string]*projections.Runner, func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	runners := map[string]*projections.Runner{}
 	for _, p := range projections.All() {
-		r := projections.NewRunner(db, log, p, opts)
+		r := projections.NewRunner(db, eventLog, p, opts)
 		runners[p.Name()] = r
 		wg.Add(1)
 		go func() {
@@ -590,7 +590,7 @@ func TestRebuildBesideARunningRunner(t *testing.T) {
 				t.Fatalf("rows after a rebuild beside the runner differ from a fresh rebuild:\n%v\n%v", got, want)
 			}
 			// The swapped tables keep their indexes.
-			st, err := projections.StatusQuery{DB: rdb.Reader, Log: store}.Handle(ctx, projections.All())
+			st, err := projections.StatusQuery{DB: rdb.Reader, EventLog: store}.Handle(ctx, projections.All())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -619,7 +619,7 @@ func TestVersionChangeNeedsRebuild(t *testing.T) {
 	if err := r.Run(ctx); !errors.Is(err, projections.ErrNeedsRebuild) {
 		t.Fatalf("run with a new version: %v", err)
 	}
-	st, err := projections.StatusQuery{DB: rdb.Reader, Log: store}.Handle(ctx, []projections.Projection{bumped{}})
+	st, err := projections.StatusQuery{DB: rdb.Reader, EventLog: store}.Handle(ctx, []projections.Projection{bumped{}})
 	if err != nil || !st[0].NeedsRebuild || st[0].StoredVersion != 1 || st[0].Version != 99 {
 		t.Fatalf("status: %+v %v", st, err)
 	}

@@ -44,7 +44,7 @@ func (r RebuildResult) EventsPerSecond() float64 {
 // answering from the live tables meanwhile, and its runner picks up from the
 // swapped-in checkpoint. A rebuild that fails or is interrupted leaves the
 // live tables untouched; the next rebuild starts over.
-func Rebuild(ctx context.Context, db *bun.DB, log EventLog, p Projection, opts RebuildOptions) (RebuildResult, error) {
+func Rebuild(ctx context.Context, db *bun.DB, eventLog EventLog, p Projection, opts RebuildOptions) (RebuildResult, error) {
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = 5000
 	}
@@ -62,7 +62,7 @@ func Rebuild(ctx context.Context, db *bun.DB, log EventLog, p Projection, opts R
 	if err := saveCheckpoint(ctx, db, shadow, p.Version(), eventstore.Start); err != nil {
 		return res, err
 	}
-	head, err := log.Head(ctx)
+	head, err := eventLog.Head(ctx)
 	if err != nil {
 		return res, err
 	}
@@ -92,7 +92,7 @@ func Rebuild(ctx context.Context, db *bun.DB, log EventLog, p Projection, opts R
 		}
 		return nil
 	})
-	err = follow.New(log, catchUp, follow.Options{Name: p.Name() + " rebuild", Filter: filter, BatchSize: opts.BatchSize, StopOnError: true}).Run(ctx)
+	err = follow.New(eventLog, catchUp, follow.Options{Name: p.Name() + " rebuild", Filter: filter, BatchSize: opts.BatchSize, StopOnError: true}).Run(ctx)
 	if err == nil {
 		err = ctx.Err()
 	}
@@ -119,11 +119,11 @@ func Rebuild(ctx context.Context, db *bun.DB, log EventLog, p Projection, opts R
 		}
 		// Whatever was committed since: the live runner will carry on
 		// after the head read here.
-		final, err := log.Head(ctx)
+		final, err := eventLog.Head(ctx)
 		if err != nil {
 			return err
 		}
-		n, err := applyRemaining(ctx, tx, log, p, filter, through, final, opts.BatchSize)
+		n, err := applyRemaining(ctx, tx, eventLog, p, filter, through, final, opts.BatchSize)
 		if err != nil {
 			return err
 		}
@@ -152,10 +152,10 @@ func Rebuild(ctx context.Context, db *bun.DB, log EventLog, p Projection, opts R
 
 // applyRemaining applies the events after through up to final inside the
 // swap transaction.
-func applyRemaining(ctx context.Context, tx bun.Tx, log EventLog, p Projection, filter eventstore.Filter, through, final eventstore.Position, batch int) (int, error) {
+func applyRemaining(ctx context.Context, tx bun.Tx, eventLog EventLog, p Projection, filter eventstore.Filter, through, final eventstore.Position, batch int) (int, error) {
 	applied := 0
 	for through.Less(final) {
-		evs, err := log.ReadAll(ctx, eventstore.ReadAllOptions{From: through, Filter: filter, Limit: batch})
+		evs, err := eventLog.ReadAll(ctx, eventstore.ReadAllOptions{From: through, Filter: filter, Limit: batch})
 		if err != nil {
 			return applied, err
 		}

@@ -42,8 +42,9 @@ type Runner struct {
 	lastWrite time.Time
 }
 
-// NewRunner returns a runner of p over the read database db and the log.
-func NewRunner(db *bun.DB, log follow.Log, p Projection, opts RunnerOptions) *Runner {
+// NewRunner returns a runner of p over the read database db and the event
+// log.
+func NewRunner(db *bun.DB, eventLog follow.Log, p Projection, opts RunnerOptions) *Runner {
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = 500
 	}
@@ -51,7 +52,7 @@ func NewRunner(db *bun.DB, log follow.Log, p Projection, opts RunnerOptions) *Ru
 		opts.Logger = slog.Default()
 	}
 	r := &Runner{proj: p, db: db, opts: opts}
-	r.follower = follow.New(log, runnerHandler{r}, follow.Options{
+	r.follower = follow.New(eventLog, runnerHandler{r}, follow.Options{
 		Name:      p.Name() + " read model",
 		Filter:    eventstore.Filter{EventTypes: p.EventTypes()},
 		BatchSize: opts.BatchSize,

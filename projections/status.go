@@ -29,13 +29,13 @@ type Status struct {
 
 // StatusQuery reports every projection's checkpoint against the log's head.
 type StatusQuery struct {
-	DB  bun.IDB
-	Log EventLog
+	DB       bun.IDB
+	EventLog EventLog
 }
 
 // Handle returns the status of each projection in ps.
 func (q StatusQuery) Handle(ctx context.Context, ps []Projection) ([]Status, error) {
-	head, err := q.Log.Head(ctx)
+	head, err := q.EventLog.Head(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -47,7 +47,7 @@ func runProjectionsStatus(ctx context.Context, out io.Writer, storage app.Storag
 	}
 	defer store.Close()
 	defer rdb.Close()
-	statuses, err := projections.StatusQuery{DB: rdb.Reader, Log: store}.Handle(ctx, projections.All())
+	statuses, err := projections.StatusQuery{DB: rdb.Reader, EventLog: store}.Handle(ctx, projections.All())
 	if err != nil {
 		return err
 	}

@@ -170,7 +170,7 @@ const controlDepth = 256
 // Follower follows the log for one Handler. Create it with New and call Run
 // once; Position, CaughtUp, WaitFor and Do may be called from any goroutine.
 type Follower struct {
-	log     Log
+	source  Log
 	handler Handler
 	opts    Options
 	control chan func(context.Context) error
@@ -182,11 +182,11 @@ type Follower struct {
 	running  bool
 }
 
-// New returns a Follower of log for h.
-func New(log Log, h Handler, opts Options) *Follower {
+// New returns a Follower of the event log source for h.
+func New(source Log, h Handler, opts Options) *Follower {
 	opts.setDefaults()
 	return &Follower{
-		log: log, handler: h, opts: opts, position: opts.From,
+		source: source, handler: h, opts: opts, position: opts.From,
 		control: make(chan func(context.Context) error, controlDepth), changed: make(chan struct{}),
 	}
 }
@@ -282,7 +282,7 @@ func (f *Follower) follow(ctx context.Context) (progressed bool, err error) {
 		}
 		f.advance(from, false)
 	}
-	sub, err := f.log.Subscribe(ctx, eventstore.SubscribeOptions{After: from, Filter: f.opts.Filter, BatchSize: f.opts.BatchSize})
+	sub, err := f.source.Subscribe(ctx, eventstore.SubscribeOptions{After: from, Filter: f.opts.Filter, BatchSize: f.opts.BatchSize})
 	if err != nil {
 		return false, err
 	}

@@ -97,7 +97,7 @@ func (l *flakyLog) Subscribe(ctx context.Context, opts eventstore.SubscribeOptio
 	if err != nil {
 		return nil, err
 	}
-	return &flakySub{Subscription: sub, log: l}, nil
+	return &flakySub{Subscription: sub, source: l}, nil
 }
 
 func (l *flakyLog) subscriptions() []eventstore.Position {
@@ -108,15 +108,15 @@ func (l *flakyLog) subscriptions() []eventstore.Position {
 
 type flakySub struct {
 	eventstore.Subscription
-	log *flakyLog
+	source *flakyLog
 	n   int
 }
 
 func (s *flakySub) Next(ctx context.Context) (eventstore.Batch, error) {
-	if s.log.after > 0 && s.n == s.log.after {
-		s.log.mu.Lock()
-		s.log.failed++
-		s.log.mu.Unlock()
+	if s.source.after > 0 && s.n == s.source.after {
+		s.source.mu.Lock()
+		s.source.failed++
+		s.source.mu.Unlock()
 		return eventstore.Batch{}, domain.Errorf(domain.EUNAVAILABLE, "subscription dropped")
 	}
 	s.n++
@@ -207,9 +207,9 @@ func TestResumesAfterADroppedSubscriptionFromTheLastHandledBatch(t *testing.T) {
 	t.Parallel()
 	s := openStore(t)
 	last := appendAlerts(t, s, 40)
-	log := &flakyLog{Log: s, after: 2}
+	source := &flakyLog{Log: s, after: 2}
 	rec := &recorder{}
-	f := follow.New(log, rec, follow.Options{BatchSize: 5, MinPause: time.Millisecond, MaxPause: 2 * time.Millisecond, Logger: quiet()})
+	f := follow.New(source, rec, follow.Options{BatchSize: 5, MinPause: time.Millisecond, MaxPause: 2 * time.Millisecond, Logger: quiet()})
 	run(t, f)
 	if err := f.WaitFor(waitCtx(t), last); err != nil {
 		t.Fatal(err)
@@ -225,7 +225,7 @@ func TestResumesAfterADroppedSubscriptionFromTheLastHandledBatch(t *testing.T) {
 		}
 		seen[p] = true
 	}
-	starts := log.subscriptions()
+	starts := source.subscriptions()
 	if len(starts) < 4 {
 		t.Fatalf("subscribed %d times, want a resubscription after each drop", len(starts))
 	}
@@ -256,11 +256,11 @@ func TestPauseDoublesUpToItsCapAndRestartsAfterProgress(t *testing.T) {
 	s := openStore(t)
 	appendAlerts(t, s, 3)
 	// Every subscription fails before delivering anything.
-	log := &flakyLog{Log: &failingSubscribe{}}
+	source := &flakyLog{Log: &failingSubscribe{}}
 	pauses := &pauseLog{}
-	f := follow.New(log, &recorder{}, follow.Options{MinPause: time.Millisecond, MaxPause: 8 * time.Millisecond, Logger: slog.New(pauses)})
+	f := follow.New(source, &recorder{}, follow.Options{MinPause: time.Millisecond, MaxPause: 8 * time.Millisecond, Logger: slog.New(pauses)})
 	stop := run(t, f)
-	for len(log.subscriptions()) < 7 {
+	for len(source.subscriptions()) < 7 {
 		time.Sleep(5 * time.Millisecond)
 	}
 	if err := stop(); err != nil {
@@ -389,7 +389,7 @@ func TestRestartResubscribesAtOnce(t *testing.T) {
 	s := openStore(t)
 	last := appendAlerts(t, s, 6)
 	restarted := false
-	log := &flakyLog{Log: s}
+	source := &flakyLog{Log: s}
 	pauses := &pauseLog{}
 	h := follow.HandlerFunc(func(_ context.Context, b follow.Batch) error {
 		if !restarted && len(b.Events) > 0 {
@@ -398,12 +398,12 @@ func TestRestartResubscribesAtOnce(t *testing.T) {
 		}
 		return nil
 	})
-	f := follow.New(log, h, follow.Options{MinPause: time.Hour, Logger: slog.New(pauses)})
+	f := follow.New(source, h, follow.Options{MinPause: time.Hour, Logger: slog.New(pauses)})
 	run(t, f)
 	if err := f.WaitFor(waitCtx(t), last); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(log.subscriptions()); n != 2 {
+	if n := len(source.subscriptions()); n != 2 {
 		t.Fatalf("subscribed %d times, want 2", n)
 	}
 	if p := pauses.got(); len(p) != 0 {

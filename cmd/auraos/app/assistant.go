@@ -32,7 +32,7 @@ type AIConfig struct {
 // nothing and returns a no-op. The reactor's first checkpoint (the log's
 // head on a first run) is written before it returns, so every message
 // stored afterwards is seen.
-func startAssistant(ctx context.Context, cfg AIConfig, deps commands.Deps, log commands.EventLog, readDB *bun.DB, typing commands.TypingNotifier, nodeID string, logger *slog.Logger, onCall func(outcome string)) (stop func(), err error) {
+func startAssistant(ctx context.Context, cfg AIConfig, deps commands.Deps, eventLog commands.ReactorLog, readDB *bun.DB, typing commands.TypingNotifier, nodeID string, logger *slog.Logger, onCall func(outcome string)) (stop func(), err error) {
 	if strings.TrimSpace(cfg.URL) == "" {
 		return func() {}, nil
 	}
@@ -43,7 +43,7 @@ func startAssistant(ctx context.Context, cfg AIConfig, deps commands.Deps, log c
 	}
 	a := &commands.Assistant{
 		Deps:        deps,
-		Log:         log,
+		EventLog:    eventLog,
 		Completer:   client,
 		Checkpoints: projections.ReactorCheckpoints{DB: readDB},
 		Typing:      typing,
