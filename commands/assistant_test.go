@@ -22,6 +22,7 @@ import (
 	"github.com/auraos/realtime/domain"
 	"github.com/auraos/realtime/eventstore"
 	"github.com/auraos/realtime/eventstore/sqlstore"
+	"github.com/auraos/realtime/eventstore/sqlstore/sqlstoretest"
 )
 
 const aiKey = "sk-assistant-test-key-4242"
@@ -196,11 +197,7 @@ type aiRig struct {
 
 func newAIRig(t *testing.T) *aiRig {
 	t.Helper()
-	s, err := sqlstore.OpenSQLite(context.Background(), t.TempDir(), sqlstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s := sqlstoretest.OpenSQLite(t, sqlstore.Options{})
 	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 	return &aiRig{t: t, store: s, deps: commands.Deps{Store: s, Now: func() time.Time { return now }, NewID: eventstore.NewID},
 		cps: &memCheckpoints{}, typing: &typingLog{}, logs: &syncbuf.Buffer{}}

@@ -12,15 +12,12 @@ import (
 	"github.com/auraos/realtime/domain"
 	"github.com/auraos/realtime/eventstore"
 	"github.com/auraos/realtime/eventstore/sqlstore"
+	"github.com/auraos/realtime/eventstore/sqlstore/sqlstoretest"
 )
 
 func setup(t *testing.T) (*sqlstore.Store, commands.Deps) {
 	t.Helper()
-	s, err := sqlstore.OpenSQLite(context.Background(), t.TempDir(), sqlstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s := sqlstoretest.OpenSQLite(t, sqlstore.Options{})
 	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 	return s, commands.Deps{Store: s, Now: func() time.Time { return now }, NewID: eventstore.NewID}
 }

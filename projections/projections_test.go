@@ -18,17 +18,14 @@ import (
 	"github.com/auraos/realtime/domain"
 	"github.com/auraos/realtime/eventstore"
 	"github.com/auraos/realtime/eventstore/sqlstore"
+	"github.com/auraos/realtime/eventstore/sqlstore/sqlstoretest"
 	"github.com/auraos/realtime/projections"
 	"github.com/auraos/realtime/schema/schematest"
 )
 
 func openStore(t *testing.T) *sqlstore.Store {
 	t.Helper()
-	s, err := sqlstore.OpenSQLite(context.Background(), t.TempDir(), sqlstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s := sqlstoretest.OpenSQLite(t, sqlstore.Options{})
 	return s
 }
 

@@ -16,15 +16,12 @@ import (
 	"github.com/auraos/realtime/eventstore"
 	"github.com/auraos/realtime/eventstore/follow"
 	"github.com/auraos/realtime/eventstore/sqlstore"
+	"github.com/auraos/realtime/eventstore/sqlstore/sqlstoretest"
 )
 
 func openStore(t *testing.T) *sqlstore.Store {
 	t.Helper()
-	s, err := sqlstore.OpenSQLite(context.Background(), t.TempDir(), sqlstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s := sqlstoretest.OpenSQLite(t, sqlstore.Options{})
 	return s
 }
 
@@ -109,7 +106,7 @@ func (l *flakyLog) subscriptions() []eventstore.Position {
 type flakySub struct {
 	eventstore.Subscription
 	source *flakyLog
-	n   int
+	n      int
 }
 
 func (s *flakySub) Next(ctx context.Context) (eventstore.Batch, error) {
