@@ -29,9 +29,16 @@ test: $(E2E_JS)/node_modules/.package-lock.json
 $(E2E_JS)/node_modules/.package-lock.json: $(E2E_JS)/package-lock.json
 	npm ci --prefix $(E2E_JS) --no-audit --no-fund
 
+# staticcheck runs at a pinned version through `go run pkg@version`, which
+# fetches it through the module proxy on a fresh machine and, unlike a tool
+# dependency, adds nothing to go.mod.
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	@$(GO) mod tidy -diff || { echo "go.mod or go.sum is not tidy: run go mod tidy"; exit 1; }
+	$(GO) run $(STATICCHECK) ./...
 
 # Every payload decoder's fuzz target, briefly (FUZZTIME each).
 fuzz:

@@ -339,12 +339,6 @@ func (c *client) deliverAck(pkt []byte) bool {
 	return true
 }
 
-// close closes the websocket and waits for the reading goroutine.
-func (c *client) close() {
-	_ = c.ws.Close()
-	<-c.done
-}
-
 // eventName returns the name of a 42[...] packet (nil for other packets).
 // Event names carry no escapes.
 func eventName(pkt []byte) []byte {

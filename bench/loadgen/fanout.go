@@ -45,7 +45,6 @@ type fanoutRun struct {
 	cfg                    fanoutConfig
 	windowStart, windowEnd atomic.Int64 // ns since origin; end 0 = open
 	stopping               atomic.Bool
-	sent                   atomic.Int64
 	members                []*member
 }
 

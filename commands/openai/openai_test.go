@@ -111,7 +111,7 @@ func TestCompleteErrors(t *testing.T) {
 			http.Error(w, `{"error":{"message":"overloaded"}}`, 500)
 		}},
 		{name: "429", code: domain.EUNAVAILABLE, status: 429, handler: func(w http.ResponseWriter, r *http.Request) {
-			http.Error(w, "slow down", 429)
+			http.Error(w, "slow down", http.StatusTooManyRequests)
 		}},
 		{name: "400 echoing the key", code: domain.EINTERNAL, status: 400, handler: func(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, `{"error":{"message":"model not found; your key `+secret+`"}}`, 400)

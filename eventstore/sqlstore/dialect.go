@@ -1,26 +1,29 @@
 package sqlstore
 
 import (
+	"context"
 	"database/sql"
-	"database/sql/driver"
-	"errors"
-	"fmt"
-	"io"
-	"net"
-	"syscall"
+	"strings"
 	"time"
-
-	"github.com/lib/pq"
-	"github.com/lib/pq/pqerror"
-	"modernc.org/sqlite"
-	sqlite3 "modernc.org/sqlite/lib"
-
-	"github.com/auraos/realtime/domain"
-	"github.com/auraos/realtime/eventstore"
 )
 
-// dialect holds what differs between SQLite and PostgreSQL.
+// dialect is everything the store does differently on SQLite and on
+// PostgreSQL, one small type per database (sqliteDialect, pgDialect), so the
+// store itself never has to ask which database it runs on.
 type dialect interface {
+	// reservePositions takes the log's write lock inside tx and reserves
+	// positions for that many new events. The lock is held until tx ends and
+	// is taken before any position is chosen, so commit order is position
+	// order.
+	reservePositions(ctx context.Context, tx *sql.Tx, events int, fail failFunc) (reservation, error)
+	// insert writes one chunk of a batch's rows inside tx; last says it is
+	// the batch's final chunk. Rows the database skipped (ON CONFLICT) make it
+	// return errRowsSkipped, so the batch is decided again with every id
+	// looked up.
+	insert(ctx context.Context, tx *sql.Tx, rows []eventRow, last bool, fail failFunc) error
+	// placeholder writes the driver's placeholder for the nth (from 1) bound
+	// argument of a statement.
+	placeholder(q *strings.Builder, n int)
 	// timeValue encodes a commit time for the created_at column.
 	timeValue(t time.Time) any
 	// readTxOptions are the options of the transaction that reads a
@@ -30,65 +33,40 @@ type dialect interface {
 	classify(what string, err error) error
 }
 
-type sqliteDialect struct{}
+// failFunc turns a driver error of the step named what into the port's
+// errors. The store hands the dialect its classify bound to the
+// transaction's context, so a dialect's errors read the same as the store's.
+type failFunc func(what string, err error) error
 
-func (sqliteDialect) timeValue(t time.Time) any { return t.UnixMicro() }
-
-// A SQLite read transaction sees one snapshot of the WAL from its first read.
-func (sqliteDialect) readTxOptions() *sql.TxOptions { return &sql.TxOptions{ReadOnly: true} }
-
-func (sqliteDialect) classify(what string, err error) error {
-	var se *sqlite.Error
-	if errors.As(err, &se) {
-		switch se.Code() & 0xff {
-		case sqlite3.SQLITE_FULL:
-			return eventstore.Unavailable(what+": the disk or database is full", err)
-		case sqlite3.SQLITE_IOERR:
-			return eventstore.Unavailable(what+": disk I/O error", err)
-		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
-			return eventstore.Unavailable(what+": the database is locked by another process", err)
-		case sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM:
-			return eventstore.Unavailable(what+": the database file cannot be written", err)
-		case sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB:
-			return eventstore.Unavailable(what+": the database file is corrupt", err)
-		case sqlite3.SQLITE_CONSTRAINT:
-			return domain.WrapError(domain.ECONFLICT, what+": constraint violation", err)
-		}
-	}
-	return eventstore.Unavailable(what, err)
+// reservation is where a batch's positions lie: its events take after+1,
+// after+2, …, and the log continues after through even when the batch uses
+// fewer positions than it reserved (positions may have gaps).
+type reservation struct {
+	after   int64
+	through int64
 }
 
-type pgDialect struct{}
-
-func (pgDialect) timeValue(t time.Time) any { return t }
-
-// Commits are serialized in position order, so any snapshot holds a prefix
-// of the log; repeatable read keeps the head and the rows in one snapshot.
-func (pgDialect) readTxOptions() *sql.TxOptions {
-	return &sql.TxOptions{ReadOnly: true, Isolation: sql.LevelRepeatableRead}
-}
-
-func (pgDialect) classify(what string, err error) error {
-	var pe *pq.Error
-	if errors.As(err, &pe) {
-		switch {
-		case pe.Code == pqerror.DiskFull:
-			return eventstore.Unavailable(what+": the database server's disk is full", err)
-		case pe.Code.Class() == pqerror.ClassIntegrityConstraintViolation:
-			return domain.WrapError(domain.ECONFLICT, fmt.Sprintf("%s: constraint violation (%s)", what, pe.Message), err)
-		case pe.Code.Class() == pqerror.ClassConnectionException,
-			pe.Code.Class() == pqerror.ClassInsufficientResources,
-			pe.Code.Class() == pqerror.ClassOperatorIntervention,
-			pe.Code.Class() == pqerror.ClassSystemError:
-			return eventstore.Unavailable(fmt.Sprintf("%s: %s", what, pe.Message), err)
+// insertStatement builds one multi-row INSERT with d's placeholders, so
+// payloads are bound, not quoted.
+func insertStatement(d dialect, rows []eventRow) (string, []any) {
+	var q strings.Builder
+	q.Grow(96 + len(rows)*48)
+	q.WriteString("INSERT INTO events (position, event_id, stream, version, type, data, metadata, created_at) VALUES ")
+	args := make([]any, 0, len(rows)*8)
+	for i, r := range rows {
+		if i > 0 {
+			q.WriteByte(',')
 		}
-		return domain.WrapError(domain.EINTERNAL, what+": database error", err)
+		q.WriteByte('(')
+		for c := 1; c <= 8; c++ {
+			if c > 1 {
+				q.WriteByte(',')
+			}
+			d.placeholder(&q, i*8+c)
+		}
+		q.WriteByte(')')
+		args = append(args, r.Position, r.EventID, r.Stream, r.Version, r.Type, r.Data, r.Metadata, r.CreatedAt)
 	}
-	var ne net.Error
-	var oe *net.OpError
-	if errors.Is(err, driver.ErrBadConn) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.As(err, &ne) || errors.As(err, &oe) {
-		return eventstore.Unavailable(what+": lost the connection to PostgreSQL", err)
-	}
-	return eventstore.Unavailable(what, err)
+	q.WriteString(" ON CONFLICT DO NOTHING")
+	return q.String(), args
 }

@@ -21,11 +21,8 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -99,12 +96,8 @@ type Store struct {
 	submitMu   sync.RWMutex // held for reading while a request is queued
 	stopped    bool         // no more requests are queued (guarded by submitMu)
 
-	cache         versionCache // owned by the writer goroutine
-	reserved      int          // positions the current PostgreSQL batch drew (writer goroutine)
-	tail          tail         // the latest commits of this process
-	instance      string       // names this store in its PostgreSQL notices
-	lockKey       int64        // PostgreSQL advisory lock of the writers of this schema
-	notifyChannel string       // PostgreSQL NOTIFY channel of this schema
+	cache versionCache // owned by the writer goroutine
+	tail  tail         // the latest commits of this process
 }
 
 // The file of the SQLite event store inside the data directory.
@@ -164,23 +157,20 @@ func OpenPostgres(ctx context.Context, dsn string, opts Options) (*Store, error)
 		db.Close()
 		return nil, eventstore.Unavailable("read current schema", err)
 	}
-	s := newStore(opts, pgDialect{}, db, db)
-	h := fnv.New64a()
-	h.Write([]byte("auraos-events-" + current))
-	s.lockKey = int64(h.Sum64())
-	s.notifyChannel = fmt.Sprintf("auraos_events_%x", h.Sum64())
+	d := newPGDialect(current)
+	s := newStore(opts, d, db, db)
 	listener := pq.NewListener(dsn, 100*time.Millisecond, 5*time.Second, func(ev pq.ListenerEventType, err error) {
 		if err != nil {
 			s.opts.Logger.Warn("event store notification listener", "event", ev, "err", err)
 		}
 	})
-	if err := listener.Listen(s.notifyChannel); err != nil {
+	if err := listener.Listen(d.notifyChannel); err != nil {
 		listener.Close()
 		db.Close()
 		return nil, eventstore.Unavailable("listen for commits", err)
 	}
 	s.background.Add(1)
-	go s.forwardNotifications(listener)
+	go s.forwardNotifications(listener, d)
 	return s, nil
 }
 
@@ -197,7 +187,6 @@ func newStore(opts Options, d dialect, writeDB, readDB *bun.DB) *Store {
 	}
 	s.notifier.init()
 	s.cache.reset(-1)
-	s.instance = eventstore.NewID()
 	go s.writeLoop()
 	return s
 }
@@ -245,7 +234,7 @@ func (s *Store) Head(ctx context.Context) (eventstore.Position, error) {
 
 // forwardNotifications wakes subscribers when any process commits to this
 // schema, and after the listener reconnects (a commit may have been missed).
-func (s *Store) forwardNotifications(l *pq.Listener) {
+func (s *Store) forwardNotifications(l *pq.Listener, d pgDialect) {
 	defer s.background.Done()
 	defer l.Close()
 	for {
@@ -256,7 +245,7 @@ func (s *Store) forwardNotifications(l *pq.Listener) {
 			if !ok {
 				return
 			}
-			if n != nil && strings.HasPrefix(n.Extra, s.instance+":") {
+			if n != nil && d.ownNotice(n.Extra) {
 				continue // this store's own commit: its subscribers were woken already
 			}
 			s.notifier.broadcast()

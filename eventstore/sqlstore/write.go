@@ -2,12 +2,9 @@ package sqlstore
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"runtime"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -241,11 +238,17 @@ func (s *Store) commitTx(batch []*appendRequest, lookUpIDs bool) ([]appendOutcom
 			_ = tx.Rollback()
 		}
 	}()
-	head, err := s.reservePositions(ctx, tx, batch)
+	fail := func(what string, err error) error { return s.classify(ctx, what, err) }
+	events := 0
+	for _, r := range batch {
+		events += len(r.events)
+	}
+	reserved, err := s.dialect.reservePositions(ctx, tx.Tx, events, fail)
 	if err != nil {
 		return nil, err
 	}
-	headBefore := head
+	headBefore := reserved.after
+	head := headBefore // the position of the last row so far
 	if head != s.cache.head || lookUpIDs {
 		// Another process appended, or we must not trust the cache.
 		s.cache.reset(head)
@@ -296,7 +299,7 @@ func (s *Store) commitTx(batch []*appendRequest, lookUpIDs bool) ([]appendOutcom
 	}
 	for start := 0; start < len(rows); start += insertChunk {
 		chunk := rows[start:min(start+insertChunk, len(rows))]
-		if err := s.insert(ctx, tx, chunk, start+len(chunk) == len(rows)); err != nil {
+		if err := s.dialect.insert(ctx, tx.Tx, chunk, start+len(chunk) == len(rows), fail); err != nil {
 			return nil, err
 		}
 	}
@@ -305,116 +308,15 @@ func (s *Store) commitTx(batch []*appendRequest, lookUpIDs bool) ([]appendOutcom
 		return nil, s.classify(ctx, "commit", err)
 	}
 	committed = true
-	// On PostgreSQL the batch reserved positions it may not all have used:
-	// the log continues after the last reserved one.
-	through := max(head, headBefore+int64(s.reserved))
+	// The batch may not have used every position it reserved: the log
+	// continues after the last reserved one.
+	through := max(head, reserved.through)
 	s.cache.update(through, versions)
 	s.tail.add(headBefore, through, rows, now)
 	if s.opts.OnCommit != nil {
 		s.opts.OnCommit(len(batch), len(rows), time.Since(started))
 	}
 	return outcomes, nil
-}
-
-// reservePositions takes the log's write lock and returns the position the
-// batch's events follow. SQLite's write lock is the transaction's; its head
-// is read under it. PostgreSQL takes the advisory lock and draws as many
-// positions from the sequence as the batch has events, in one round trip:
-// the lock is taken before the first draw, so positions follow commit order.
-// A batch that uses fewer leaves a gap, which positions may have.
-func (s *Store) reservePositions(ctx context.Context, tx bun.Tx, batch []*appendRequest) (int64, error) {
-	s.reserved = 0
-	if s.lockKey == 0 {
-		var head int64
-		if err := tx.Tx.QueryRowContext(ctx, "SELECT COALESCE(MAX(position), 0) FROM events").Scan(&head); err != nil {
-			return 0, s.classify(ctx, "read head", err)
-		}
-		return head, nil
-	}
-	n := 0
-	for _, r := range batch {
-		n += len(r.events)
-	}
-	// nextval's argument is computed from the lock's result, so each draw
-	// happens after the lock is held (the first call takes it; the others
-	// find it held).
-	var first int64
-	err := tx.Tx.QueryRowContext(ctx,
-		"SELECT min(nextval(('events_position_seq' || left(pg_advisory_xact_lock($1)::text, 0))::regclass)) FROM generate_series(1, $2::int)",
-		s.lockKey, n).Scan(&first)
-	if err != nil {
-		return 0, s.classify(ctx, "lock the log", err)
-	}
-	s.reserved = n
-	return first - 1, nil
-}
-
-// insert writes rows; on PostgreSQL the last chunk's statement also sends
-// the notice that wakes other processes' subscribers when the transaction
-// commits. Skipped rows (ON CONFLICT) are errRowsSkipped.
-func (s *Store) insert(ctx context.Context, tx bun.Tx, rows []eventRow, last bool) error {
-	query, args := s.insertStatement(rows)
-	if s.notifyChannel == "" {
-		res, err := tx.Tx.ExecContext(ctx, query, args...)
-		if err != nil {
-			return s.classify(ctx, "insert events", err)
-		}
-		if n, err := res.RowsAffected(); err != nil || n != int64(len(rows)) {
-			return errRowsSkipped
-		}
-		return nil
-	}
-	var inserted int64
-	notice := ""
-	if last {
-		// The payload names this store, whose own subscribers are woken
-		// directly and skip the notice.
-		notice = s.instance + ":" + strconv.FormatInt(rows[len(rows)-1].Position, 10)
-	}
-	args = append(args, s.notifyChannel, notice, last)
-	n := len(args)
-	query = "WITH ins AS (" + query + " RETURNING 1) SELECT (SELECT count(*) FROM ins), CASE WHEN $" +
-		strconv.Itoa(n) + "::boolean THEN pg_notify($" + strconv.Itoa(n-2) + ", $" + strconv.Itoa(n-1) + ")::text END"
-	var ignored sql.NullString
-	if err := tx.Tx.QueryRowContext(ctx, query, args...).Scan(&inserted, &ignored); err != nil {
-		return s.classify(ctx, "insert events", err)
-	}
-	if inserted != int64(len(rows)) {
-		return errRowsSkipped
-	}
-	return nil
-}
-
-// insertStatement builds one multi-row INSERT with driver placeholders, so
-// payloads are bound, not quoted. SQLite gets anonymous ? placeholders: it
-// resolves $n as names, by a linear search per parameter.
-func (s *Store) insertStatement(rows []eventRow) (string, []any) {
-	numbered := s.lockKey != 0 // PostgreSQL
-	var q strings.Builder
-	q.Grow(96 + len(rows)*48)
-	q.WriteString("INSERT INTO events (position, event_id, stream, version, type, data, metadata, created_at) VALUES ")
-	args := make([]any, 0, len(rows)*8)
-	for i, r := range rows {
-		if i > 0 {
-			q.WriteByte(',')
-		}
-		q.WriteByte('(')
-		for c := 1; c <= 8; c++ {
-			if c > 1 {
-				q.WriteByte(',')
-			}
-			if numbered {
-				q.WriteByte('$')
-				q.WriteString(strconv.Itoa(i*8 + c))
-			} else {
-				q.WriteByte('?')
-			}
-		}
-		q.WriteByte(')')
-		args = append(args, r.Position, r.EventID, r.Stream, r.Version, r.Type, r.Data, r.Metadata, r.CreatedAt)
-	}
-	q.WriteString(" ON CONFLICT DO NOTHING")
-	return q.String(), args
 }
 
 // repeatOf decides whether r repeats an append already stored: when every

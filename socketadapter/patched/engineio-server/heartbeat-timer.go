@@ -1,4 +1,4 @@
-// PATCH(auraos): this file is not upstream; see ../socketio-server/PATCHED.md.
+// PATCH(auraos): this file is not upstream; see PATCHED.md.
 
 package engine
 

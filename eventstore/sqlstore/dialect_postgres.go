@@ -1,0 +1,146 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/lib/pq"
+	"github.com/lib/pq/pqerror"
+
+	"github.com/auraos/realtime/domain"
+	"github.com/auraos/realtime/eventstore"
+)
+
+// pgDialect is PostgreSQL, where several processes may share one schema's
+// log. It carries what ties those processes together: the advisory lock that
+// serializes their writers, the channel their commits are announced on, and
+// this store's own name in those announcements.
+type pgDialect struct {
+	// lockKey is the transaction-level advisory lock every writer of the
+	// schema takes before it draws positions.
+	lockKey int64
+	// notifyChannel is the schema's NOTIFY channel, on which each commit
+	// wakes the other processes' subscribers.
+	notifyChannel string
+	// instance names this store in its notices, so it can skip its own.
+	instance string
+}
+
+// newPGDialect derives the lock and the channel from the schema's name, so
+// every process using that schema (and only those) agrees on them.
+func newPGDialect(schemaName string) pgDialect {
+	h := fnv.New64a()
+	h.Write([]byte("auraos-events-" + schemaName))
+	return pgDialect{
+		lockKey:       int64(h.Sum64()),
+		notifyChannel: fmt.Sprintf("auraos_events_%x", h.Sum64()),
+		instance:      eventstore.NewID(),
+	}
+}
+
+// The advisory lock is taken and as many positions as the batch has events
+// are drawn from the sequence in one round trip: nextval's argument is
+// computed from the lock's result, so each draw happens after the lock is
+// held (the first call takes it; the others find it held), and positions
+// follow commit order. A batch that uses fewer leaves a gap.
+func (d pgDialect) reservePositions(ctx context.Context, tx *sql.Tx, events int, fail failFunc) (reservation, error) {
+	var first int64
+	err := tx.QueryRowContext(ctx,
+		"SELECT min(nextval(('events_position_seq' || left(pg_advisory_xact_lock($1)::text, 0))::regclass)) FROM generate_series(1, $2::int)",
+		d.lockKey, events).Scan(&first)
+	if err != nil {
+		return reservation{}, fail("lock the log", err)
+	}
+	return reservation{after: first - 1, through: first - 1 + int64(events)}, nil
+}
+
+// The last chunk's statement also sends the notice that wakes other
+// processes' subscribers when the transaction commits; PostgreSQL delivers
+// it only then, and never for a rolled-back transaction. The rows are
+// counted through RETURNING, since the statement is a query.
+func (d pgDialect) insert(ctx context.Context, tx *sql.Tx, rows []eventRow, last bool, fail failFunc) error {
+	query, args := insertStatement(d, rows)
+	var inserted int64
+	notice := ""
+	if last {
+		notice = d.notice(rows[len(rows)-1].Position)
+	}
+	args = append(args, d.notifyChannel, notice, last)
+	n := len(args)
+	query = "WITH ins AS (" + query + " RETURNING 1) SELECT (SELECT count(*) FROM ins), CASE WHEN $" +
+		strconv.Itoa(n) + "::boolean THEN pg_notify($" + strconv.Itoa(n-2) + ", $" + strconv.Itoa(n-1) + ")::text END"
+	var ignored sql.NullString
+	if err := tx.QueryRowContext(ctx, query, args...).Scan(&inserted, &ignored); err != nil {
+		return fail("insert events", err)
+	}
+	if inserted != int64(len(rows)) {
+		return errRowsSkipped
+	}
+	return nil
+}
+
+// notice is the payload announcing a commit through position: it names this
+// store, whose own subscribers are woken directly and skip the notice.
+func (d pgDialect) notice(position int64) string {
+	return d.instance + ":" + strconv.FormatInt(position, 10)
+}
+
+// ownNotice reports whether a notice's payload announces this store's own
+// commit.
+func (d pgDialect) ownNotice(payload string) bool {
+	return strings.HasPrefix(payload, d.instance+":")
+}
+
+// PostgreSQL binds numbered placeholders; the CTE around the insert numbers
+// its own arguments after them.
+func (pgDialect) placeholder(q *strings.Builder, n int) {
+	q.WriteByte('$')
+	q.WriteString(strconv.Itoa(n))
+}
+
+// created_at is a timestamptz, which the driver encodes from a time.Time.
+func (pgDialect) timeValue(t time.Time) any { return t }
+
+// Commits are serialized in position order, so any snapshot holds a prefix
+// of the log; repeatable read keeps the head and the rows in one snapshot.
+func (pgDialect) readTxOptions() *sql.TxOptions {
+	return &sql.TxOptions{ReadOnly: true, Isolation: sql.LevelRepeatableRead}
+}
+
+// A server that is out of disk, connections or reach is the store being
+// unavailable; a constraint violation is a conflict; any other server error
+// is a bug to report as internal, not a reason to retry.
+func (pgDialect) classify(what string, err error) error {
+	var pe *pq.Error
+	if errors.As(err, &pe) {
+		switch {
+		case pe.Code == pqerror.DiskFull:
+			return eventstore.Unavailable(what+": the database server's disk is full", err)
+		case pe.Code.Class() == pqerror.ClassIntegrityConstraintViolation:
+			return domain.WrapError(domain.ECONFLICT, fmt.Sprintf("%s: constraint violation (%s)", what, pe.Message), err)
+		case pe.Code.Class() == pqerror.ClassConnectionException,
+			pe.Code.Class() == pqerror.ClassInsufficientResources,
+			pe.Code.Class() == pqerror.ClassOperatorIntervention,
+			pe.Code.Class() == pqerror.ClassSystemError:
+			return eventstore.Unavailable(fmt.Sprintf("%s: %s", what, pe.Message), err)
+		}
+		return domain.WrapError(domain.EINTERNAL, what+": database error", err)
+	}
+	var ne net.Error
+	var oe *net.OpError
+	if errors.Is(err, driver.ErrBadConn) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.As(err, &ne) || errors.As(err, &oe) {
+		return eventstore.Unavailable(what+": lost the connection to PostgreSQL", err)
+	}
+	return eventstore.Unavailable(what, err)
+}
