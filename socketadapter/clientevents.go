@@ -7,6 +7,7 @@ import (
 	"runtime/debug"
 	"time"
 
+	engine "github.com/zishang520/socket.io/servers/engine/v3"
 	"github.com/zishang520/socket.io/servers/socket/v3"
 	"golang.org/x/time/rate"
 
@@ -77,6 +78,7 @@ func (srv *Server) onConnection(s *socket.Socket) {
 		actor = previous.currentActor()
 	}
 	sess := newSession(sid, actor, ci.Profile, srv.cfg.Limits)
+	sess.list.diff = wantsPresenceDiff(s.Handshake().Auth)
 	ci.session = sess
 	s.SetData(ci)
 	srv.sessions.Store(sid, sess)
@@ -87,6 +89,11 @@ func (srv *Server) onConnection(s *socket.Socket) {
 	s.OnAny(c.onEvent)
 	s.On("disconnect", func(args ...any) {
 		reason, _ := firstString(args)
+		if reason == engine.SlowConsumerReason {
+			srv.cfg.Logger.Warn("disconnected a slow consumer: its outbound queue passed --client-queue-max",
+				"socket", sid, "user", sess.currentActor().UserID, "limit_bytes", srv.cfg.ClientQueueMax)
+			srv.cfg.Observer.SlowDisconnect()
+		}
 		srv.endSession(sess, reason)
 	})
 
@@ -107,6 +114,13 @@ func (srv *Server) onConnection(s *socket.Socket) {
 
 // firstString returns the first of an event's arguments if it is a
 // string, as a disconnect's reason is.
+// wantsPresenceDiff reports whether a handshake's auth asks for
+// online_users_diff instead of full lists (auth: { presence: 'diff' }).
+func wantsPresenceDiff(auth map[string]any) bool {
+	mode, _ := auth["presence"].(string)
+	return mode == "diff"
+}
+
 func firstString(args []any) (string, bool) {
 	if len(args) == 0 {
 		return "", false

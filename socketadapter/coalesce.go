@@ -58,8 +58,10 @@ func (hijackedResponse) Write([]byte) (int, error) { return 0, http.ErrHijacked 
 func (hijackedResponse) WriteHeader(int)           {}
 
 // maxPendingWrites bounds what a connection queues before writes wait for
-// the client to take it (a slow reader must not grow the server's memory).
-const maxPendingWrites = 1 << 20
+// the client to take it. While they wait, the socket's packets queue in
+// Engine.IO, whose queue Config.ClientQueueMax bounds: keeping this one
+// small makes that bound the one that counts.
+const maxPendingWrites = 64 << 10
 
 // coalesceYieldBelow is the queue size under which the flusher yields once
 // before writing, to gather more packets.

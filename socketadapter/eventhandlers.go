@@ -29,6 +29,7 @@ func (c *conn) joinUserRoom(ctx context.Context, payload any) (reply, error) {
 			return reply{}, err
 		}
 		c.srv.emitTo(sess.id, "online_users", users)
+		sess.list.sentUnknownList()
 		return reply{}, nil
 	}
 	res, err := c.srv.handlers.JoinUserRoom.Handle(ctx, commands.JoinUserRoom{

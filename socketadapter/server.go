@@ -137,12 +137,24 @@ type Config struct {
 	// MaxFrame is the largest frame a client may send (default 1 MiB);
 	// a bigger one closes that socket.
 	MaxFrame int64
+	// ClientQueueMax bounds, in bytes, what the server queues for one
+	// socket and has not yet written to it (default 1 MiB, as Centrifugo's
+	// client.queue_max_size); a socket whose queue would pass it is
+	// disconnected as a slow consumer, so it cannot make the server hold
+	// more, and other sockets are never slowed by it. It can reconnect and
+	// recover what it missed.
+	ClientQueueMax int64
 	// CommandTimeout bounds each client event's work, so a client gets
 	// UNAVAILABLE instead of waiting on an unreachable store (default 10s).
 	CommandTimeout time.Duration
 	// PresenceWindow is how long online_users changes are coalesced before
-	// the list goes out (default 50ms; PROTOCOL.md allows up to 100ms).
+	// the list goes out on a quiet server (default 50ms; PROTOCOL.md allows
+	// up to 100ms).
 	PresenceWindow time.Duration
+	// PresenceBandwidth is the rate in bytes per second that online_users
+	// rounds aim to stay under: the window grows with the bytes a round
+	// sends (default 128 MiB/s).
+	PresenceBandwidth int64
 	// RecoveryWindow is how long a disconnected client may recover its
 	// session with the packets it missed (default 2 minutes).
 	RecoveryWindow time.Duration
@@ -175,11 +187,17 @@ func (c *Config) setDefaults() {
 	if c.MaxFrame <= 0 {
 		c.MaxFrame = 1 << 20
 	}
+	if c.ClientQueueMax <= 0 {
+		c.ClientQueueMax = DefaultClientQueueMax
+	}
 	if c.CommandTimeout <= 0 {
 		c.CommandTimeout = 10 * time.Second
 	}
 	if c.PresenceWindow <= 0 {
 		c.PresenceWindow = 50 * time.Millisecond
+	}
+	if c.PresenceBandwidth <= 0 {
+		c.PresenceBandwidth = 128 << 20
 	}
 	if c.RecoveryWindow <= 0 {
 		c.RecoveryWindow = 2 * time.Minute
@@ -246,6 +264,7 @@ func New(cfg Config, h Handlers, q Queries, m ReadModels, feed Feed) *Server {
 	opts.SetPingInterval(cfg.PingInterval)
 	opts.SetPingTimeout(cfg.PingTimeout)
 	opts.SetMaxHttpBufferSize(cfg.MaxFrame)
+	opts.SetMaxBufferedBytes(cfg.ClientQueueMax)
 	opts.SetCors(srv.cors())
 	if !allowsAnyOrigin(cfg.CORSOrigins) {
 		// The CORS allow-list guards websocket upgrades; the handshake check
@@ -396,12 +415,19 @@ type Observer interface {
 	// Pushed reports one server→client event sent to a socket, a room or
 	// everyone.
 	Pushed(event string)
+	// SlowDisconnect reports a socket disconnected because its outbound
+	// queue passed ClientQueueMax.
+	SlowDisconnect()
 }
 
 type nopObserver struct{}
 
 func (nopObserver) ClientEvent(string, string, time.Duration) {}
 func (nopObserver) Pushed(string)                             {}
+func (nopObserver) SlowDisconnect()                           {}
+
+// DefaultClientQueueMax is the default of Config.ClientQueueMax.
+const DefaultClientQueueMax = 1 << 20
 
 // emit sends an event through a broadcast operator and counts it.
 func (srv *Server) emit(op *socket.BroadcastOperator, event string, payload any) {

@@ -21,6 +21,7 @@ type session struct {
 	id      string
 	limits  limiters
 	profile *domain.UserProfile // verified at connect (token claims), or nil
+	list    presenceView        // what the presence broadcaster sent it
 
 	mu           sync.Mutex
 	actor        domain.Actor

@@ -26,6 +26,7 @@ type serveOptions struct {
 	reapInterval    time.Duration
 	corsOrigins     []string
 	maxFrame        int64
+	clientQueueMax  int64
 	auth            string
 	shutdownTimeout time.Duration
 	commandTimeout  time.Duration
@@ -143,6 +144,7 @@ and exits 0.`,
 	f.DurationVar(&o.reapInterval, "reap-interval", 10*time.Second, "with a PostgreSQL event store: how often to look for servers that died and end their sessions (0: never)")
 	f.StringSliceVar(&o.corsOrigins, "cors-origins", []string{"*"}, "allowed origins (comma-separated), * for any")
 	f.Int64Var(&o.maxFrame, "max-frame", 1<<20, "largest frame in bytes a client may send; a bigger one closes that socket")
+	f.Int64Var(&o.clientQueueMax, "client-queue-max", socketadapter.DefaultClientQueueMax, "most bytes queued for one socket and not yet written to it; a socket past it is disconnected as a slow consumer (it can reconnect and recover)")
 	f.StringVar(&o.auth, "auth", "open", "identity: open (a socket is bound to the first user it names) or jwt (a valid token is required at connect)")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a stop may take")
 	f.DurationVar(&o.commandTimeout, "command-timeout", 10*time.Second, "how long a client event may take before the client gets UNAVAILABLE")
@@ -218,6 +220,8 @@ func (o serveOptions) appConfig(ctx context.Context, log *slog.Logger) (app.Conf
 	switch {
 	case o.maxFrame < 1024:
 		return app.Config{}, fmt.Errorf("--max-frame %d: must be at least 1024 bytes", o.maxFrame)
+	case o.clientQueueMax < 64<<10:
+		return app.Config{}, fmt.Errorf("--client-queue-max %d: must be at least 65536 bytes", o.clientQueueMax)
 	case o.reapInterval < 0:
 		return app.Config{}, fmt.Errorf("--reap-interval %s: must not be negative", o.reapInterval)
 	case o.statusInterval < time.Second:
@@ -228,7 +232,7 @@ func (o serveOptions) appConfig(ctx context.Context, log *slog.Logger) (app.Conf
 		Addr:    o.addr,
 		NodeID:  o.nodeID,
 		Socket: socketadapter.Config{
-			StatusInterval: o.statusInterval, CORSOrigins: o.corsOrigins, MaxFrame: o.maxFrame,
+			StatusInterval: o.statusInterval, CORSOrigins: o.corsOrigins, MaxFrame: o.maxFrame, ClientQueueMax: o.clientQueueMax,
 			CommandTimeout: o.commandTimeout, Limits: limits, Auth: auth,
 		},
 		ReapInterval:    o.reapInterval,

@@ -22,6 +22,7 @@ type Client struct {
 
 	mu      sync.Mutex
 	events  map[string][]json.RawMessage // first argument of each event, as JSON
+	ignored map[string]bool              // events not recorded
 	changed chan struct{}
 	down    chan string // disconnect reasons
 }
@@ -124,6 +125,12 @@ func dialOnce(t testing.TB, url, transport string, auth map[string]any) (*Client
 			return
 		}
 		name, _ := a[0].(string)
+		c.mu.Lock()
+		skip := c.ignored[name]
+		c.mu.Unlock()
+		if skip {
+			return
+		}
 		var first json.RawMessage = []byte("null")
 		if len(a) > 1 {
 			first, _ = json.Marshal(a[1])
@@ -154,6 +161,19 @@ func dialOnce(t testing.TB, url, transport string, auth map[string]any) (*Client
 	}
 	t.Cleanup(func() { s.Disconnect() })
 	return c, nil
+}
+
+// Ignore stops recording the named events, for a client that receives
+// many of them and need not remember them (a load test's sender).
+func (c *Client) Ignore(events ...string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ignored == nil {
+		c.ignored = map[string]bool{}
+	}
+	for _, e := range events {
+		c.ignored[e] = true
+	}
 }
 
 // Disconnected returns a channel that receives the reason when the client

@@ -24,6 +24,7 @@ type metrics struct {
 	commitDuration  prometheus.Histogram
 	projectedEvents *prometheus.CounterVec
 	aiCalls         *prometheus.CounterVec
+	slowDisconnects prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -63,9 +64,12 @@ func newMetrics() *metrics {
 		aiCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "auraos_ai_calls_total", Help: "Calls to the AI endpoint, by outcome.",
 		}, []string{"outcome"}),
+		slowDisconnects: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "auraos_slow_disconnects_total", Help: "Sockets disconnected because their outbound queue passed --client-queue-max.",
+		}),
 	}
 	m.registry.MustRegister(m.clientEvents, m.ackDuration, m.rateLimited, m.pushes, m.appended, m.appendDuration,
-		m.commitBatch, m.commitDuration, m.projectedEvents, m.aiCalls,
+		m.commitBatch, m.commitDuration, m.projectedEvents, m.aiCalls, m.slowDisconnects,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -81,6 +85,9 @@ func (m *metrics) ClientEvent(event, outcome string, took time.Duration) {
 
 // Pushed implements socketadapter.Observer.
 func (m *metrics) Pushed(event string) { m.pushes.WithLabelValues(event).Inc() }
+
+// SlowDisconnect implements socketadapter.Observer.
+func (m *metrics) SlowDisconnect() { m.slowDisconnects.Inc() }
 
 // onCommit observes the SQL store's group commits.
 func (m *metrics) onCommit(_, events int, took time.Duration) {

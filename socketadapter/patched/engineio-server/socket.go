@@ -63,6 +63,7 @@ type socket struct {
 	pingIntervalTimer atomic.Pointer[heartbeatTimer]
 
 	flushMu sync.Mutex
+	out     outbound // PATCH(auraos): bounded outbound queue, see outbound.go
 }
 
 func (s *socket) Protocol() int {
@@ -553,6 +554,7 @@ func (s *socket) sendPacket(
 		s.Emit("packetCreate", packet)
 
 		s.writeBuffer.Push(packet)
+		s.queued(packet) // PATCH(auraos)
 
 		// add send callback to object, if defined
 		if callback != nil {
@@ -570,6 +572,7 @@ func (s *socket) flush() {
 
 	if s.ReadyState() != "closed" && s.Transport().Writable() {
 		if wbuf := s.writeBuffer.AllAndClear(); len(wbuf) > 0 {
+			s.handedOver(wbuf) // PATCH(auraos)
 			socketLog.Debug("flushing buffer to transport")
 			s.Emit("flush", wbuf)
 			s.server.Emit("flush", s, wbuf)

@@ -138,5 +138,10 @@ type (
 		Write(io.Reader, *packet.Options, SendCallback) Socket
 		// Closes the socket and underlying transport.
 		Close(bool)
+
+		// PATCH(auraos): the outbound queue's accounting, see outbound.go.
+		BufferedBytes() int64
+		EnqueuedBytes() uint64
+		FlushedBytes() uint64
 	}
 )

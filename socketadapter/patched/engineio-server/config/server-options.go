@@ -69,6 +69,11 @@ type (
 		SetIdleTimeout(time.Duration)
 		GetRawIdleTimeout() types.Optional[time.Duration]
 		IdleTimeout() time.Duration
+
+		// PATCH(auraos): a bound on each socket's outbound queue.
+		SetMaxBufferedBytes(int64)
+		GetRawMaxBufferedBytes() types.Optional[int64]
+		MaxBufferedBytes() int64
 	}
 
 	ServerOptions struct {
@@ -123,6 +128,11 @@ type (
 		// Connection is closed if this timeout passes. Resolution (granularity) for
 		// timeouts are typically 4 seconds, rounded to closest. Disable by using 0.
 		idleTimeout types.Optional[time.Duration]
+
+		// PATCH(auraos): how many bytes of packets a socket may have queued
+		// and not yet handed to its transport before it is closed as a slow
+		// consumer (reason "slow consumer"); 0 for no limit.
+		maxBufferedBytes types.Optional[int64]
 	}
 )
 
@@ -176,6 +186,9 @@ func (s *ServerOptions) Assign(data ServerOptionsInterface) ServerOptionsInterfa
 	}
 	if data.GetRawIdleTimeout() != nil {
 		s.SetIdleTimeout(data.IdleTimeout())
+	}
+	if data.GetRawMaxBufferedBytes() != nil {
+		s.SetMaxBufferedBytes(data.MaxBufferedBytes())
 	}
 
 	return s
@@ -400,4 +413,23 @@ func (s *ServerOptions) IdleTimeout() time.Duration {
 	}
 
 	return s.idleTimeout.Get()
+}
+
+// SetMaxBufferedBytes bounds each socket's outbound queue (PATCH(auraos)).
+func (s *ServerOptions) SetMaxBufferedBytes(n int64) {
+	s.maxBufferedBytes = types.NewSome(n)
+}
+
+// GetRawMaxBufferedBytes returns the bound as set, or nil.
+func (s *ServerOptions) GetRawMaxBufferedBytes() types.Optional[int64] {
+	return s.maxBufferedBytes
+}
+
+// MaxBufferedBytes returns the bound on each socket's outbound queue; 0
+// means none.
+func (s *ServerOptions) MaxBufferedBytes() int64 {
+	if s.maxBufferedBytes == nil {
+		return 0
+	}
+	return s.maxBufferedBytes.Get()
 }

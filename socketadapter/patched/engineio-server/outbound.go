@@ -1,0 +1,88 @@
+// PATCH(auraos): this file is not upstream; see PATCHED.md.
+
+package engine
+
+import (
+	"sync/atomic"
+
+	"github.com/zishang520/socket.io/parsers/engine/v3/packet"
+)
+
+// SlowConsumerReason is the close reason of a socket whose outbound queue
+// passed the server's MaxBufferedBytes: its client stopped reading (a frozen
+// tab, a dead network path that still passes pings) while packets kept
+// coming for it.
+const SlowConsumerReason = "slow consumer"
+
+// outbound counts the bytes of a socket's queued packets. Upstream queues
+// without bound: a client that stops reading but keeps answering pings
+// makes the server hold everything sent to it.
+type outbound struct {
+	buffered atomic.Int64  // bytes in writeBuffer, not yet handed to the transport
+	enqueued atomic.Uint64 // bytes ever queued
+	flushed  atomic.Uint64 // bytes ever handed to the transport
+	slow     atomic.Bool   // closed as a slow consumer
+}
+
+// packetSize is the size a packet takes in the queue: its pre-encoded
+// frame or its data, when their length is known.
+func packetSize(p *packet.Packet) int64 {
+	if p.Options != nil && p.Options.WsPreEncodedFrame != nil {
+		return int64(p.Options.WsPreEncodedFrame.Len())
+	}
+	if l, ok := p.Data.(interface{ Len() int }); ok {
+		return int64(l.Len())
+	}
+	return 0
+}
+
+// BufferedBytes returns the bytes of packets queued on the socket and not
+// yet handed to its transport.
+func (s *socket) BufferedBytes() int64 { return s.out.buffered.Load() }
+
+// EnqueuedBytes returns the bytes of every packet ever queued on the
+// socket; a packet queued when it was n has left the queue once
+// FlushedBytes reaches n.
+func (s *socket) EnqueuedBytes() uint64 { return s.out.enqueued.Load() }
+
+// FlushedBytes returns the bytes of every packet ever handed to the
+// socket's transport.
+func (s *socket) FlushedBytes() uint64 { return s.out.flushed.Load() }
+
+// queued accounts for a packet just queued, and closes the socket as a slow
+// consumer when the queue passes the server's bound. The close runs on its
+// own goroutine: the caller is usually a broadcast to many sockets, which
+// must not wait for this one.
+func (s *socket) queued(p *packet.Packet) {
+	n := packetSize(p)
+	s.out.enqueued.Add(uint64(n))
+	total := s.out.buffered.Add(n)
+	if limit := s.server.Opts().MaxBufferedBytes(); limit > 0 && total > limit && s.out.slow.CompareAndSwap(false, true) {
+		socketLog.Debug("socket %s queued %d bytes, more than %d: closing it as a slow consumer", s.id, total, limit)
+		go s.closeSlow()
+	}
+}
+
+// handedOver accounts for packets moved from the queue to the transport.
+func (s *socket) handedOver(packets []*packet.Packet) {
+	var n int64
+	for _, p := range packets {
+		n += packetSize(p)
+	}
+	s.out.buffered.Add(-n)
+	s.out.flushed.Add(uint64(n))
+}
+
+// closeSlow drops what is queued and closes the socket and its transport
+// with SlowConsumerReason.
+func (s *socket) closeSlow() {
+	if state := s.ReadyState(); state == "closed" {
+		return
+	}
+	dropped := s.writeBuffer.AllAndClear()
+	s.handedOver(dropped)
+	if t := s.Transport(); t != nil {
+		t.Discard()
+	}
+	s.OnClose(SlowConsumerReason)
+}
