@@ -7,7 +7,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
 
@@ -16,6 +15,8 @@ import (
 	"github.com/uptrace/bun/dialect/pgdialect"
 	"github.com/uptrace/bun/dialect/sqlitedialect"
 	"modernc.org/sqlite" // also the "sqlite" database/sql driver
+
+	"github.com/auraos/realtime/internal/redact"
 )
 
 // SQLiteMode says how a SQLite connection pool will be used.
@@ -118,7 +119,8 @@ func OpenPostgres(ctx context.Context, dsn string, maxConns int) (*bun.DB, error
 	defer cancel()
 	if err := db.PingContext(pingCtx); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("connect to postgres %s: %w", RedactURL(dsn), err)
+		// lib/pq's parse errors quote the connection string, password and all.
+		return nil, redact.Error(fmt.Errorf("connect to postgres %s: %w", dsn, err))
 	}
 	return db, nil
 }
@@ -127,14 +129,4 @@ func OpenPostgres(ctx context.Context, dsn string, maxConns int) (*bun.DB, error
 // embedded SQLite one.
 func IsPostgresURL(s string) bool {
 	return strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://")
-}
-
-// userinfo matches the user:password@ part of a URL or connection string.
-var userinfo = regexp.MustCompile(`://([^:/@]*):[^@/]*@`)
-
-// RedactURL returns s with any password replaced by "xxxxx", for logs and
-// error messages. It also handles connection strings that are not valid
-// URLs, such as EventStoreDB's comma-separated host lists.
-func RedactURL(s string) string {
-	return userinfo.ReplaceAllString(s, "://$1:xxxxx@")
 }

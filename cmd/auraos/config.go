@@ -11,7 +11,7 @@ import (
 	"github.com/spf13/pflag"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/auraos/realtime/schema"
+	"github.com/auraos/realtime/internal/redact"
 )
 
 // Configuration comes, for every flag, from the command line, else from its
@@ -154,7 +154,7 @@ func maskedValue(f *pflag.Flag) string {
 	case secretFlags[f.Name] && v != "":
 		return "********"
 	case urlFlags[f.Name]:
-		return schema.RedactURL(v)
+		return redact.Text(v)
 	}
 	return v
 }

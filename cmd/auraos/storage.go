@@ -15,6 +15,7 @@ import (
 	"github.com/auraos/realtime/eventstore"
 	"github.com/auraos/realtime/eventstore/esdb"
 	"github.com/auraos/realtime/eventstore/sqlstore"
+	"github.com/auraos/realtime/internal/redact"
 	"github.com/auraos/realtime/schema"
 )
 
@@ -73,7 +74,7 @@ func (c *storageConfig) openReadDB(ctx context.Context) (readDB, error) {
 		}
 		r = readDB{writer: db, reader: db}
 	default:
-		return r, fmt.Errorf("--read-db %q: want empty (SQLite in --data-dir) or a postgres:// URL", schema.RedactURL(c.ReadDB))
+		return r, fmt.Errorf("--read-db %q: want empty (SQLite in --data-dir) or a postgres:// URL", redact.Text(c.ReadDB))
 	}
 	if err := schema.Migrate(ctx, r.writer, schema.ReadModels); err != nil {
 		r.Close()
@@ -94,7 +95,7 @@ func (c *storageConfig) openEventStore(ctx context.Context, opts sqlstore.Option
 		return esdb.Open(ctx, c.EventStore, esdb.Options{Logger: opts.Logger})
 	default:
 		scheme, _, _ := strings.Cut(c.EventStore, ":")
-		return nil, fmt.Errorf("--event-store %q: unknown kind %q (want sqlite, postgres:// or esdb://)", schema.RedactURL(c.EventStore), scheme)
+		return nil, fmt.Errorf("--event-store %q: unknown kind %q (want sqlite, postgres:// or esdb://)", redact.Text(c.EventStore), scheme)
 	}
 }
 
