@@ -20,8 +20,10 @@ var (
 	// passwordPair is password=value (and sslpassword=…) in a URL query or
 	// a key=value string, in any case, with optional spaces around "=" as
 	// libpq allows. A value is either single-quoted with backslash escapes
-	// or runs to white space, "&", "#" or a double quote.
-	passwordPair = regexp.MustCompile(`(?i)(\b[a-z_]*password\s*=\s*)('(?:[^'\\]|\\.)*'?|[^\s&#"]*)`)
+	// or runs to white space, "&", "#" or a double quote; a colon just
+	// before one of those is left out, as it ends the string in an error
+	// message ("connect to …?password=x: refused").
+	passwordPair = regexp.MustCompile(`(?i)(\b[a-z_]*password\s*=\s*)('(?:[^'\\]|\\.)*'?|(?:[^\s&#":]|:[^\s&#"])*)`)
 )
 
 // Text returns s with every password it recognises replaced by Mask. It

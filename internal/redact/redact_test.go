@@ -33,6 +33,7 @@ func TestTextMasksEveryForm(t *testing.T) {
 		{"key=value in capitals", "host=db PASSWORD=kvsecret", "host=db PASSWORD=xxxxx"},
 		{"quoted in an error message", `parse "postgres://u:hunter3@127.0.0.1:bad/x?password=hunter4": invalid port ":bad" after host`,
 			`parse "postgres://u:xxxxx@127.0.0.1:bad/x?password=xxxxx": invalid port ":bad" after host`},
+		{"followed by a colon in a message", "connect to postgres://db/x?password=a:b: refused", "connect to postgres://db/x?password=xxxxx: refused"},
 		{"other words stay", "the password was refused for user u", "the password was refused for user u"},
 	}
 	for _, c := range cases {
