@@ -77,7 +77,7 @@ func runEventsRead(ctx context.Context, out io.Writer, o eventsReadOptions) erro
 		}
 		from = p
 	}
-	store, err := o.storage.openEventStore(ctx, sqlstore.Options{})
+	store, err := o.storage.openEventStoreReadOnly(ctx, sqlstore.Options{})
 	if err != nil {
 		return err
 	}

@@ -100,6 +100,11 @@ func TestEventsReadJSONL(t *testing.T) {
 func TestEventsReadEmptyStoreAndBadFlags(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
+	empty, err := sqlstore.OpenSQLite(context.Background(), dir, sqlstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	empty.Close()
 	var out bytes.Buffer
 	if err := runEventsRead(context.Background(), &out, eventsReadOptions{storage: storageConfig{DataDir: dir, EventStore: "sqlite"}, format: "jsonl"}); err != nil || out.Len() != 0 {
 		t.Fatalf("empty store: %q, %v", out.String(), err)

@@ -40,7 +40,7 @@ func newProjectionsStatusCommand() *cobra.Command {
 }
 
 func runProjectionsStatus(ctx context.Context, out io.Writer, storage storageConfig) error {
-	store, rdb, err := storage.open(ctx, sqlstore.Options{})
+	store, rdb, err := storage.openReadOnly(ctx, sqlstore.Options{})
 	if err != nil {
 		return err
 	}

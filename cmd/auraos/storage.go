@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"path/filepath"
 	"strings"
 
@@ -74,7 +75,7 @@ func (c *storageConfig) openReadDB(ctx context.Context) (readDB, error) {
 		}
 		r = readDB{writer: db, reader: db}
 	default:
-		return r, fmt.Errorf("--read-db %q: want empty (SQLite in --data-dir) or a postgres:// URL", redact.Text(c.ReadDB))
+		return r, c.unknownReadDB()
 	}
 	if err := schema.Migrate(ctx, r.writer, schema.ReadModels); err != nil {
 		r.Close()
@@ -94,9 +95,100 @@ func (c *storageConfig) openEventStore(ctx context.Context, opts sqlstore.Option
 	case isESDBURL(c.EventStore):
 		return esdb.Open(ctx, c.EventStore, esdb.Options{Logger: opts.Logger})
 	default:
-		scheme, _, _ := strings.Cut(c.EventStore, ":")
-		return nil, fmt.Errorf("--event-store %q: unknown kind %q (want sqlite, postgres:// or esdb://)", redact.Text(c.EventStore), scheme)
+		return nil, c.unknownEventStore()
 	}
+}
+
+func (c *storageConfig) unknownEventStore() error {
+	scheme, _, _ := strings.Cut(c.EventStore, ":")
+	return fmt.Errorf("--event-store %q: unknown kind %q (want sqlite, postgres:// or esdb://)", redact.Text(c.EventStore), scheme)
+}
+
+func (c *storageConfig) unknownReadDB() error {
+	return fmt.Errorf("--read-db %q: want empty (SQLite in --data-dir) or a postgres:// URL", redact.Text(c.ReadDB))
+}
+
+// openEventStoreReadOnly opens the event store the flags select for the
+// commands that only read: nothing is created or migrated, and a store
+// that is not there is an error saying where it was looked for, rather
+// than an empty log.
+func (c *storageConfig) openEventStoreReadOnly(ctx context.Context, opts sqlstore.Options) (eventstore.Store, error) {
+	var store *sqlstore.Store
+	var err error
+	var hint string
+	switch {
+	case c.EventStore == "" || c.EventStore == "sqlite":
+		store, err = sqlstore.OpenSQLiteReadOnly(ctx, c.DataDir, opts)
+		hint = "serve creates it, or check --data-dir"
+	case schema.IsPostgresURL(c.EventStore):
+		store, err = sqlstore.OpenPostgresReadOnly(ctx, c.EventStore, opts)
+		hint = "serve or migrate creates it, or check --event-store"
+	case isESDBURL(c.EventStore):
+		// Opening an EventStoreDB store only reads.
+		return esdb.Open(ctx, c.EventStore, esdb.Options{Logger: opts.Logger})
+	default:
+		return nil, c.unknownEventStore()
+	}
+	if errors.Is(err, sqlstore.ErrNoStore) {
+		return nil, fmt.Errorf("%w; %s", err, hint)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return store, nil
+}
+
+// openReadDBReadOnly opens the read-model database the flags select for
+// the commands that only read, creating and migrating nothing; read models
+// that are not there are an error saying where they were looked for.
+func (c *storageConfig) openReadDBReadOnly(ctx context.Context) (readDB, error) {
+	var db *bun.DB
+	var err error
+	var noTable string // what to say when the database has no read models
+	switch {
+	case c.ReadDB == "" || c.ReadDB == "sqlite":
+		db, err = schema.OpenSQLiteReadOnly(filepath.Join(c.DataDir, readModelFile), 8)
+		if errors.Is(err, fs.ErrNotExist) {
+			return readDB{}, fmt.Errorf("no read models in %s (%s not found); serve creates them, or check --data-dir", c.DataDir, readModelFile)
+		}
+		noTable = fmt.Sprintf("no read models in %s (%s has no %s table); serve creates them, or check --data-dir", c.DataDir, readModelFile, checkpointsTable)
+	case schema.IsPostgresURL(c.ReadDB):
+		db, err = schema.OpenPostgres(ctx, c.ReadDB, 4)
+		noTable = fmt.Sprintf("no read models in %s (its schema has no %s table); serve or migrate creates them, or check --read-db", redact.Text(c.ReadDB), checkpointsTable)
+	default:
+		return readDB{}, c.unknownReadDB()
+	}
+	if err != nil {
+		return readDB{}, domain.WrapError(domain.EUNAVAILABLE, "read database unavailable", err)
+	}
+	ok, err := schema.HasTable(ctx, db, checkpointsTable)
+	if err == nil && !ok {
+		err = errors.New(noTable)
+	}
+	if err != nil {
+		db.Close()
+		return readDB{}, err
+	}
+	return readDB{writer: db, reader: db}, nil
+}
+
+// checkpointsTable is the read models' table every projection writes to.
+const checkpointsTable = "projection_checkpoints"
+
+// openReadOnly opens the event store and then the read-model database for
+// the commands that only read; if the second fails, the first is closed
+// again. The caller closes both.
+func (c *storageConfig) openReadOnly(ctx context.Context, opts sqlstore.Options) (eventstore.Store, readDB, error) {
+	store, err := c.openEventStoreReadOnly(ctx, opts)
+	if err != nil {
+		return nil, readDB{}, err
+	}
+	rdb, err := c.openReadDBReadOnly(ctx)
+	if err != nil {
+		store.Close()
+		return nil, readDB{}, err
+	}
+	return store, rdb, nil
 }
 
 // open opens the event store and then the read-model database; if the
