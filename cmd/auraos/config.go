@@ -159,27 +159,23 @@ func maskedValue(f *pflag.Flag) string {
 	return v
 }
 
-func newConfigCommand(root *cobra.Command) *cobra.Command {
+// newConfigCommand is `config`, whose `print` takes every flag of serve (the
+// same flags, so that the values given are serve's) and prints what serve
+// would run with.
+func newConfigCommand(serve *cobra.Command) *cobra.Command {
 	cmd := &cobra.Command{Use: "config", Short: "Show the effective configuration"}
-	cmd.AddCommand(&cobra.Command{
-		Use:   "print",
+	printCmd := &cobra.Command{
+		Use:   "print [serve's flags]",
 		Short: "Print the effective configuration of serve (flags, environment, --config file, defaults), secrets masked",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			serve, _, err := root.Find([]string{"serve"})
-			if err != nil {
-				return err
-			}
-			// serve's flags go through the same precedence as when serving.
-			if err := applyEnvironment(serve.Flags()); err != nil {
-				return err
-			}
-			if err := applyConfigFile(root, serve.Flags(), configPath(cmd)); err != nil {
-				return err
-			}
-			return printConfig(cmd.OutOrStdout(), serve.Flags(), cmd.InheritedFlags())
+			// The root has applied the environment and the --config file
+			// to these flags, as it does for serve.
+			return printConfig(cmd.OutOrStdout(), cmd.Flags())
 		},
-	})
+	}
+	printCmd.Flags().AddFlagSet(serve.Flags())
+	cmd.AddCommand(printCmd)
 	return cmd
 }
 
