@@ -99,13 +99,35 @@ func (c *storageConfig) openEventStore(ctx context.Context, opts sqlstore.Option
 	}
 }
 
+// unknownEventStore says what --event-store takes. The embedded store is
+// named by a word and placed by --data-dir; an operator who tries a
+// sqlite:// URL or a file name is told so rather than only that the kind
+// is unknown.
 func (c *storageConfig) unknownEventStore() error {
-	scheme, _, _ := strings.Cut(c.EventStore, ":")
-	return fmt.Errorf("--event-store %q: unknown kind %q (want sqlite, postgres:// or esdb://)", redact.Text(c.EventStore), scheme)
+	shown := redact.Text(c.EventStore)
+	if looksLikeSQLite(c.EventStore) {
+		return fmt.Errorf("--event-store %q: the embedded SQLite store takes no URL or file name: give --event-store sqlite (the default) together with --data-dir DIR, the directory of its events.db", shown)
+	}
+	want := "want sqlite together with --data-dir DIR, a postgres:// URL, or an esdb:// or esdb+discover:// connection string"
+	if scheme, _, ok := strings.Cut(c.EventStore, "://"); ok {
+		return fmt.Errorf("--event-store %q: unknown kind %q (%s)", shown, scheme, want)
+	}
+	return fmt.Errorf("--event-store %q: not an event store (%s)", shown, want)
 }
 
 func (c *storageConfig) unknownReadDB() error {
-	return fmt.Errorf("--read-db %q: want empty (SQLite in --data-dir) or a postgres:// URL", redact.Text(c.ReadDB))
+	shown := redact.Text(c.ReadDB)
+	if looksLikeSQLite(c.ReadDB) {
+		return fmt.Errorf("--read-db %q: the embedded SQLite read models take no URL or file name: leave --read-db empty and give --data-dir DIR, the directory of their %s", shown, readModelFile)
+	}
+	return fmt.Errorf("--read-db %q: want empty (SQLite in --data-dir) or a postgres:// URL", shown)
+}
+
+// looksLikeSQLite reports whether s names SQLite the way other programs
+// do: a sqlite: or file: URL, or a database file.
+func looksLikeSQLite(s string) bool {
+	scheme, _, ok := strings.Cut(strings.ToLower(s), ":")
+	return ok && (scheme == "sqlite" || scheme == "sqlite3" || scheme == "file") || strings.HasSuffix(strings.ToLower(s), ".db")
 }
 
 // openEventStoreReadOnly opens the event store the flags select for the
