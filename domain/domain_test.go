@@ -2,6 +2,7 @@ package domain_test
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -193,6 +194,13 @@ func TestDecodeRoundTripsEveryEvent(t *testing.T) {
 		domain.AppStatusChanged{SchemaVersion: 1, AppID: "a", Status: domain.AppActive, At: at},
 		domain.DataAgentUpdated{SchemaVersion: 1, AgentID: "g", Status: "ok", Data: json.RawMessage(`[1]`), At: at},
 		domain.NodeStarted{SchemaVersion: 1, NodeID: "n", At: at},
+	}
+	var types []string
+	for _, e := range events {
+		types = append(types, e.EventType())
+	}
+	if got := domain.EventTypes(); !slices.Equal(got, types) {
+		t.Errorf("EventTypes() = %v, want every event type once: %v", got, types)
 	}
 	for _, e := range events {
 		data, err := json.Marshal(e)

@@ -6,12 +6,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/auraos/realtime/domain"
 	"github.com/auraos/realtime/eventstore"
 	"github.com/auraos/realtime/eventstore/sqlstore"
 )
@@ -68,6 +70,11 @@ func runEventsRead(ctx context.Context, out io.Writer, o eventsReadOptions) erro
 		printer = newTablePrinter(out)
 	default:
 		return fmt.Errorf("--format %q: want jsonl or table", o.format)
+	}
+	for _, t := range o.types {
+		if !slices.Contains(domain.EventTypes(), t) {
+			return fmt.Errorf("--type %q: no such event type (the types are %s)", t, strings.Join(domain.EventTypes(), ", "))
+		}
 	}
 	from := eventstore.Start
 	if o.from != "" {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/auraos/realtime/internal/syncbuf"
 
+	"github.com/auraos/realtime/domain"
 	"github.com/auraos/realtime/eventstore"
 	"github.com/auraos/realtime/eventstore/sqlstore"
 )
@@ -26,7 +27,7 @@ func fillStore(t *testing.T, dir string) []eventstore.Position {
 	defer s.Close()
 	var positions []eventstore.Position
 	for i, stream := range []string{"chat-general", "presence-u1", "chat-general", "app-a1", "chat-random"} {
-		typ := map[bool]string{true: "MessagePosted", false: "Other"}[strings.HasPrefix(stream, "chat-")]
+		typ := map[bool]string{true: domain.TypeMessagePosted, false: domain.TypeAppStatusChanged}[strings.HasPrefix(stream, "chat-")]
 		res, err := s.Append(context.Background(), stream, eventstore.Any, eventstore.EventData{
 			Type: typ, Data: json.RawMessage(fmt.Sprintf(`{"i":%d,"text":"héllo <b>"}`, i)), Metadata: json.RawMessage(`{"userId":"u1"}`),
 		})
@@ -64,7 +65,7 @@ func TestEventsReadJSONL(t *testing.T) {
 	}{
 		{"all", eventsReadOptions{}, positions},
 		{"stream", eventsReadOptions{stream: "chat-general"}, []eventstore.Position{positions[0], positions[2]}},
-		{"type", eventsReadOptions{types: []string{"Other"}}, []eventstore.Position{positions[1], positions[3]}},
+		{"type", eventsReadOptions{types: []string{domain.TypeAppStatusChanged}}, []eventstore.Position{positions[1], positions[3]}},
 		{"from", eventsReadOptions{from: positions[3].String()}, positions[3:]},
 		{"stream and from", eventsReadOptions{stream: "chat-general", from: positions[1].String()}, []eventstore.Position{positions[2]}},
 	}
@@ -193,5 +194,23 @@ func TestEnvironmentAppliesUnlessFlagGiven(t *testing.T) {
 	cmd = newEventsReadCommand()
 	if err := applyEnvironment(cmd.Flags()); err == nil || !strings.Contains(err.Error(), "AURAOS_FOLLOW") {
 		t.Fatalf("bad boolean in the environment: %v", err)
+	}
+}
+
+// An unknown --type is refused, listing the types, rather than matching
+// nothing.
+func TestEventsReadRefusesUnknownTypes(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	fillStore(t, dir)
+	var out bytes.Buffer
+	err := runEventsRead(context.Background(), &out, eventsReadOptions{
+		storage: storageConfig{DataDir: dir, EventStore: "sqlite"}, format: "jsonl", types: []string{domain.TypeMessagePosted, "Bogus"},
+	})
+	if err == nil || !strings.Contains(err.Error(), `--type "Bogus"`) || !strings.Contains(err.Error(), strings.Join(domain.EventTypes(), ", ")) {
+		t.Fatalf("--type Bogus: %v, want an error listing the types", err)
+	}
+	if out.Len() != 0 {
+		t.Fatalf("printed before refusing:\n%s", out.String())
 	}
 }
