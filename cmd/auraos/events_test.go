@@ -214,3 +214,41 @@ func TestEventsReadRefusesUnknownTypes(t *testing.T) {
 		t.Fatalf("printed before refusing:\n%s", out.String())
 	}
 }
+
+// Rows printed after the header went out, as --follow prints them, line up
+// with it, however long their values.
+func TestEventsReadTableColumnsLineUp(t *testing.T) {
+	t.Parallel()
+	var out bytes.Buffer
+	p := newTablePrinter(&out)
+	at := time.Date(2026, 11, 27, 10, 15, 11, 0, time.UTC)
+	rows := []eventstore.RecordedEvent{
+		{Position: eventstore.Pos(1), Stream: "system", Version: 0, Type: domain.TypeNodeStarted, Time: at, Data: json.RawMessage(`{}`)},
+		{Position: eventstore.Pos(123456), Stream: "chat-" + strings.Repeat("r", 60), Version: 4321, Type: domain.TypeSystemAlertBroadcast, Time: at.Add(123456 * time.Microsecond), Data: json.RawMessage(`{"a":1}`)},
+		{Position: eventstore.Pos(7), Stream: "app-a", Version: 2, Type: domain.TypeAppStatusChanged, Time: at, Data: json.RawMessage(`{"b":2}`)},
+	}
+	for _, e := range rows {
+		if err := p.print(e); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.flush(); err != nil { // each row arrives on its own, as when following
+			t.Fatal(err)
+		}
+	}
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	if len(lines) != 4 {
+		t.Fatalf("table:\n%s", out.String())
+	}
+	header := lines[0]
+	for i, e := range rows {
+		line := []rune(lines[i+1])
+		for _, col := range []struct{ title, value string }{
+			{"TIME", "2026-11-27T10:15:11"}, {"STREAM", e.Stream[:5]}, {"VERSION", fmt.Sprint(e.Version)}, {"TYPE", e.Type}, {"DATA", "{"},
+		} {
+			offset := len([]rune(header[:strings.Index(header, col.title)]))
+			if offset > len(line) || !strings.HasPrefix(string(line[offset:]), col.value) {
+				t.Errorf("row %d: %s is not under its header:\n%s\n%s", i, col.value, header, string(line))
+			}
+		}
+	}
+}
