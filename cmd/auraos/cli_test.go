@@ -1,13 +1,10 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"regexp"
 	"strings"
 	"testing"
-
-	"github.com/auraos/realtime/eventstore/sqlstore"
 )
 
 func TestOpsMisspeltCommandsFail(t *testing.T) {
@@ -36,11 +33,7 @@ func TestOpsMisspeltCommandsFail(t *testing.T) {
 func TestOpsLogFlagsAreCheckedByEveryCommand(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	store, err := sqlstore.OpenSQLite(context.Background(), dir, sqlstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	store.Close()
+	createEmptyStore(t, dir)
 	commands := [][]string{
 		{"version"}, {"config", "print"}, {"events", "read", "--data-dir", dir}, {"projections", "status", "--data-dir", dir},
 		{"migrate", "--data-dir", dir}, {"token", "--uid", "u", "--jwt-secret", strings.Repeat("s", 32)},

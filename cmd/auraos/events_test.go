@@ -39,6 +39,16 @@ func fillStore(t *testing.T, dir string) []eventstore.Position {
 	return positions
 }
 
+// createEmptyStore creates an event store without events in dir.
+func createEmptyStore(t *testing.T, dir string) {
+	t.Helper()
+	s, err := sqlstore.OpenSQLite(context.Background(), dir, sqlstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+}
+
 func readLines(t *testing.T, out string) []auditLine {
 	t.Helper()
 	var lines []auditLine
@@ -101,11 +111,7 @@ func TestEventsReadJSONL(t *testing.T) {
 func TestEventsReadEmptyStoreAndBadFlags(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	empty, err := sqlstore.OpenSQLite(context.Background(), dir, sqlstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	empty.Close()
+	createEmptyStore(t, dir)
 	var out bytes.Buffer
 	if err := runEventsRead(context.Background(), &out, eventsReadOptions{storage: storageConfig{DataDir: dir, EventStore: "sqlite"}, format: "jsonl"}); err != nil || out.Len() != 0 {
 		t.Fatalf("empty store: %q, %v", out.String(), err)

@@ -197,30 +197,27 @@ func (c *storageConfig) openReadDBReadOnly(ctx context.Context) (readDB, error) 
 // checkpointsTable is the read models' table every projection writes to.
 const checkpointsTable = "projection_checkpoints"
 
-// openReadOnly opens the event store and then the read-model database for
-// the commands that only read; if the second fails, the first is closed
-// again. The caller closes both.
+// openReadOnly is open for the commands that only read.
 func (c *storageConfig) openReadOnly(ctx context.Context, opts sqlstore.Options) (eventstore.Store, readDB, error) {
-	store, err := c.openEventStoreReadOnly(ctx, opts)
-	if err != nil {
-		return nil, readDB{}, err
-	}
-	rdb, err := c.openReadDBReadOnly(ctx)
-	if err != nil {
-		store.Close()
-		return nil, readDB{}, err
-	}
-	return store, rdb, nil
+	return openBoth(func() (eventstore.Store, error) { return c.openEventStoreReadOnly(ctx, opts) },
+		func() (readDB, error) { return c.openReadDBReadOnly(ctx) })
 }
 
-// open opens the event store and then the read-model database; if the
-// second fails, the first is closed again. The caller closes both.
+// open opens the event store and then the read-model database. The caller
+// closes both.
 func (c *storageConfig) open(ctx context.Context, opts sqlstore.Options) (eventstore.Store, readDB, error) {
-	store, err := c.openEventStore(ctx, opts)
+	return openBoth(func() (eventstore.Store, error) { return c.openEventStore(ctx, opts) },
+		func() (readDB, error) { return c.openReadDB(ctx) })
+}
+
+// openBoth opens the event store and then the read-model database with the
+// openers given; if the second fails, the first is closed again.
+func openBoth(openStore func() (eventstore.Store, error), openReadDB func() (readDB, error)) (eventstore.Store, readDB, error) {
+	store, err := openStore()
 	if err != nil {
 		return nil, readDB{}, err
 	}
-	rdb, err := c.openReadDB(ctx)
+	rdb, err := openReadDB()
 	if err != nil {
 		store.Close()
 		return nil, readDB{}, err
