@@ -1,30 +1,40 @@
 # AuraOS realtime. `make run` and `make test` do all set-up on a fresh machine.
 GO       ?= go
 BIN      := bin/auraos
-ADDR     ?= :5000
-DATA_DIR ?= ./data
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT   ?= $(shell git rev-parse --short HEAD 2>/dev/null)
 LDFLAGS  := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
 FUZZTIME ?= 3s
 
-.PHONY: build run test lint bench fuzz clean
+.PHONY: build run test test-summary lint bench fuzz clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/auraos
 
+# `make run ADDR=:5031 DATA_DIR=/tmp/a` passes only the flags whose variable
+# is given, so that AURAOS_* variables (AURAOS_ADDR=:5031 make run) and
+# serve's defaults apply otherwise.
 run: build
-	./$(BIN) serve --addr $(ADDR) --data-dir $(DATA_DIR)
+	./$(BIN) serve $(if $(ADDR),--addr $(ADDR)) $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
 E2E_JS := cmd/auraos/testdata/e2e
 
-# PostgreSQL tests run when AURAOS_TEST_POSTGRES_URL is set and skip otherwise.
-# The end-to-end suite drives the real server with the official JavaScript
-# socket.io-client, installed here from the committed lockfile.
+GO_TEST := $(GO) test -race -count=1 -timeout 12m ./...
+
+# PostgreSQL tests run when AURAOS_TEST_POSTGRES_URL is set and skip otherwise;
+# go test shows skips only with -v, so test-summary says it in one line, after
+# the tests whether they passed or not. The end-to-end suite drives the real
+# server with the official JavaScript socket.io-client, installed here from
+# the committed lockfile.
 test: $(E2E_JS)/node_modules/.package-lock.json
 	$(GO) vet ./...
-	$(GO) test -race -count=1 -timeout 12m ./...
+	@echo '$(GO_TEST)'; status=0; $(GO_TEST) || status=$$?; $(TEST_SUMMARY); exit $$status
+
+TEST_SUMMARY = if [ -z "$$AURAOS_TEST_POSTGRES_URL" ]; then echo "make test: the PostgreSQL tests were skipped; set AURAOS_TEST_POSTGRES_URL (e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable) to run them"; fi
+
+test-summary:
+	@$(TEST_SUMMARY)
 
 $(E2E_JS)/node_modules/.package-lock.json: $(E2E_JS)/package-lock.json
 	npm ci --prefix $(E2E_JS) --no-audit --no-fund

@@ -2,6 +2,7 @@ package domain_test
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -194,6 +195,13 @@ func TestDecodeRoundTripsEveryEvent(t *testing.T) {
 		domain.DataAgentUpdated{SchemaVersion: 1, AgentID: "g", Status: "ok", Data: json.RawMessage(`[1]`), At: at},
 		domain.NodeStarted{SchemaVersion: 1, NodeID: "n", At: at},
 	}
+	var types []string
+	for _, e := range events {
+		types = append(types, e.EventType())
+	}
+	if got := domain.EventTypes(); !slices.Equal(got, types) {
+		t.Errorf("EventTypes() = %v, want every event type once: %v", got, types)
+	}
 	for _, e := range events {
 		data, err := json.Marshal(e)
 		if err != nil {
@@ -216,5 +224,51 @@ func TestDecodeRoundTripsEveryEvent(t *testing.T) {
 	}
 	if _, err := domain.Decode(domain.TypeNodeStarted, []byte(`{"schemaVersion":99}`)); domain.ErrorCode(err) != domain.EINVALID {
 		t.Errorf("future schema: %v", err)
+	}
+}
+
+// Text that is only white space is as empty as no text: every required
+// field refuses it, naming itself.
+func TestBlankTextIsRefused(t *testing.T) {
+	t.Parallel()
+	a := domain.Actor{UserID: "u1", SessionID: "s1"}
+	blank := "  \u00a0\u3000 " // spaces, a no-break space and an ideographic space
+	cases := []struct {
+		field string
+		err   func() error
+	}{
+		{"roomName", func() error { return domain.CheckRoomName("roomName", blank) }},
+		{"roomName", func() error { _, _, err := domain.JoinChat(a, blank, profile("u1"), at); return err }},
+		{"roomName", func() error {
+			_, _, err := domain.PostMessage(a, domain.PostMessageInput{RoomName: "  ", Message: "hi", Profile: profile("u1")}, "m", at)
+			return err
+		}},
+		{"to", func() error { _, err := domain.SendNotification(a, blank, "T", "M", "info", nil, at); return err }},
+		{"notification.title", func() error { _, err := domain.SendNotification(a, "u2", blank, "M", "info", nil, at); return err }},
+		{"notification.message", func() error { _, err := domain.SendNotification(a, "u2", "T", " \n\t ", "info", nil, at); return err }}, // multiline: newline and tab are allowed
+		{"appId", func() error { _, err := domain.ChangeAppStatus(a, blank, "active", "", at); return err }},
+		{"agentId", func() error { _, err := domain.UpdateDataAgent(a, blank, "ok", nil, at); return err }},
+		{"status", func() error { _, err := domain.UpdateDataAgent(a, "agent1", blank, nil, at); return err }},
+		{"userId", func() error { _, err := domain.Actor{}.ActAs("userId", blank); return err }},
+		{"title", func() error {
+			_, err := domain.BroadcastAlert(domain.Actor{UserID: "root", Admin: true}, blank, "M", "info", nil, at)
+			return err
+		}},
+	}
+	for _, c := range cases {
+		err := c.err()
+		if domain.ErrorCode(err) != domain.EINVALID || domain.ErrorField(err) != c.field || !strings.Contains(domain.ErrorMessage(err), c.field) {
+			t.Errorf("blank %s: %v, want INVALID_PAYLOAD naming %s", c.field, err, c.field)
+		}
+	}
+	// Text around white space is still text, and a display name may be
+	// blank (the email stands in).
+	if _, _, err := domain.JoinChat(a, " a room ", profile("u1"), at); err != nil {
+		t.Errorf("a room name with spaces: %v", err)
+	}
+	p := profile("u1")
+	p.DisplayName = "  "
+	if err := p.Validate("userProfile"); err != nil {
+		t.Errorf("blank display name: %v", err)
 	}
 }

@@ -26,6 +26,15 @@ const (
 	TypeNodeStarted          = "NodeStarted"
 )
 
+// EventTypes returns every event type above, in the order of their streams'
+// life: the list readers check a type against and show when it is unknown.
+func EventTypes() []string {
+	return []string{
+		TypePresenceJoined, TypePresenceLeft, TypeChatMemberJoined, TypeChatMemberLeft, TypeMessagePosted,
+		TypeNotificationSent, TypeSystemAlertBroadcast, TypeAppStatusChanged, TypeDataAgentUpdated, TypeNodeStarted,
+	}
+}
+
 // PresenceStream is the stream of a user's presence sessions. Ids are
 // validated (1–128 characters, no control characters) before they become
 // part of a stream name.

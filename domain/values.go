@@ -27,9 +27,11 @@ const (
 	MaxClientMsgIDLength         = 64
 )
 
-// checkText validates a required string field: valid UTF-8, no control
-// characters other than newline and tab when multiline, and a length in
-// [min, max] characters. It returns an EINVALID error naming field.
+// checkText validates a string field: valid UTF-8, no control characters
+// other than newline and tab when multiline, and a length in [min, max]
+// characters. A required field (min ≥ 1) must hold more than white space,
+// which shows as nothing: a room, a user or a title nobody can see. It
+// returns an EINVALID error naming field.
 func checkText(field, s string, min, max int, multiline bool) error {
 	if !utf8.ValidString(s) {
 		return FieldErrorf(field, "%s is not valid UTF-8", field)
@@ -43,6 +45,9 @@ func checkText(field, s string, min, max int, multiline bool) error {
 	}
 	if n > max {
 		return FieldErrorf(field, "%s must be at most %d characters", field, max)
+	}
+	if min >= 1 && strings.TrimSpace(s) == "" {
+		return FieldErrorf(field, "%s must not be only white space", field)
 	}
 	for _, r := range s {
 		if multiline && (r == '\n' || r == '\t' || r == '\r') {

@@ -11,11 +11,13 @@ import (
 	"strings"
 	"time"
 
-	_ "github.com/lib/pq" // the "postgres" database/sql driver
+	"github.com/lib/pq" // also the "postgres" database/sql driver
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect/pgdialect"
 	"github.com/uptrace/bun/dialect/sqlitedialect"
 	"modernc.org/sqlite" // also the "sqlite" database/sql driver
+
+	"github.com/auraos/realtime/internal/redact"
 )
 
 // SQLiteMode says how a SQLite connection pool will be used.
@@ -118,23 +120,48 @@ func OpenPostgres(ctx context.Context, dsn string, maxConns int) (*bun.DB, error
 	defer cancel()
 	if err := db.PingContext(pingCtx); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("connect to postgres %s: %w", RedactURL(dsn), err)
+		// lib/pq's parse errors quote the connection string, password and all.
+		return nil, redact.Error(fmt.Errorf("connect to postgres %s: %w", dsn, err))
+	}
+	if err := checkCurrentSchema(pingCtx, db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("postgres %s: %w", redact.Text(dsn), err)
 	}
 	return db, nil
 }
+
+// checkCurrentSchema fails when no schema of the connection's search_path
+// exists: PostgreSQL itself only says "no schema has been selected to create
+// in" at the first CREATE, which names neither the schema nor the fix.
+func checkCurrentSchema(ctx context.Context, db *bun.DB) error {
+	var current sql.NullString
+	var path, user string
+	if err := db.QueryRowContext(ctx, "SELECT current_schema(), current_setting('search_path'), current_user").Scan(&current, &path, &user); err != nil {
+		return fmt.Errorf("read the current schema: %w", err)
+	}
+	if current.Valid {
+		return nil
+	}
+	first, _, _ := strings.Cut(path, ",")
+	first = strings.Trim(strings.TrimSpace(first), `"`)
+	if first == "$user" {
+		first = user
+	}
+	if first == "" {
+		return fmt.Errorf("search_path is empty; add search_path=<schema> to the URL")
+	}
+	name := first
+	if !simpleIdentifier.MatchString(name) {
+		name = pq.QuoteIdentifier(name)
+	}
+	return fmt.Errorf("schema %q does not exist (search_path is %s); create it with CREATE SCHEMA %s, or name an existing schema in search_path", first, path, name)
+}
+
+// simpleIdentifier is a name PostgreSQL takes unquoted as itself.
+var simpleIdentifier = regexp.MustCompile(`^[a-z_][a-z0-9_$]*$`)
 
 // IsPostgresURL reports whether s names a PostgreSQL database rather than the
 // embedded SQLite one.
 func IsPostgresURL(s string) bool {
 	return strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://")
-}
-
-// userinfo matches the user:password@ part of a URL or connection string.
-var userinfo = regexp.MustCompile(`://([^:/@]*):[^@/]*@`)
-
-// RedactURL returns s with any password replaced by "xxxxx", for logs and
-// error messages. It also handles connection strings that are not valid
-// URLs, such as EventStoreDB's comma-separated host lists.
-func RedactURL(s string) string {
-	return userinfo.ReplaceAllString(s, "://$1:xxxxx@")
 }

@@ -2,10 +2,13 @@ package schema_test
 
 import (
 	"context"
+	"net/url"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/auraos/realtime/schema"
+	"github.com/auraos/realtime/schema/schematest"
 )
 
 func TestMigrateSQLiteTwiceAndTables(t *testing.T) {
@@ -50,16 +53,26 @@ func TestMigrateSQLiteTwiceAndTables(t *testing.T) {
 	}
 }
 
-func TestRedactURL(t *testing.T) {
+// A search_path naming a schema that does not exist is refused when the
+// database is opened, naming the schema and how to create it, instead of
+// failing later with "no schema has been selected to create in".
+func TestOpenPostgresNamesAMissingSchema(t *testing.T) {
 	t.Parallel()
-	for in, want := range map[string]string{
-		"postgres://u:secret@db:5432/x?sslmode=disable":             "postgres://u:xxxxx@db:5432/x?sslmode=disable",
-		"esdb://admin:changeit@node1:2113,node2:2113?tlsCAFile=/ca": "esdb://admin:xxxxx@node1:2113,node2:2113?tlsCAFile=/ca",
-		"postgres://db/x":                 "postgres://db/x",
-		"esdb://localhost:2113?tls=false": "esdb://localhost:2113?tls=false",
-	} {
-		if got := schema.RedactURL(in); got != want {
-			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
+	u, err := url.Parse(schematest.PostgresURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("search_path", "no_such_schema_here")
+	u.RawQuery = q.Encode()
+	db, err := schema.OpenPostgres(context.Background(), u.String(), 1)
+	if err == nil {
+		db.Close()
+		t.Fatal("opened a database whose search_path names no existing schema")
+	}
+	for _, want := range []string{`schema "no_such_schema_here"`, "does not exist", "CREATE SCHEMA no_such_schema_here"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
 		}
 	}
 }

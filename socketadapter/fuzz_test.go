@@ -65,12 +65,19 @@ func checkText(t *testing.T, field, s string, max int) {
 	}
 }
 
+// checkRequired is checkText for a field that must hold more than white
+// space.
+func checkRequired(t *testing.T, field, s string, max int) {
+	t.Helper()
+	checkText(t, field, s, max)
+	if strings.TrimSpace(s) == "" {
+		t.Fatalf("%s accepted blank: %q", field, s)
+	}
+}
+
 func checkProfile(t *testing.T, p domain.UserProfile) {
 	t.Helper()
-	checkText(t, "uid", p.UID, domain.MaxIDLength)
-	if p.UID == "" {
-		t.Fatal("empty uid accepted")
-	}
+	checkRequired(t, "uid", p.UID, domain.MaxIDLength)
 	checkText(t, "email", p.Email, domain.MaxEmailLength)
 	checkText(t, "displayName", p.DisplayName, domain.MaxDisplayNameLength)
 	checkText(t, "photoURL", p.PhotoURL, domain.MaxURLLength)
@@ -80,7 +87,8 @@ func checkProfile(t *testing.T, p domain.UserProfile) {
 }
 
 func FuzzJoinUserRoom(f *testing.F) {
-	addSeeds(f, `{"userId":"user_123","userProfile":{"uid":"user_123","email":"user@example.com","displayName":"John Doe","photoURL":"https://example.com/avatar.jpg"}}`)
+	addSeeds(f, `{"userId":"user_123","userProfile":{"uid":"user_123","email":"user@example.com","displayName":"John Doe","photoURL":"https://example.com/avatar.jpg"}}`,
+		`{"userId":"  ","userProfile":{"uid":"  ","email":"user@example.com"}}`)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		v, ok := payloadOf(data)
 		if !ok {
@@ -102,7 +110,8 @@ func FuzzJoinUserRoom(f *testing.F) {
 }
 
 func FuzzRoomProfile(f *testing.F) {
-	addSeeds(f, `{"roomName":"general_chat","userProfile":{"uid":"user_123","email":"user@example.com","displayName":"John Doe"}}`)
+	addSeeds(f, `{"roomName":"general_chat","userProfile":{"uid":"user_123","email":"user@example.com","displayName":"John Doe"}}`,
+		`{"roomName":"   ","userProfile":{"uid":"user_123","email":"user@example.com"}}`)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		v, ok := payloadOf(data)
 		if !ok {
@@ -116,14 +125,15 @@ func FuzzRoomProfile(f *testing.F) {
 		if err != nil {
 			return
 		}
-		checkText(t, "roomName", ev.RoomName, domain.MaxRoomNameLength)
+		checkRequired(t, "roomName", ev.RoomName, domain.MaxRoomNameLength)
 		checkProfile(t, ev.Profile)
 	})
 }
 
 func FuzzSendMessage(f *testing.F) {
 	addSeeds(f, `{"roomName":"general_chat","message":"Hello everyone!","userProfile":{"uid":"user_123","email":"user@example.com","displayName":"John Doe"},"messageType":"text","clientMsgId":"c1"}`,
-		`{"roomName":"r","message":"x","userProfile":{"uid":"u","email":"a@b.c"},"messageType":"ai_response"}`)
+		`{"roomName":"r","message":"x","userProfile":{"uid":"u","email":"a@b.c"},"messageType":"ai_response"}`,
+		`{"roomName":" \u3000","message":"x","userProfile":{"uid":"u","email":"a@b.c"}}`)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		v, ok := payloadOf(data)
 		if !ok {
@@ -144,13 +154,16 @@ func FuzzSendMessage(f *testing.F) {
 		if m.MessageType != domain.MessageText && m.MessageType != domain.MessageSystem || m.IsAI {
 			t.Fatalf("client message accepted as %s (isAI %v)", m.MessageType, m.IsAI)
 		}
-		checkText(t, "roomName", m.RoomName, domain.MaxRoomNameLength)
+		checkRequired(t, "roomName", m.RoomName, domain.MaxRoomNameLength)
 		checkText(t, "clientMsgId", m.ClientMsgID, domain.MaxClientMsgIDLength)
 	})
 }
 
 func FuzzSendNotification(f *testing.F) {
-	addSeeds(f, `{"to":"user_456","notification":{"title":"New Message","message":"You have a new message from John","type":"info","data":{"messageId":"msg_123"}}}`)
+	addSeeds(f, `{"to":"user_456","notification":{"title":"New Message","message":"You have a new message from John","type":"info","data":{"messageId":"msg_123"}}}`,
+		`{"to":"  ","notification":{"title":"T","message":"M","type":"info"}}`,
+		`{"to":"u","notification":{"title":"  ","message":"M","type":"info"}}`,
+		`{"to":"u","notification":{"title":"T","message":" \n ","type":"info"}}`)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		v, ok := payloadOf(data)
 		if !ok {
@@ -164,8 +177,9 @@ func FuzzSendNotification(f *testing.F) {
 		if err != nil {
 			return
 		}
-		checkText(t, "title", n.Title, domain.MaxNotificationTitleLength)
-		checkText(t, "message", n.Message, domain.MaxNotificationMessageLength)
+		checkRequired(t, "to", n.To, domain.MaxIDLength)
+		checkRequired(t, "title", n.Title, domain.MaxNotificationTitleLength)
+		checkRequired(t, "message", n.Message, domain.MaxNotificationMessageLength)
 		if len(n.Data) > domain.MaxDataBytes || (n.Data != nil && !json.Valid(n.Data)) {
 			t.Fatalf("data of %d bytes accepted", len(n.Data))
 		}
@@ -173,7 +187,8 @@ func FuzzSendNotification(f *testing.F) {
 }
 
 func FuzzSystemAlert(f *testing.F) {
-	addSeeds(f, `{"title":"Maintenance Notice","message":"System will be down for maintenance in 10 minutes","severity":"warning","action":{"label":"Learn More","url":"/maintenance"}}`)
+	addSeeds(f, `{"title":"Maintenance Notice","message":"System will be down for maintenance in 10 minutes","severity":"warning","action":{"label":"Learn More","url":"/maintenance"}}`,
+		`{"title":"  ","message":"M","severity":"info"}`)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		v, ok := payloadOf(data)
 		if !ok {
@@ -190,7 +205,7 @@ func FuzzSystemAlert(f *testing.F) {
 		if err != nil {
 			return
 		}
-		checkText(t, "title", a.Title, domain.MaxAlertTitleLength)
+		checkRequired(t, "title", a.Title, domain.MaxAlertTitleLength)
 		if a.Action != nil && strings.HasPrefix(strings.ToLower(strings.TrimSpace(a.Action.URL)), "javascript:") {
 			t.Fatalf("action url %q accepted", a.Action.URL)
 		}
@@ -198,7 +213,7 @@ func FuzzSystemAlert(f *testing.F) {
 }
 
 func FuzzAppStatus(f *testing.F) {
-	addSeeds(f, `{"appId":"app_123","status":"active"}`)
+	addSeeds(f, `{"appId":"app_123","status":"active"}`, `{"appId":"   ","status":"active"}`)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		v, ok := payloadOf(data)
 		if !ok {
@@ -215,12 +230,13 @@ func FuzzAppStatus(f *testing.F) {
 		if ev.Status != domain.AppActive && ev.Status != domain.AppInactive {
 			t.Fatalf("status %q accepted", ev.Status)
 		}
-		checkText(t, "appId", ev.AppID, domain.MaxIDLength)
+		checkRequired(t, "appId", ev.AppID, domain.MaxIDLength)
 	})
 }
 
 func FuzzDataAgent(f *testing.F) {
-	addSeeds(f, `{"agentId":"agent_123","status":"processing","data":{"progress":75}}`)
+	addSeeds(f, `{"agentId":"agent_123","status":"processing","data":{"progress":75}}`,
+		`{"agentId":"  ","status":"processing"}`, `{"agentId":"agent_123","status":"   "}`)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		v, ok := payloadOf(data)
 		if !ok {
@@ -237,12 +253,13 @@ func FuzzDataAgent(f *testing.F) {
 		if len(ev.Data) > domain.MaxDataBytes || !json.Valid(ev.Data) {
 			t.Fatalf("data of %d bytes accepted", len(ev.Data))
 		}
-		checkText(t, "status", ev.Status, domain.MaxStatusLength)
+		checkRequired(t, "agentId", ev.AgentID, domain.MaxIDLength)
+		checkRequired(t, "status", ev.Status, domain.MaxStatusLength)
 	})
 }
 
 func FuzzRoomName(f *testing.F) {
-	addSeeds(f, `"project_123"`, `"admin_notifications"`)
+	addSeeds(f, `"project_123"`, `"admin_notifications"`, `"   "`, `"\u00a0"`)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		v, ok := payloadOf(data)
 		if !ok {
@@ -255,7 +272,7 @@ func FuzzRoomName(f *testing.F) {
 		if domain.CheckRoomName("roomName", name) != nil {
 			return
 		}
-		checkText(t, "roomName", name, domain.MaxRoomNameLength)
+		checkRequired(t, "roomName", name, domain.MaxRoomNameLength)
 		if !strings.HasPrefix(string(clientRoom(name)), "room:") || clientRoom(name) == userRoom(name) {
 			t.Fatalf("client room %q could reach a private room", name)
 		}

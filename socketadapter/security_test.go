@@ -313,3 +313,52 @@ func TestFirstTypingOnAFreshSocket(t *testing.T) {
 		t.Fatalf("leave_room: %v", ack)
 	}
 }
+
+// Names and texts that are only white space are refused with
+// INVALID_PAYLOAD naming the field, and nothing is stored.
+func TestBlankFieldsAreRefused(t *testing.T) {
+	t.Parallel()
+	st := startStack(t, socketadapter.Config{})
+	c := sockettest.Dial(t, st.URL, "websocket", nil)
+	c.EmitAck("join_user_room", map[string]any{"userId": "blank", "userProfile": sockettest.Profile("blank")})
+	note := func(to, title, message string) map[string]any {
+		return map[string]any{"to": to, "notification": map[string]any{"title": title, "message": message, "type": "info"}}
+	}
+	for _, tc := range []struct {
+		event   string
+		payload any
+		field   string
+	}{
+		{"join_room", "   ", "roomName"},
+		{"leave_room", "\u00a0", "roomName"},
+		{"join_system_room", " ", "roomName"},
+		{"join_chat_room", map[string]any{"roomName": "  ", "userProfile": sockettest.Profile("blank")}, "roomName"},
+		{"send_message", map[string]any{"roomName": " \u3000 ", "message": "hi", "userProfile": sockettest.Profile("blank")}, "roomName"},
+		{"send_notification", note("  ", "T", "M"), "to"},
+		{"send_notification", note("u2", "  ", "M"), "notification.title"},
+		{"send_notification", note("u2", "T", " \n "), "notification.message"},
+		{"update_app_status", map[string]any{"appId": "  ", "status": "active"}, "appId"},
+		{"data_agent_update", map[string]any{"agentId": "  ", "status": "ok"}, "agentId"},
+		{"data_agent_update", map[string]any{"agentId": "a1", "status": "   "}, "status"},
+	} {
+		ack := c.EmitAck(tc.event, tc.payload)
+		e, _ := ack["error"].(map[string]any)
+		if ack["ok"] != false || e["code"] != domain.EINVALID || !strings.Contains(fmt.Sprint(e["message"]), tc.field) {
+			t.Errorf("%s with a blank %s: %v", tc.event, tc.field, ack)
+			continue
+		}
+		c.WaitEvent("error", func(raw json.RawMessage) bool {
+			var p struct {
+				Code    string                        `json:"code"`
+				Details struct{ Event, Field string } `json:"details"`
+			}
+			_ = json.Unmarshal(raw, &p)
+			return p.Code == domain.EINVALID && p.Details.Event == tc.event && p.Details.Field == tc.field
+		})
+	}
+	for _, typ := range []string{domain.TypeChatMemberJoined, domain.TypeMessagePosted, domain.TypeNotificationSent, domain.TypeAppStatusChanged, domain.TypeDataAgentUpdated} {
+		if evs := st.events(t, typ); len(evs) != 0 {
+			t.Errorf("stored %d %s events", len(evs), typ)
+		}
+	}
+}

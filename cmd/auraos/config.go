@@ -11,7 +11,7 @@ import (
 	"github.com/spf13/pflag"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/auraos/realtime/schema"
+	"github.com/auraos/realtime/internal/redact"
 )
 
 // Configuration comes, for every flag, from the command line, else from its
@@ -154,32 +154,28 @@ func maskedValue(f *pflag.Flag) string {
 	case secretFlags[f.Name] && v != "":
 		return "********"
 	case urlFlags[f.Name]:
-		return schema.RedactURL(v)
+		return redact.Text(v)
 	}
 	return v
 }
 
-func newConfigCommand(root *cobra.Command) *cobra.Command {
+// newConfigCommand is `config`, whose `print` takes every flag of serve (the
+// same flags, so that the values given are serve's) and prints what serve
+// would run with.
+func newConfigCommand(serve *cobra.Command) *cobra.Command {
 	cmd := &cobra.Command{Use: "config", Short: "Show the effective configuration"}
-	cmd.AddCommand(&cobra.Command{
-		Use:   "print",
+	printCmd := &cobra.Command{
+		Use:   "print [serve's flags]",
 		Short: "Print the effective configuration of serve (flags, environment, --config file, defaults), secrets masked",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			serve, _, err := root.Find([]string{"serve"})
-			if err != nil {
-				return err
-			}
-			// serve's flags go through the same precedence as when serving.
-			if err := applyEnvironment(serve.Flags()); err != nil {
-				return err
-			}
-			if err := applyConfigFile(root, serve.Flags(), configPath(cmd)); err != nil {
-				return err
-			}
-			return printConfig(cmd.OutOrStdout(), serve.Flags(), cmd.InheritedFlags())
+			// The root has applied the environment and the --config file
+			// to these flags, as it does for serve.
+			return printConfig(cmd.OutOrStdout(), cmd.Flags())
 		},
-	})
+	}
+	printCmd.Flags().AddFlagSet(serve.Flags())
+	cmd.AddCommand(printCmd)
 	return cmd
 }
 

@@ -6,13 +6,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
+	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/auraos/realtime/cmd/auraos/app"
+	"github.com/auraos/realtime/domain"
 	"github.com/auraos/realtime/eventstore"
 	"github.com/auraos/realtime/eventstore/sqlstore"
 )
@@ -70,6 +72,11 @@ func runEventsRead(ctx context.Context, out io.Writer, o eventsReadOptions) erro
 	default:
 		return fmt.Errorf("--format %q: want jsonl or table", o.format)
 	}
+	for _, t := range o.types {
+		if !slices.Contains(domain.EventTypes(), t) {
+			return fmt.Errorf("--type %q: no such event type (the types are %s)", t, strings.Join(domain.EventTypes(), ", "))
+		}
+	}
 	from := eventstore.Start
 	if o.from != "" {
 		p, err := eventstore.ParsePosition(o.from)
@@ -78,7 +85,7 @@ func runEventsRead(ctx context.Context, out io.Writer, o eventsReadOptions) erro
 		}
 		from = p
 	}
-	store, err := o.storage.OpenEventStore(ctx, sqlstore.Options{})
+	store, err := o.storage.OpenEventStoreReadOnly(ctx, sqlstore.Options{})
 	if err != nil {
 		return err
 	}
@@ -193,31 +200,72 @@ func (p *jsonlPrinter) print(e eventstore.RecordedEvent) error {
 
 func (p *jsonlPrinter) flush() error { return p.w.Flush() }
 
+// tablePrinter prints --format table. Its columns have fixed widths rather
+// than widths measured over the rows, because with --follow rows arrive
+// after the header is out and must still line up with it.
 type tablePrinter struct {
-	tw     *tabwriter.Writer
+	w      *bufio.Writer
 	header bool
 }
 
 func newTablePrinter(out io.Writer) *tablePrinter {
-	return &tablePrinter{tw: tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)}
+	return &tablePrinter{w: bufio.NewWriter(out)}
 }
 
 // tableDataWidth caps the data column; jsonl prints data in full.
 const tableDataWidth = 80
 
+// tableTime prints every time in the same width (trailing zeros kept).
+const tableTime = "2006-01-02T15:04:05.000000Z07:00"
+
+// tableColumns are the columns before the data, which comes last and is not
+// padded. A longer stream or type is cut with "…"; a position or version
+// is never cut, a wider one only pushes the rest of its row.
+var tableColumns = []struct {
+	title string
+	width int
+	cut   bool
+}{
+	{"POSITION", 10, false},
+	{"TIME", len("2026-11-27T10:15:11.123456Z"), false},
+	{"STREAM", 32, true},
+	{"VERSION", 7, false},
+	{"TYPE", 20, true}, // the longest type, SystemAlertBroadcast, fits
+}
+
 func (p *tablePrinter) print(e eventstore.RecordedEvent) error {
 	if !p.header {
 		p.header = true
-		if _, err := fmt.Fprintln(p.tw, "POSITION\tTIME\tSTREAM\tVERSION\tTYPE\tDATA"); err != nil {
-			return err
+		titles := make([]string, len(tableColumns))
+		for i, c := range tableColumns {
+			titles[i] = c.title
 		}
+		p.row(titles, "DATA")
 	}
 	data := strings.Join(strings.Fields(string(e.Data)), " ")
-	if r := []rune(data); len(r) > tableDataWidth {
-		data = string(r[:tableDataWidth-1]) + "…"
-	}
-	_, err := fmt.Fprintf(p.tw, "%s\t%s\t%s\t%d\t%s\t%s\n", e.Position, e.Time.UTC().Format(time.RFC3339Nano), e.Stream, e.Version, e.Type, data)
-	return err
+	p.row([]string{e.Position.String(), e.Time.UTC().Format(tableTime), e.Stream, strconv.FormatUint(e.Version, 10), e.Type},
+		shorten(data, tableDataWidth))
+	return nil // a write error is the flush's
 }
 
-func (p *tablePrinter) flush() error { return p.tw.Flush() }
+// row writes one line: cells padded to their columns, then last.
+func (p *tablePrinter) row(cells []string, last string) {
+	for i, c := range tableColumns {
+		cell := cells[i]
+		if c.cut {
+			cell = shorten(cell, c.width)
+		}
+		fmt.Fprintf(p.w, "%-*s  ", c.width, cell)
+	}
+	fmt.Fprintln(p.w, last)
+}
+
+// shorten cuts s to at most n characters, the last of them "…".
+func shorten(s string, n int) string {
+	if r := []rune(s); len(r) > n {
+		return string(r[:n-1]) + "…"
+	}
+	return s
+}
+
+func (p *tablePrinter) flush() error { return p.w.Flush() }

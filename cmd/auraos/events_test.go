@@ -14,6 +14,7 @@ import (
 	"github.com/auraos/realtime/cmd/auraos/app"
 	"github.com/auraos/realtime/internal/syncbuf"
 
+	"github.com/auraos/realtime/domain"
 	"github.com/auraos/realtime/eventstore"
 	"github.com/auraos/realtime/eventstore/sqlstore"
 )
@@ -27,7 +28,7 @@ func fillStore(t *testing.T, dir string) []eventstore.Position {
 	defer s.Close()
 	var positions []eventstore.Position
 	for i, stream := range []string{"chat-general", "presence-u1", "chat-general", "app-a1", "chat-random"} {
-		typ := map[bool]string{true: "MessagePosted", false: "Other"}[strings.HasPrefix(stream, "chat-")]
+		typ := map[bool]string{true: domain.TypeMessagePosted, false: domain.TypeAppStatusChanged}[strings.HasPrefix(stream, "chat-")]
 		res, err := s.Append(context.Background(), stream, eventstore.Any, eventstore.EventData{
 			Type: typ, Data: json.RawMessage(fmt.Sprintf(`{"i":%d,"text":"héllo <b>"}`, i)), Metadata: json.RawMessage(`{"userId":"u1"}`),
 		})
@@ -37,6 +38,16 @@ func fillStore(t *testing.T, dir string) []eventstore.Position {
 		positions = append(positions, res.Positions...)
 	}
 	return positions
+}
+
+// createEmptyStore creates an event store without events in dir.
+func createEmptyStore(t *testing.T, dir string) {
+	t.Helper()
+	s, err := sqlstore.OpenSQLite(context.Background(), dir, sqlstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
 }
 
 func readLines(t *testing.T, out string) []auditLine {
@@ -65,7 +76,7 @@ func TestEventsReadJSONL(t *testing.T) {
 	}{
 		{"all", eventsReadOptions{}, positions},
 		{"stream", eventsReadOptions{stream: "chat-general"}, []eventstore.Position{positions[0], positions[2]}},
-		{"type", eventsReadOptions{types: []string{"Other"}}, []eventstore.Position{positions[1], positions[3]}},
+		{"type", eventsReadOptions{types: []string{domain.TypeAppStatusChanged}}, []eventstore.Position{positions[1], positions[3]}},
 		{"from", eventsReadOptions{from: positions[3].String()}, positions[3:]},
 		{"stream and from", eventsReadOptions{stream: "chat-general", from: positions[1].String()}, []eventstore.Position{positions[2]}},
 	}
@@ -101,6 +112,7 @@ func TestEventsReadJSONL(t *testing.T) {
 func TestEventsReadEmptyStoreAndBadFlags(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
+	createEmptyStore(t, dir)
 	var out bytes.Buffer
 	if err := runEventsRead(context.Background(), &out, eventsReadOptions{storage: app.Storage{DataDir: dir, EventStore: "sqlite"}, format: "jsonl"}); err != nil || out.Len() != 0 {
 		t.Fatalf("empty store: %q, %v", out.String(), err)
@@ -189,5 +201,61 @@ func TestEnvironmentAppliesUnlessFlagGiven(t *testing.T) {
 	cmd = newEventsReadCommand()
 	if err := applyEnvironment(cmd.Flags()); err == nil || !strings.Contains(err.Error(), "AURAOS_FOLLOW") {
 		t.Fatalf("bad boolean in the environment: %v", err)
+	}
+}
+
+// An unknown --type is refused, listing the types, rather than matching
+// nothing.
+func TestEventsReadRefusesUnknownTypes(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	fillStore(t, dir)
+	var out bytes.Buffer
+	err := runEventsRead(context.Background(), &out, eventsReadOptions{
+		storage: app.Storage{DataDir: dir, EventStore: "sqlite"}, format: "jsonl", types: []string{domain.TypeMessagePosted, "Bogus"},
+	})
+	if err == nil || !strings.Contains(err.Error(), `--type "Bogus"`) || !strings.Contains(err.Error(), strings.Join(domain.EventTypes(), ", ")) {
+		t.Fatalf("--type Bogus: %v, want an error listing the types", err)
+	}
+	if out.Len() != 0 {
+		t.Fatalf("printed before refusing:\n%s", out.String())
+	}
+}
+
+// Rows printed after the header went out, as --follow prints them, line up
+// with it, however long their values.
+func TestEventsReadTableColumnsLineUp(t *testing.T) {
+	t.Parallel()
+	var out bytes.Buffer
+	p := newTablePrinter(&out)
+	at := time.Date(2026, 11, 27, 10, 15, 11, 0, time.UTC)
+	rows := []eventstore.RecordedEvent{
+		{Position: eventstore.Pos(1), Stream: "system", Version: 0, Type: domain.TypeNodeStarted, Time: at, Data: json.RawMessage(`{}`)},
+		{Position: eventstore.Pos(123456), Stream: "chat-" + strings.Repeat("r", 60), Version: 4321, Type: domain.TypeSystemAlertBroadcast, Time: at.Add(123456 * time.Microsecond), Data: json.RawMessage(`{"a":1}`)},
+		{Position: eventstore.Pos(7), Stream: "app-a", Version: 2, Type: domain.TypeAppStatusChanged, Time: at, Data: json.RawMessage(`{"b":2}`)},
+	}
+	for _, e := range rows {
+		if err := p.print(e); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.flush(); err != nil { // each row arrives on its own, as when following
+			t.Fatal(err)
+		}
+	}
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	if len(lines) != 4 {
+		t.Fatalf("table:\n%s", out.String())
+	}
+	header := lines[0]
+	for i, e := range rows {
+		line := []rune(lines[i+1])
+		for _, col := range []struct{ title, value string }{
+			{"TIME", "2026-11-27T10:15:11"}, {"STREAM", e.Stream[:5]}, {"VERSION", fmt.Sprint(e.Version)}, {"TYPE", e.Type}, {"DATA", "{"},
+		} {
+			offset := len([]rune(header[:strings.Index(header, col.title)]))
+			if offset > len(line) || !strings.HasPrefix(string(line[offset:]), col.value) {
+				t.Errorf("row %d: %s is not under its header:\n%s\n%s", i, col.value, header, string(line))
+			}
+		}
 	}
 }

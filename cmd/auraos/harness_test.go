@@ -21,7 +21,14 @@ import (
 // The end-to-end tests run the real binary, built once for the package.
 var auraosBin string
 
+// lockHelperEnv, in a child test process, names the directory the child
+// locks (see TestOpsLockDataDirHelper).
+const lockHelperEnv = "AURAOS_TEST_LOCK_HELPER"
+
 func TestMain(m *testing.M) {
+	if os.Getenv(lockHelperEnv) != "" {
+		os.Exit(m.Run()) // a helper child process needs no binary
+	}
 	dir, err := os.MkdirTemp("", "auraos-e2e-bin")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

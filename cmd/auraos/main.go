@@ -14,6 +14,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/auraos/realtime/internal/redact"
 )
 
 func main() {
@@ -24,8 +26,10 @@ func main() {
 		if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 			os.Exit(0) // interrupted on purpose
 		}
-		// The operator at the terminal needs the whole chain, causes included.
-		fmt.Fprintln(os.Stderr, "auraos:", err)
+		// The operator at the terminal needs the whole chain, causes included;
+		// a library's cause may quote a connection string, so it is masked
+		// once more here, where every failure passes.
+		fmt.Fprintln(os.Stderr, "auraos:", redact.Text(err.Error()))
 		os.Exit(1)
 	}
 }

@@ -41,7 +41,7 @@ func newProjectionsStatusCommand() *cobra.Command {
 }
 
 func runProjectionsStatus(ctx context.Context, out io.Writer, storage app.Storage) error {
-	store, rdb, err := storage.Open(ctx, sqlstore.Options{})
+	store, rdb, err := storage.OpenReadOnly(ctx, sqlstore.Options{})
 	if err != nil {
 		return err
 	}

@@ -190,6 +190,15 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if err != nil {
 		return err
 	}
+	if o.storage.UsesDataDir() {
+		// One server per data directory: a second one would share the
+		// SQLite files and end the first one's sessions.
+		release, err := lockDataDir(o.storage.DataDir)
+		if err != nil {
+			return err
+		}
+		defer release()
+	}
 	srv := app.New(cfg)
 	if err := srv.Open(ctx); err != nil {
 		return err

@@ -17,6 +17,7 @@ import (
 
 	"github.com/auraos/realtime/domain"
 	"github.com/auraos/realtime/eventstore"
+	"github.com/auraos/realtime/internal/redact"
 )
 
 // Options tunes a Store. The zero value is usable.
@@ -131,7 +132,7 @@ func Open(ctx context.Context, connString string, opts Options) (*Store, error) 
 	cfg, err := esdbclient.ParseConnectionString(connString)
 	if err != nil {
 		// The parser's message may quote the string, password included.
-		cause := errors.New(strings.ReplaceAll(err.Error(), connString, redact(connString)))
+		cause := errors.New(redact.Text(err.Error()))
 		return nil, domain.WrapError(domain.EINVALID, "invalid EventStoreDB connection string", cause)
 	}
 	cfg.Logger = clientLogger(opts.Logger)
@@ -156,7 +157,7 @@ func Open(ctx context.Context, connString string, opts Options) (*Store, error) 
 			s.pool.close()
 			return nil, ctx.Err()
 		}
-		err = s.translate("connect to "+redact(connString), err)
+		err = s.translate("connect to "+redact.Text(connString), err)
 		s.Close()
 		return nil, err
 	}
@@ -335,20 +336,6 @@ func (p *pool) close() {
 	for _, c := range idle {
 		_ = c.Close()
 	}
-}
-
-// redact hides the password of a connection string, for messages and logs.
-func redact(connString string) string {
-	scheme, rest, ok := strings.Cut(connString, "://")
-	if !ok {
-		return connString
-	}
-	at := strings.LastIndex(rest, "@")
-	if at < 0 {
-		return connString
-	}
-	user, _, _ := strings.Cut(rest[:at], ":")
-	return scheme + "://" + user + ":xxxxx" + rest[at:]
 }
 
 // isCode reports whether err is an *esdbclient.Error with the given code. It

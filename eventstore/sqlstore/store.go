@@ -120,6 +120,11 @@ func OpenSQLite(ctx context.Context, dataDir string, opts Options) (*Store, erro
 		writeDB.Close()
 		return nil, eventstore.Unavailable("open "+path, err)
 	}
+	return startSQLite(ctx, path, opts, writeDB, readDB)
+}
+
+// startSQLite starts the store on the opened databases of the file at path.
+func startSQLite(ctx context.Context, path string, opts Options, writeDB, readDB *bun.DB) (*Store, error) {
 	s := newStore(opts, sqliteDialect{}, writeDB, readDB)
 	// The watcher's first reading is taken now, before any subscriber reads,
 	// so a commit of another process after this point is always noticed.
@@ -152,6 +157,11 @@ func OpenPostgres(ctx context.Context, dsn string, opts Options) (*Store, error)
 		db.Close()
 		return nil, err
 	}
+	return startPostgres(ctx, dsn, opts, db)
+}
+
+// startPostgres starts the store on the opened pool db of dsn.
+func startPostgres(ctx context.Context, dsn string, opts Options, db *bun.DB) (*Store, error) {
 	var current string
 	if err := db.QueryRowContext(ctx, "SELECT current_schema()").Scan(&current); err != nil {
 		db.Close()

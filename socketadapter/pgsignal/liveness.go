@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/auraos/realtime/domain"
 )
 
 // Liveness tells the servers sharing a PostgreSQL database apart from dead
@@ -33,10 +35,11 @@ type Liveness struct {
 // checked (and the lock taken again if the connection was lost).
 const keepInterval = 5 * time.Second
 
-// OpenLiveness connects to dsn and takes node's lock, waiting while another
-// server holds it (one that is ending the sessions this node's previous run
-// left open, or a second server wrongly given the same node id) until ctx
-// ends. Errors are UNAVAILABLE.
+// OpenLiveness connects to dsn and takes node's lock. A running server that
+// holds it (a second server wrongly given the same node id) makes it fail at
+// once with an ECONFLICT error; a server that is ending the sessions this
+// node's previous run left open is waited for, until ctx ends. Other errors
+// are UNAVAILABLE.
 func OpenLiveness(ctx context.Context, dsn, node string, log *slog.Logger) (*Liveness, error) {
 	if log == nil {
 		log = slog.Default()
@@ -64,15 +67,49 @@ func (l *Liveness) key(node string) int64 {
 	return int64(h.Sum64())
 }
 
-// takeOwn takes this node's lock on a connection of its own.
+// takeoverKey is the lock a server holds, beside a node's own lock, while it
+// acts for that dead node, so that the node's next start can tell a takeover,
+// which it waits for, from a running twin, which it refuses.
+func (l *Liveness) takeoverKey(node string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte("auraos-takeover-" + l.schema + "-" + node))
+	return int64(h.Sum64())
+}
+
+// tryLock tries the session advisory lock key on c without waiting.
+func tryLock(ctx context.Context, c *sql.Conn, key int64) (bool, error) {
+	var ok bool
+	err := c.QueryRowContext(ctx, "SELECT pg_try_advisory_lock($1)", key).Scan(&ok)
+	return ok, err
+}
+
+// takeOwn takes this node's lock on a connection of its own. When the lock
+// is held, the takeover lock says by whom: a takeover holds it as long as it
+// holds the node's lock, so once this connection has it the node's lock is
+// either free or held by a running server.
 func (l *Liveness) takeOwn(ctx context.Context) error {
 	c, err := l.db.Conn(ctx)
 	if err != nil {
 		return unavailable("connect for the node lock", err)
 	}
-	if _, err := c.ExecContext(ctx, "SELECT pg_advisory_lock($1)", l.key(l.node)); err != nil {
+	key := l.key(l.node)
+	ok, err := tryLock(ctx, c, key)
+	if err == nil && !ok {
+		tkey := l.takeoverKey(l.node)
+		if _, err = c.ExecContext(ctx, "SELECT pg_advisory_lock($1)", tkey); err == nil {
+			ok, err = tryLock(ctx, c, key)
+			if _, uerr := c.ExecContext(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", tkey); err == nil {
+				err = uerr
+			}
+		}
+	}
+	if err != nil {
 		c.Close()
 		return unavailable("take the node lock", err)
+	}
+	if !ok {
+		c.Close()
+		return domain.Errorf(domain.ECONFLICT, "node id %s is held by another running server; give each server its own node id", l.node)
 	}
 	l.mu.Lock()
 	l.own = c
@@ -122,9 +159,15 @@ func (l *Liveness) TakeOver(ctx context.Context, node string) (release func(), o
 	if err != nil {
 		return nil, false, unavailable("connect to take over a node", err)
 	}
-	key := l.key(node)
-	if err := c.QueryRowContext(ctx, "SELECT pg_try_advisory_lock($1)", key).Scan(&ok); err != nil || !ok {
-		c.Close()
+	// The takeover lock first, and released last: a node starting meanwhile
+	// waits for this takeover instead of taking its lock for a twin's.
+	key, tkey := l.key(node), l.takeoverKey(node)
+	ok, err = tryLock(ctx, c, tkey)
+	if err == nil && ok {
+		ok, err = tryLock(ctx, c, key)
+	}
+	if err != nil || !ok {
+		c.Close() // ending the session releases whatever it holds
 		if err != nil {
 			return nil, false, unavailable("try a node's lock", err)
 		}
@@ -134,6 +177,7 @@ func (l *Liveness) TakeOver(ctx context.Context, node string) (release func(), o
 		ctx, cancel := context.WithTimeout(context.Background(), keepInterval)
 		defer cancel()
 		_, _ = c.ExecContext(ctx, "SELECT pg_advisory_unlock($1)", key)
+		_, _ = c.ExecContext(ctx, "SELECT pg_advisory_unlock($1)", tkey)
 		c.Close()
 	}, true, nil
 }

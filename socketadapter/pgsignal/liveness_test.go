@@ -2,9 +2,11 @@ package pgsignal_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/auraos/realtime/domain"
 	"github.com/auraos/realtime/schema/schematest"
 	"github.com/auraos/realtime/socketadapter/pgsignal"
 )
@@ -61,4 +63,28 @@ func TestTakeOverOnlyADeadNode(t *testing.T) {
 	if l := <-started; l != nil {
 		l.Close()
 	}
+}
+
+// A second server with a node id that a running server holds is refused at
+// once, saying so, instead of waiting for the lock.
+func TestSecondServerWithTheSameNodeIDFails(t *testing.T) {
+	t.Parallel()
+	dsn := schematest.PostgresURL(t)
+	openLiveness(t, dsn, "twin")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	start := time.Now()
+	l, err := pgsignal.OpenLiveness(ctx, dsn, "twin", nil)
+	if err == nil {
+		l.Close()
+		t.Fatal("two servers hold node id twin")
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("refused after %s, want within a second", took)
+	}
+	if !strings.Contains(err.Error(), "node id twin is held by another running server") || domain.ErrorCode(err) != domain.ECONFLICT {
+		t.Errorf("error %v, want CONFLICT: node id twin is held by another running server", err)
+	}
+	// Another node id on the same database is no conflict.
+	openLiveness(t, dsn, "other")
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/lib/pq"
 
 	"github.com/auraos/realtime/domain"
+	"github.com/auraos/realtime/internal/redact"
 )
 
 // maxPayload is PostgreSQL's NOTIFY payload limit, less a margin.
@@ -168,7 +169,8 @@ func connect(ctx context.Context, dsn string) (*sql.DB, string, error) {
 	var current string
 	if err := db.QueryRowContext(ctx, "SELECT current_schema()").Scan(&current); err != nil {
 		db.Close()
-		return nil, "", unavailable("read the current schema", err)
+		// lib/pq's parse errors quote the connection string, password and all.
+		return nil, "", unavailable("read the current schema", redact.Error(err))
 	}
 	return db, current, nil
 }

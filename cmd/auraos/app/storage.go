@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"path/filepath"
 	"strings"
 
@@ -15,19 +16,19 @@ import (
 	"github.com/auraos/realtime/eventstore"
 	"github.com/auraos/realtime/eventstore/esdb"
 	"github.com/auraos/realtime/eventstore/sqlstore"
+	"github.com/auraos/realtime/internal/redact"
 	"github.com/auraos/realtime/schema"
 )
 
 // Storage says where the event log and the read models live, as the
-// storage flags every command shares set it.
+// storage flags every command shares set it: DataDir holds the embedded
+// SQLite databases; EventStore is "sqlite" (or empty), a postgres:// URL,
+// or an esdb:// or esdb+discover:// connection string; ReadDB is empty
+// (SQLite in DataDir) or a postgres:// URL.
 type Storage struct {
-	// DataDir holds the embedded SQLite databases.
-	DataDir string
-	// EventStore is "sqlite" (or empty: SQLite in DataDir), a postgres://
-	// URL, or an esdb:// or esdb+discover:// connection string.
+	DataDir    string
 	EventStore string
-	// ReadDB is empty (SQLite in DataDir) or a postgres:// URL.
-	ReadDB string
+	ReadDB     string
 }
 
 // Register adds the storage flags to flags, with their defaults.
@@ -35,6 +36,12 @@ func (c *Storage) Register(flags *pflag.FlagSet) {
 	flags.StringVar(&c.DataDir, "data-dir", "./data", "directory of the embedded SQLite databases (event store and read models)")
 	flags.StringVar(&c.EventStore, "event-store", "sqlite", `event store: "sqlite" (embedded, in --data-dir), a postgres:// URL, or an esdb:// or esdb+discover:// EventStoreDB/KurrentDB connection string`)
 	flags.StringVar(&c.ReadDB, "read-db", "", `read-model database: empty for SQLite in --data-dir, or a postgres:// URL`)
+}
+
+// UsesDataDir reports whether the event store or the read models are the
+// embedded SQLite databases in DataDir.
+func (c *Storage) UsesDataDir() bool {
+	return c.EventStore == "" || c.EventStore == "sqlite" || c.ReadDB == "" || c.ReadDB == "sqlite"
 }
 
 // ReadDB is the read-model database: a writer for runners and rebuilds, a
@@ -55,10 +62,9 @@ func (r ReadDB) Close() error {
 // readModelFile is the SQLite read-model database inside the data directory.
 const readModelFile = "read.db"
 
-// OpenReadDB opens and migrates the read-model database c selects. The
-// SQLite read models sync with synchronous=NORMAL: they can always be
-// rebuilt from the log, and their checkpoint commits with their rows. It
-// returns EUNAVAILABLE when the database cannot be opened.
+// OpenReadDB opens and migrates the read-model database the flags select.
+// The SQLite read models sync with synchronous=NORMAL: they can always be
+// rebuilt from the log, and their checkpoint commits with their rows.
 func (c *Storage) OpenReadDB(ctx context.Context) (ReadDB, error) {
 	var r ReadDB
 	switch {
@@ -81,7 +87,7 @@ func (c *Storage) OpenReadDB(ctx context.Context) (ReadDB, error) {
 		}
 		r = ReadDB{Writer: db, Reader: db}
 	default:
-		return r, fmt.Errorf("--read-db %q: want empty (SQLite in --data-dir) or a postgres:// URL", schema.RedactURL(c.ReadDB))
+		return r, c.unknownReadDB()
 	}
 	if err := schema.Migrate(ctx, r.Writer, schema.ReadModels); err != nil {
 		r.Close()
@@ -90,8 +96,8 @@ func (c *Storage) OpenReadDB(ctx context.Context) (ReadDB, error) {
 	return r, nil
 }
 
-// OpenEventStore opens the event store c selects; opts tune the SQL stores
-// (their logger also serves EventStoreDB).
+// OpenEventStore opens the event store the flags select; opts tune the SQL
+// stores (their logger also serves EventStoreDB).
 func (c *Storage) OpenEventStore(ctx context.Context, opts sqlstore.Options) (eventstore.Store, error) {
 	switch {
 	case c.EventStore == "" || c.EventStore == "sqlite":
@@ -101,19 +107,130 @@ func (c *Storage) OpenEventStore(ctx context.Context, opts sqlstore.Options) (ev
 	case isESDBURL(c.EventStore):
 		return esdb.Open(ctx, c.EventStore, esdb.Options{Logger: opts.Logger})
 	default:
-		scheme, _, _ := strings.Cut(c.EventStore, ":")
-		return nil, fmt.Errorf("--event-store %q: unknown kind %q (want sqlite, postgres:// or esdb://)", schema.RedactURL(c.EventStore), scheme)
+		return nil, c.unknownEventStore()
 	}
 }
 
-// Open opens the event store and then the read-model database; if the
-// second fails, the first is closed again. The caller closes both.
+// unknownEventStore says what --event-store takes. The embedded store is
+// named by a word and placed by --data-dir; an operator who tries a
+// sqlite:// URL or a file name is told so rather than only that the kind
+// is unknown.
+func (c *Storage) unknownEventStore() error {
+	shown := redact.Text(c.EventStore)
+	if looksLikeSQLite(c.EventStore) {
+		return fmt.Errorf("--event-store %q: the embedded SQLite store takes no URL or file name: give --event-store sqlite (the default) together with --data-dir DIR, the directory of its events.db", shown)
+	}
+	want := "want sqlite together with --data-dir DIR, a postgres:// URL, or an esdb:// or esdb+discover:// connection string"
+	if scheme, _, ok := strings.Cut(c.EventStore, "://"); ok {
+		return fmt.Errorf("--event-store %q: unknown kind %q (%s)", shown, scheme, want)
+	}
+	return fmt.Errorf("--event-store %q: not an event store (%s)", shown, want)
+}
+
+func (c *Storage) unknownReadDB() error {
+	shown := redact.Text(c.ReadDB)
+	if looksLikeSQLite(c.ReadDB) {
+		return fmt.Errorf("--read-db %q: the embedded SQLite read models take no URL or file name: leave --read-db empty and give --data-dir DIR, the directory of their %s", shown, readModelFile)
+	}
+	return fmt.Errorf("--read-db %q: want empty (SQLite in --data-dir) or a postgres:// URL", shown)
+}
+
+// looksLikeSQLite reports whether s names SQLite the way other programs
+// do: a sqlite: or file: URL, or a database file.
+func looksLikeSQLite(s string) bool {
+	scheme, _, ok := strings.Cut(strings.ToLower(s), ":")
+	return ok && (scheme == "sqlite" || scheme == "sqlite3" || scheme == "file") || strings.HasSuffix(strings.ToLower(s), ".db")
+}
+
+// OpenEventStoreReadOnly opens the event store the flags select for the
+// commands that only read: nothing is created or migrated, and a store
+// that is not there is an error saying where it was looked for, rather
+// than an empty log.
+func (c *Storage) OpenEventStoreReadOnly(ctx context.Context, opts sqlstore.Options) (eventstore.Store, error) {
+	var store *sqlstore.Store
+	var err error
+	var hint string
+	switch {
+	case c.EventStore == "" || c.EventStore == "sqlite":
+		store, err = sqlstore.OpenSQLiteReadOnly(ctx, c.DataDir, opts)
+		hint = "serve creates it, or check --data-dir"
+	case schema.IsPostgresURL(c.EventStore):
+		store, err = sqlstore.OpenPostgresReadOnly(ctx, c.EventStore, opts)
+		hint = "serve or migrate creates it, or check --event-store"
+	case isESDBURL(c.EventStore):
+		// Opening an EventStoreDB store only reads.
+		return esdb.Open(ctx, c.EventStore, esdb.Options{Logger: opts.Logger})
+	default:
+		return nil, c.unknownEventStore()
+	}
+	if errors.Is(err, sqlstore.ErrNoStore) {
+		return nil, fmt.Errorf("%w; %s", err, hint)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return store, nil
+}
+
+// OpenReadDBReadOnly opens the read-model database the flags select for
+// the commands that only read, creating and migrating nothing; read models
+// that are not there are an error saying where they were looked for.
+func (c *Storage) OpenReadDBReadOnly(ctx context.Context) (ReadDB, error) {
+	var db *bun.DB
+	var err error
+	var noTable string // what to say when the database has no read models
+	switch {
+	case c.ReadDB == "" || c.ReadDB == "sqlite":
+		db, err = schema.OpenSQLiteReadOnly(filepath.Join(c.DataDir, readModelFile), 8)
+		if errors.Is(err, fs.ErrNotExist) {
+			return ReadDB{}, fmt.Errorf("no read models in %s (%s not found); serve creates them, or check --data-dir", c.DataDir, readModelFile)
+		}
+		noTable = fmt.Sprintf("no read models in %s (%s has no %s table); serve creates them, or check --data-dir", c.DataDir, readModelFile, checkpointsTable)
+	case schema.IsPostgresURL(c.ReadDB):
+		db, err = schema.OpenPostgres(ctx, c.ReadDB, 4)
+		noTable = fmt.Sprintf("no read models in %s (its schema has no %s table); serve or migrate creates them, or check --read-db", redact.Text(c.ReadDB), checkpointsTable)
+	default:
+		return ReadDB{}, c.unknownReadDB()
+	}
+	if err != nil {
+		return ReadDB{}, domain.WrapError(domain.EUNAVAILABLE, "read database unavailable", err)
+	}
+	ok, err := schema.HasTable(ctx, db, checkpointsTable)
+	if err == nil && !ok {
+		err = errors.New(noTable)
+	}
+	if err != nil {
+		db.Close()
+		return ReadDB{}, err
+	}
+	return ReadDB{Writer: db, Reader: db}, nil
+}
+
+// checkpointsTable is the read models' table every projection writes to.
+const checkpointsTable = "projection_checkpoints"
+
+// OpenReadOnly is Open for the commands that only read: it creates and
+// migrates nothing.
+func (c *Storage) OpenReadOnly(ctx context.Context, opts sqlstore.Options) (eventstore.Store, ReadDB, error) {
+	return openBoth(func() (eventstore.Store, error) { return c.OpenEventStoreReadOnly(ctx, opts) },
+		func() (ReadDB, error) { return c.OpenReadDBReadOnly(ctx) })
+}
+
+// Open opens (creating and migrating what is missing) the event store and
+// then the read-model database. The caller closes both.
 func (c *Storage) Open(ctx context.Context, opts sqlstore.Options) (eventstore.Store, ReadDB, error) {
-	store, err := c.OpenEventStore(ctx, opts)
+	return openBoth(func() (eventstore.Store, error) { return c.OpenEventStore(ctx, opts) },
+		func() (ReadDB, error) { return c.OpenReadDB(ctx) })
+}
+
+// openBoth opens the event store and then the read-model database with the
+// openers given; if the second fails, the first is closed again.
+func openBoth(openStore func() (eventstore.Store, error), openRead func() (ReadDB, error)) (eventstore.Store, ReadDB, error) {
+	store, err := openStore()
 	if err != nil {
 		return nil, ReadDB{}, err
 	}
-	rdb, err := c.OpenReadDB(ctx)
+	rdb, err := openRead()
 	if err != nil {
 		store.Close()
 		return nil, ReadDB{}, err
