@@ -8,7 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/zishang520/socket.io/servers/socket/v3"
+	"github.com/zishang520/socket.io/parsers/engine/v3/packet"
+	"github.com/zishang520/socket.io/v3/pkg/types"
 
 	"github.com/auraos/realtime/eventstore"
 )
@@ -18,9 +19,8 @@ import (
 // state, not a stream:
 //
 //   - changes within a window are coalesced into one list (a round);
-//   - a socket never holds more than one list it has not been handed to
-//     its transport: a socket whose last list is still queued is skipped
-//     and gets the newest list once it has taken the last one (conflation);
+//   - a socket never holds more than one list it has not handed to its
+//     transport: a newer list replaces one still queued (conflation);
 //   - the window grows with the bytes a round sends and with how many
 //     sockets are behind, so the bytes sent per second stay bounded as
 //     users grow, while a quiet server answers within PresenceWindow;
@@ -41,11 +41,10 @@ type presenceBroadcaster struct {
 	left    map[string]struct{} // users who lost a session since the last list
 
 	// Owned by the run goroutine.
-	version   uint64
-	current   presenceSnapshot
-	history   []presenceSnapshot // the last versions, for diffs to sockets behind
-	window    time.Duration
-	retryOwed bool // some sockets were skipped and are owed the newest list
+	version  uint64
+	current  presenceSnapshot
+	previous presenceSnapshot // the version before current, for diffs
+	window   time.Duration
 }
 
 // presenceSnapshot is one version of the list: its entries by user id, in
@@ -61,18 +60,13 @@ type presenceSnapshot struct {
 // of the socket's events may reset version, so the fields are atomic.
 type presenceView struct {
 	diff    bool          // the client asked for online_users_diff; set at connect
-	version atomic.Uint64 // the version of the last list or diff sent; 0: none, or a list of unknown version
-	mark    atomic.Uint64 // the socket's enqueued bytes right after it was sent
+	version atomic.Uint64 // the version of the last list or diff queued; 0: none, or a list of unknown version
 }
 
 // sentUnknownList records that a list the broadcaster did not count was
 // sent to the socket (a join confirmed again): the next round sends it a
 // full list rather than a diff from a version it no longer has.
 func (v *presenceView) sentUnknownList() { v.version.Store(0) }
-
-// presenceHistory is how many versions are kept for diffs to sockets that
-// skipped some; one further behind gets a full list.
-const presenceHistory = 8
 
 // maxPresenceWindow caps the coalescing window, so that a list still goes
 // out at least this often while presence keeps changing.
@@ -105,13 +99,8 @@ func (b *presenceBroadcaster) wake() {
 
 func (b *presenceBroadcaster) run(ctx context.Context) {
 	for {
-		var retry <-chan time.Time
-		if b.retryOwed {
-			retry = time.After(b.window)
-		}
 		select {
 		case <-b.signal:
-		case <-retry:
 		case <-ctx.Done():
 			return
 		}
@@ -186,105 +175,101 @@ func (b *presenceBroadcaster) advance(users []onlineUserPayload) {
 	}
 	b.version++
 	next.version = b.version
-	if b.version > 1 {
-		b.history = append(b.history, b.current)
-		if len(b.history) > presenceHistory {
-			b.history = b.history[1:]
-		}
-	}
-	b.current = next
+	b.previous, b.current = b.current, next
 }
 
-// send hands the current version to every socket that does not have it and
-// has taken its last list: the full list, or a diff for a diff client that
-// has a recent version. It returns the bytes sent, and how many sockets
-// were owed a list but skipped because their last one is still queued, of
-// how many.
-func (b *presenceBroadcaster) send() (sent int64, owed, total int) {
+// send hands the current version to every socket that does not have it. A
+// socket whose last list (or diff) is still queued has it replaced by the
+// full list; otherwise a diff client one version behind gets the diff and
+// every other socket the full list. It returns the bytes queued, how many
+// sockets had a queued list replaced, and how many were sent to.
+func (b *presenceBroadcaster) send() (sent int64, replaced, total int) {
 	srv := b.srv
 	cur := b.current
-	var full, diff []*session
-	var behind []*session // diff clients on an older version
+	full := newStatePacket("online_users", cur.list)
+	var diff *statePacket
+	if b.previous.version != 0 {
+		diff = newStatePacket("online_users_diff", diffPayload(b.previous, cur))
+	}
+	var fulls, diffs int
 	srv.sessions.Range(func(_, v any) bool {
 		sess := v.(*session)
-		total++
 		view := &sess.list
 		version := view.version.Load()
-		if version == cur.version && cur.version != 0 {
+		if version == cur.version {
 			return true
 		}
 		s, ok := srv.socketByID(sess.id)
 		if !ok {
 			return true
 		}
-		if view.mark.Load() > s.Conn().FlushedBytes() {
-			owed++ // its last list is still queued
-			return true
+		conn := s.Conn()
+		websocket := conn.Transport() != nil && conn.Transport().Name() == "websocket"
+		next := full
+		if diff != nil && view.diff && version+1 == cur.version {
+			next = diff
 		}
-		switch {
-		case !view.diff || version == 0:
-			full = append(full, sess)
-		case version+1 == cur.version:
-			diff = append(diff, sess)
-		default:
-			behind = append(behind, sess)
+		total++
+		if conn.SendState(presenceStateKey, full.packet(websocket), next.packet(websocket)) {
+			replaced++
+			sent += int64(len(full.data))
+			fulls++
+		} else {
+			sent += int64(len(next.data))
+			if next == diff {
+				diffs++
+			} else {
+				fulls++
+			}
 		}
+		view.version.Store(cur.version)
 		return true
 	})
-	sent += b.emitGroup(full, "online_users", cur.list, cur.version)
-	if len(diff) > 0 {
-		sent += b.emitGroup(diff, "online_users_diff", diffPayload(b.history[len(b.history)-1], cur), cur.version)
+	if fulls > 0 {
+		srv.cfg.Observer.Pushed("online_users")
 	}
-	for _, sess := range behind {
-		if old, ok := b.snapshot(sess.list.version.Load()); ok {
-			sent += b.emitGroup([]*session{sess}, "online_users_diff", diffPayload(old, cur), cur.version)
-		} else {
-			sent += b.emitGroup([]*session{sess}, "online_users", cur.list, cur.version)
-		}
+	if diffs > 0 {
+		srv.cfg.Observer.Pushed("online_users_diff")
 	}
-	b.retryOwed = owed > 0
-	return sent, owed, total
+	return sent, replaced, total
 }
 
-// emitGroup sends one payload to the sockets of group, encoded once, and
-// records what each was sent.
-func (b *presenceBroadcaster) emitGroup(group []*session, event string, payload json.RawMessage, version uint64) int64 {
-	if len(group) == 0 {
-		return 0
-	}
-	srv := b.srv
-	rooms := make([]socket.Room, len(group))
-	for i, sess := range group {
-		rooms[i] = socketRoom(sess.id)
-	}
-	srv.emit(srv.io.To(rooms...), event, payload)
-	for _, sess := range group {
-		if s, ok := srv.socketByID(sess.id); ok {
-			sess.list.mark.Store(s.Conn().EnqueuedBytes())
-			sess.list.version.Store(version)
-		}
-	}
-	return int64(len(payload)) * int64(len(group))
+// presenceStateKey is the key under which a socket's queued list or diff
+// is replaced by a newer one.
+const presenceStateKey = "presence"
+
+// statePacket is one event encoded once for every socket: the Socket.IO
+// packet and its Engine.IO websocket frame.
+type statePacket struct {
+	data  string
+	frame types.BufferInterface
 }
 
-// snapshot returns a kept version.
-func (b *presenceBroadcaster) snapshot(version uint64) (presenceSnapshot, bool) {
-	for _, s := range b.history {
-		if s.version == version {
-			return s, true
-		}
+func newStatePacket(event string, payload json.RawMessage) *statePacket {
+	// A Socket.IO EVENT (2) of the default namespace; the frame adds
+	// Engine.IO's MESSAGE type (4), as the library's broadcasts do.
+	data := `2["` + event + `",` + string(payload) + `]`
+	return &statePacket{data: data, frame: types.NewStringBufferString("4" + data)}
+}
+
+// packet returns an Engine.IO packet of p: a websocket writes the shared
+// frame; a polling transport consumes the packet's data, so it gets its own.
+func (p *statePacket) packet(websocket bool) *packet.Packet {
+	opts := &packet.Options{Compress: new(true)}
+	if websocket {
+		opts.WsPreEncodedFrame = p.frame
 	}
-	return presenceSnapshot{}, false
+	return &packet.Packet{Type: packet.MESSAGE, Data: types.NewStringBufferString(p.data), Options: opts}
 }
 
 // adapt sets the next window: long enough that a round's bytes go out at
 // no more than PresenceBandwidth, doubled while more than half the sockets
-// are behind, and never shorter than PresenceWindow nor longer than
-// maxPresenceWindow.
-func (b *presenceBroadcaster) adapt(sent int64, owed, total int) {
+// had their last list still queued (they are behind), and never shorter
+// than PresenceWindow nor longer than maxPresenceWindow.
+func (b *presenceBroadcaster) adapt(sent int64, behind, total int) {
 	base := b.srv.cfg.PresenceWindow
 	w := time.Duration(float64(sent) / float64(b.srv.cfg.PresenceBandwidth) * float64(time.Second))
-	if total > 0 && owed*2 > total {
+	if total > 0 && behind*2 > total {
 		w = max(w, 2*b.window)
 	}
 	b.window = min(max(w, base), max(maxPresenceWindow, base))

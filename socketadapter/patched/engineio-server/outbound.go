@@ -18,7 +18,8 @@ const SlowConsumerReason = "slow consumer"
 // without bound: a client that stops reading but keeps answering pings
 // makes the server hold everything sent to it.
 type outbound struct {
-	buffered atomic.Int64  // bytes in writeBuffer, not yet handed to the transport
+	state    map[string]*packet.Packet // queued state packets by key; guarded by the socket's flushMu
+	buffered atomic.Int64              // bytes in writeBuffer, not yet handed to the transport
 	enqueued atomic.Uint64 // bytes ever queued
 	flushed  atomic.Uint64 // bytes ever handed to the transport
 	slow     atomic.Bool   // closed as a slow consumer
@@ -85,4 +86,41 @@ func (s *socket) closeSlow() {
 		t.Discard()
 	}
 	s.OnClose(SlowConsumerReason)
+}
+
+// SendState queues a packet that stands for the newest state of key (a
+// presence list, say): if a packet of the same key is still queued, not yet
+// handed to the transport, it is taken out and replace is queued instead;
+// otherwise next is. A socket so never holds two unsent states of one key,
+// and a state built as a change from the last one sent (next) is sent only
+// when that one is on its way. It reports whether a queued state was
+// replaced. Both packets' data must be the socket's own (the transport may
+// consume it); a shared pre-encoded websocket frame may be set in Options.
+func (s *socket) SendState(key string, replace, next *packet.Packet) (replaced bool) {
+	if state := s.ReadyState(); state == "closing" || state == "closed" {
+		return false
+	}
+	s.flushMu.Lock()
+	p := next
+	if old := s.out.state[key]; old != nil {
+		// Only a flush takes packets out otherwise, and it waits for
+		// flushMu, which is held.
+		same := func(q *packet.Packet) bool { return q == old }
+		if s.writeBuffer.FindIndex(same) >= 0 {
+			s.writeBuffer.Remove(same)
+			n := packetSize(old)
+			s.out.buffered.Add(-n)
+			s.out.flushed.Add(uint64(n)) // it will never be handed over; keep the counters comparable
+			p, replaced = replace, true
+		}
+	}
+	if s.out.state == nil {
+		s.out.state = map[string]*packet.Packet{}
+	}
+	s.out.state[key] = p
+	s.writeBuffer.Push(p)
+	s.queued(p)
+	s.flushMu.Unlock()
+	s.flush()
+	return replaced
 }

@@ -573,6 +573,7 @@ func (s *socket) flush() {
 	if s.ReadyState() != "closed" && s.Transport().Writable() {
 		if wbuf := s.writeBuffer.AllAndClear(); len(wbuf) > 0 {
 			s.handedOver(wbuf) // PATCH(auraos)
+			clear(s.out.state)
 			socketLog.Debug("flushing buffer to transport")
 			s.Emit("flush", wbuf)
 			s.server.Emit("flush", s, wbuf)

@@ -143,5 +143,6 @@ type (
 		BufferedBytes() int64
 		EnqueuedBytes() uint64
 		FlushedBytes() uint64
+		SendState(key string, replace, next *packet.Packet) bool
 	}
 )
