@@ -39,10 +39,10 @@ type clientEvent struct {
 // connection's footprint small.
 var clientEvents = map[string]clientEvent{
 	"join_user_room":         {nil, (*conn).joinUserRoom},
-	"join_system_room":       {nil, (*conn).joinSystemRoom},
-	"join_room":              {nil, (*conn).joinRoom},
+	"join_system_room":       {joinLimit, (*conn).joinSystemRoom},
+	"join_room":              {joinLimit, (*conn).joinRoom},
 	"leave_room":             {nil, (*conn).leaveRoom},
-	"join_chat_room":         {nil, (*conn).joinChatRoom},
+	"join_chat_room":         {joinLimit, (*conn).joinChatRoom},
 	"send_message":           {func(s *session) *rate.Limiter { return s.limits.message }, (*conn).sendMessage},
 	"typing_start":           {func(s *session) *rate.Limiter { return s.limits.typing }, (*conn).typingStart},
 	"typing_stop":            {func(s *session) *rate.Limiter { return s.limits.typing }, (*conn).typingStop},
@@ -52,6 +52,10 @@ var clientEvents = map[string]clientEvent{
 	"request_system_status":  {nil, (*conn).requestSystemStatus},
 	"data_agent_update":      {func(s *session) *rate.Limiter { return s.limits.agent }, (*conn).dataAgentUpdate},
 }
+
+// joinLimit is the bucket of the joins, which make the server hold a room
+// for the socket.
+func joinLimit(s *session) *rate.Limiter { return s.limits.join }
 
 // conn is one socket with its session, as event handlers see it.
 type conn struct {
@@ -71,19 +75,27 @@ func (srv *Server) onConnection(s *socket.Socket) {
 	if ci == nil {
 		ci = &connectionIdentity{}
 	}
+	restored := ci.restored
+	if !s.Recovered() {
+		restored = nil
+	}
+	ci.restored = nil
 	actor := domain.Actor{UserID: ci.UserID, SessionID: sid, NodeID: srv.cfg.NodeID, Admin: ci.Admin}
-	previous := ci.session
-	recovered := s.Recovered() && previous != nil
-	if recovered {
-		actor = previous.currentActor()
+	if restored != nil {
+		actor = restored.state.Actor
+		actor.SessionID, actor.NodeID = sid, srv.cfg.NodeID
 	}
 	sess := newSession(sid, actor, ci.Profile, srv.cfg.Limits)
 	sess.list.diff = wantsPresenceDiff(s.Handshake().Auth)
-	ci.session = sess
-	s.SetData(ci)
+	if srv.cfg.Sessions != nil && s.Pid() != "" {
+		sess.pidHash = hashPID(string(s.Pid()))
+	}
+	if restored != nil {
+		sess.restore(restored.state, restored.row.Generation, restored.row.Ended)
+	}
 	srv.sessions.Store(sid, sess)
 	c := &conn{srv: srv, s: s, sess: sess}
-	srv.cfg.Logger.Debug("socket connected", "socket", sid, "user", actor.UserID, "transport", s.Conn().Transport().Name(), "recovered", recovered)
+	srv.cfg.Logger.Debug("socket connected", "socket", sid, "user", actor.UserID, "transport", s.Conn().Transport().Name(), "recovered", restored != nil)
 
 	// Runs on the socket's task queue, one event after another.
 	s.OnAny(c.onEvent)
@@ -100,20 +112,33 @@ func (srv *Server) onConnection(s *socket.Socket) {
 	srv.inflight.enter()
 	go func() {
 		defer srv.inflight.leave()
-		if recovered {
-			srv.restoreRecovered(c, previous)
-		}
-		// A first status also gives the client an offset to recover from.
 		ctx, cancel := context.WithTimeout(srv.ctx, srv.cfg.CommandTimeout)
 		defer cancel()
-		if st, err := srv.systemStatus(ctx); err == nil {
-			srv.emitTo(sid, "system_status_update", st)
+		if restored != nil {
+			if restored.row.Ended {
+				srv.rejoin(c, restored.state)
+			}
+			srv.saveSession(ctx, sess)
+			srv.replay(c, restored)
+			return
 		}
+		srv.saveSession(ctx, sess)
+		srv.sendFirstStatus(ctx, sid)
 	}()
 }
 
-// firstString returns the first of an event's arguments if it is a
-// string, as a disconnect's reason is.
+// sendFirstStatus sends a new socket its first system_status_update, with
+// the offset the live feed has reached: the socket has been sent every push
+// up to it that concerned it, so a client that drops recovers from there.
+func (srv *Server) sendFirstStatus(ctx context.Context, sid string) {
+	st, err := srv.systemStatus(ctx)
+	if err != nil {
+		return
+	}
+	d := srv.dispatch
+	d.do(func() { srv.emitAt(srv.io.To(socketRoom(sid)), "system_status_update", st, d.Position()) })
+}
+
 // wantsPresenceDiff reports whether a handshake's auth asks for
 // online_users_diff instead of full lists (auth: { presence: 'diff' }).
 func wantsPresenceDiff(auth map[string]any) bool {
@@ -121,6 +146,8 @@ func wantsPresenceDiff(auth map[string]any) bool {
 	return mode == "diff"
 }
 
+// firstString returns the first of an event's arguments if it is a
+// string, as a disconnect's reason is.
 func firstString(args []any) (string, bool) {
 	if len(args) == 0 {
 		return "", false

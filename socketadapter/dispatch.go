@@ -3,6 +3,7 @@ package socketadapter
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"sync"
 
 	"github.com/zishang520/socket.io/servers/socket/v3"
@@ -28,7 +29,8 @@ type dispatcher struct {
 	feed    *follow.Follower
 	fetches sync.WaitGroup // history reads of open gates
 
-	gates map[string]map[string]*gate // room → socket id → gate
+	gates   map[string]map[string]*gate // room → socket id → gate
+	replays map[string]*replayGate      // socket id → gate of a recovery replay
 }
 
 // gate holds back a room's pushes to one socket until its history is sent.
@@ -39,15 +41,18 @@ type gate struct {
 	waiters   []chan error
 }
 
+// pushed is a push held back in a gate, with the position of the event
+// that made it (its offset).
 type pushed struct {
-	event   string
-	payload json.RawMessage
+	event    string
+	payload  json.RawMessage
+	position eventstore.Position
 }
 
 // newDispatcher returns the dispatcher of srv's live feed, which starts
 // after the position from.
 func newDispatcher(srv *Server, from eventstore.Position) *dispatcher {
-	d := &dispatcher{srv: srv, gates: map[string]map[string]*gate{}}
+	d := &dispatcher{srv: srv, gates: map[string]map[string]*gate{}, replays: map[string]*replayGate{}}
 	d.feed = follow.New(srv.feed, d, follow.Options{
 		Name: "live feed", From: from, BatchSize: 500, SkipUndecodable: true, Logger: srv.cfg.Logger,
 	})
@@ -88,13 +93,14 @@ func (d *dispatcher) Handle(_ context.Context, b follow.Batch) error {
 	return nil
 }
 
-// push sends one stored event to the sockets the source document names.
+// push sends one stored event to the sockets the source document names,
+// and does what the event means for this node's own sockets.
 func (d *dispatcher) push(e follow.Envelope) {
 	srv := d.srv
 	switch ev := e.Event.(type) {
 	case domain.PresenceJoined:
 		if d.localConfirm(ev.NodeID, ev.SessionID, e.Metadata) {
-			srv.emitTo(ev.SessionID, "user_joined", encode(userJoinedPayload{ID: ev.UserID, SocketID: ev.SessionID}))
+			srv.emitAt(srv.io.To(socketRoom(ev.SessionID)), "user_joined", encode(userJoinedPayload{ID: ev.UserID, SocketID: ev.SessionID}), e.Position)
 		}
 		srv.presence.changed(e.Position, "")
 	case domain.PresenceLeft:
@@ -110,33 +116,69 @@ func (d *dispatcher) push(e follow.Envelope) {
 			}
 		}
 	case domain.ChatMemberJoined:
-		local := ev.NodeID == srv.cfg.NodeID
-		if local {
+		if ev.NodeID == srv.cfg.NodeID {
 			if s, ok := srv.socketByID(ev.SessionID); ok {
 				s.Join(clientRoom(ev.RoomName))
 			}
 		}
-		d.emitRoom(ev.RoomName, ev.SessionID, "user_joined_chat", encode(chatMemberPayload{User: ev.Profile, Message: ev.Profile.Name() + " joined the chat"}))
-		if local && d.localConfirm(ev.NodeID, ev.SessionID, e.Metadata) {
-			var waiters []chan error
-			if sess, ok := srv.sessionByID(ev.SessionID); ok {
-				waiters = sess.takeJoins(ev.RoomName)
-			}
-			d.openGate(ev.SessionID, ev.RoomName, e.Position, waiters)
-		}
-	case domain.ChatMemberLeft:
-		d.emitRoom(ev.RoomName, ev.SessionID, "user_left_chat", encode(chatMemberPayload{User: ev.Profile, Message: ev.Profile.Name() + " left the chat"}))
-	case domain.MessagePosted:
-		d.emitRoom(ev.RoomName, "", "new_message", encode(messageFromEvent(ev)))
-	case domain.NotificationSent:
-		srv.emit(srv.io.To(userRoom(ev.To)), "notification", encode(notificationOut{Title: ev.Title, Message: ev.Message, Type: string(ev.Type), Data: ev.Data}))
-	case domain.SystemAlertBroadcast:
-		srv.emitAll("system_alert", encode(systemAlertOut{Title: ev.Title, Message: ev.Message, Severity: string(ev.Severity), Action: ev.Action}))
-	case domain.AppStatusChanged:
-		srv.emitAll("app_updated", encode(appUpdatedPayload{AppID: ev.AppID, Status: string(ev.Status), UpdatedAt: jsDate(ev.At)}))
-	case domain.DataAgentUpdated:
-		srv.emitAll("data_agent_update", encode(dataAgentPayload{AgentID: ev.AgentID, Status: ev.Status, Data: ev.Data, Timestamp: jsDate(ev.At)}))
 	}
+	for _, dl := range deliveries(e.Event) {
+		d.deliver(dl, e.Position)
+	}
+	if ev, ok := e.Event.(domain.ChatMemberJoined); ok && d.localConfirm(ev.NodeID, ev.SessionID, e.Metadata) {
+		var waiters []chan error
+		if sess, ok := srv.sessionByID(ev.SessionID); ok {
+			waiters = sess.takeJoins(ev.RoomName)
+		}
+		d.openGate(ev.SessionID, ev.RoomName, e.Position, waiters)
+	}
+}
+
+// delivery is one push a stored event makes: an event and its payload to
+// a room (or to every socket when to is empty), except one session's
+// socket. A socket that recovers its session gets, for each event it
+// missed, the deliveries that would have reached it.
+type delivery struct {
+	to      socket.Room
+	except  string
+	event   string
+	payload json.RawMessage
+}
+
+// deliveries returns the pushes a stored event makes, as the source
+// document says: the rooms' chat events, a user's notifications, and the
+// alerts and app and agent updates every client gets.
+func deliveries(ev domain.Event) []delivery {
+	switch ev := ev.(type) {
+	case domain.ChatMemberJoined:
+		return []delivery{{clientRoom(ev.RoomName), ev.SessionID, "user_joined_chat", encode(chatMemberPayload{User: ev.Profile, Message: ev.Profile.Name() + " joined the chat"})}}
+	case domain.ChatMemberLeft:
+		return []delivery{{clientRoom(ev.RoomName), ev.SessionID, "user_left_chat", encode(chatMemberPayload{User: ev.Profile, Message: ev.Profile.Name() + " left the chat"})}}
+	case domain.MessagePosted:
+		return []delivery{{clientRoom(ev.RoomName), "", "new_message", encode(messageFromEvent(ev))}}
+	case domain.NotificationSent:
+		return []delivery{{userRoom(ev.To), "", "notification", encode(notificationOut{Title: ev.Title, Message: ev.Message, Type: string(ev.Type), Data: ev.Data})}}
+	case domain.SystemAlertBroadcast:
+		return []delivery{{"", "", "system_alert", encode(systemAlertOut{Title: ev.Title, Message: ev.Message, Severity: string(ev.Severity), Action: ev.Action})}}
+	case domain.AppStatusChanged:
+		return []delivery{{"", "", "app_updated", encode(appUpdatedPayload{AppID: ev.AppID, Status: string(ev.Status), UpdatedAt: jsDate(ev.At)})}}
+	case domain.DataAgentUpdated:
+		return []delivery{{"", "", "data_agent_update", encode(dataAgentPayload{AgentID: ev.AgentID, Status: ev.Status, Data: ev.Data, Timestamp: jsDate(ev.At)})}}
+	}
+	return nil
+}
+
+// deliveredEventTypes are the event types that make deliveries, which a
+// recovering socket may have missed.
+var deliveredEventTypes = []string{
+	domain.TypeChatMemberJoined, domain.TypeChatMemberLeft, domain.TypeMessagePosted, domain.TypeNotificationSent,
+	domain.TypeSystemAlertBroadcast, domain.TypeAppStatusChanged, domain.TypeDataAgentUpdated,
+}
+
+// reaches reports whether a delivery reaches a socket of session sid in the
+// given rooms.
+func (dl delivery) reaches(sid string, rooms map[socket.Room]bool) bool {
+	return dl.except != sid && (dl.to == "" || rooms[dl.to])
 }
 
 // localConfirm reports whether an event concerns a live socket of this node
@@ -154,25 +196,40 @@ func (d *dispatcher) localConfirm(nodeID, sid string, metadata json.RawMessage) 
 	return m.Command != commandRecover
 }
 
-// emitRoom sends an event to a client room, except one socket (if named),
-// holding it back for sockets whose history is still on its way.
-func (d *dispatcher) emitRoom(room, exceptSid, event string, payload json.RawMessage) {
-	op := d.srv.io.To(clientRoom(room))
-	var except []socket.Room
-	if exceptSid != "" {
-		except = append(except, socketRoom(exceptSid))
+// deliver makes one push of the event at pos, holding it back for the
+// sockets whose chat history or recovery replay is still on its way.
+func (d *dispatcher) deliver(dl delivery, pos eventstore.Position) {
+	srv := d.srv
+	var op *socket.BroadcastOperator
+	if dl.to == "" {
+		op = srv.io.Sockets().Except()
+	} else {
+		op = srv.io.To(dl.to)
 	}
-	for sid, g := range d.gates[room] {
-		if sid == exceptSid {
-			continue
+	var except []socket.Room
+	if dl.except != "" {
+		except = append(except, socketRoom(dl.except))
+	}
+	held := pushed{event: dl.event, payload: dl.payload, position: pos}
+	if room, ok := strings.CutPrefix(string(dl.to), clientRoomPrefix); ok {
+		for sid, g := range d.gates[room] {
+			if sid == dl.except {
+				continue
+			}
+			except = append(except, socketRoom(sid))
+			g.buffer = append(g.buffer, held)
 		}
-		except = append(except, socketRoom(sid))
-		g.buffer = append(g.buffer, pushed{event: event, payload: payload})
+	}
+	for sid, g := range d.replays {
+		if dl.reaches(sid, g.rooms) {
+			except = append(except, socketRoom(sid))
+			g.buffer = append(g.buffer, held)
+		}
 	}
 	if len(except) > 0 {
 		op = op.Except(except...)
 	}
-	d.srv.emit(op, event, payload)
+	srv.emitAt(op, dl.event, dl.payload, pos)
 }
 
 // openGate starts holding back room's pushes to a socket and reads its
@@ -216,7 +273,7 @@ func (d *dispatcher) closeGate(g *gate, history []projections.ChatMessage, err e
 		srv.cfg.Logger.Warn("could not read chat history", "socket", g.sid, "room", g.room, "err", err)
 	}
 	for _, p := range g.buffer {
-		srv.emitTo(g.sid, p.event, p.payload)
+		srv.emitAt(srv.io.To(socketRoom(g.sid)), p.event, p.payload, p.position)
 	}
 	for _, w := range g.waiters {
 		select {

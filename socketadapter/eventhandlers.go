@@ -44,12 +44,14 @@ func (c *conn) joinUserRoom(ctx context.Context, payload any) (reply, error) {
 		return reply{}, domain.Errorf(domain.EUNAVAILABLE, "the connection closed while joining")
 	}
 	c.s.Join(userRoom(ev.UserID))
+	c.srv.saveSession(ctx, sess)
 	return c.stored(ctx, res.Position)
 }
 
-// joinSystemRoom handles join_system_room. Nothing is stored: system rooms
-// only route pushes, and admin_notifications is kept to admins.
-func (c *conn) joinSystemRoom(_ context.Context, payload any) (reply, error) {
+// joinSystemRoom handles join_system_room. Nothing is stored in the log:
+// system rooms only route pushes, and admin_notifications is kept to
+// admins. The room is recorded for recovery before the ack.
+func (c *conn) joinSystemRoom(ctx context.Context, payload any) (reply, error) {
 	name, err := stringPayload(payload, "roomName")
 	if err != nil {
 		return reply{}, err
@@ -60,13 +62,19 @@ func (c *conn) joinSystemRoom(_ context.Context, payload any) (reply, error) {
 	if name == "admin_notifications" && !c.sess.currentActor().Admin {
 		return reply{}, domain.Errorf(domain.EFORBIDDEN, "admin_notifications is for admins only")
 	}
+	if err := c.sess.canJoin(name, true, c.srv.cfg.MaxRooms); err != nil {
+		return reply{}, err
+	}
 	c.s.Join(systemRoom(name))
+	c.sess.joinedRoom(name, true)
+	c.srv.saveSession(ctx, c.sess)
 	return reply{}, nil
 }
 
 // joinRoom handles join_room: the socket gets the room's broadcasts. The
-// membership is not stored; join_chat_room is the stored kind.
-func (c *conn) joinRoom(_ context.Context, payload any) (reply, error) {
+// membership is not stored in the log (join_chat_room is the stored kind);
+// it is recorded for recovery before the ack.
+func (c *conn) joinRoom(ctx context.Context, payload any) (reply, error) {
 	name, err := stringPayload(payload, "roomName")
 	if err != nil {
 		return reply{}, err
@@ -74,7 +82,12 @@ func (c *conn) joinRoom(_ context.Context, payload any) (reply, error) {
 	if err := domain.CheckRoomName("roomName", name); err != nil {
 		return reply{}, err
 	}
+	if err := c.sess.canJoin(name, false, c.srv.cfg.MaxRooms); err != nil {
+		return reply{}, err
+	}
 	c.s.Join(clientRoom(name))
+	c.sess.joinedRoom(name, false)
+	c.srv.saveSession(ctx, c.sess)
 	return reply{}, nil
 }
 
@@ -92,11 +105,13 @@ func (c *conn) leaveRoom(ctx context.Context, payload any) (reply, error) {
 	}
 	sess := c.sess
 	c.s.Leave(clientRoom(name))
+	sess.leftRoom(name)
 	member, isMember, stop := sess.leaveChat(name)
 	if stop != nil {
 		c.srv.sendTyping(name, sess.id, *stop)
 	}
 	if !isMember {
+		c.srv.saveSession(ctx, sess)
 		return reply{}, nil
 	}
 	res, err := c.srv.handlers.LeaveChatRoom.Handle(ctx, commands.LeaveChatRoom{Cause: sess.cause("leave_room", c.srv.cfg.NewID()), Joined: member})
@@ -104,6 +119,7 @@ func (c *conn) leaveRoom(ctx context.Context, payload any) (reply, error) {
 		sess.undoLeave(member)
 		return reply{}, err
 	}
+	c.srv.saveSession(ctx, sess)
 	return c.stored(ctx, res.Position)
 }
 
@@ -129,6 +145,9 @@ func (c *conn) joinChatRoom(ctx context.Context, payload any) (reply, error) {
 		c.srv.dispatch.redeliver(sess.id, p.RoomName, done)
 		ack = map[string]any{}
 	} else {
+		if err := sess.canJoin(p.RoomName, false, c.srv.cfg.MaxRooms); err != nil {
+			return reply{}, err
+		}
 		sess.awaitJoin(p.RoomName, done)
 		res, err := c.srv.handlers.JoinChatRoom.Handle(ctx, commands.JoinChatRoom{
 			Cause: sess.cause("join_chat_room", c.srv.cfg.NewID()), RoomName: p.RoomName, Profile: profile,
@@ -142,6 +161,7 @@ func (c *conn) joinChatRoom(ctx context.Context, payload any) (reply, error) {
 			c.srv.endLate(sess, nil, &ev)
 			return reply{}, domain.Errorf(domain.EUNAVAILABLE, "the connection closed while joining")
 		}
+		c.srv.saveSession(ctx, sess)
 		ack = map[string]any{"position": res.Position.Commit}
 	}
 	select {

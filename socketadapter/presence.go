@@ -146,7 +146,10 @@ func (b *presenceBroadcaster) broadcast(ctx context.Context, through eventstore.
 			return err
 		}
 		if n == 0 {
-			srv.emitAll("user_left", uid)
+			// Through the live feed, with its offset, so that it is held back
+			// for a socket whose recovery replay is on its way.
+			d, payload := srv.dispatch, encode(uid)
+			d.do(func() { d.deliver(delivery{event: "user_left", payload: payload}, d.Position()) })
 		}
 	}
 	users, err := srv.queries.OnlineUsers.Handle(ctx)

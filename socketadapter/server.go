@@ -90,10 +90,12 @@ type ReadModels struct {
 }
 
 // Feed is the log as the live feed follows it: the adapter follows it from
-// its head at start and pushes what is stored afterwards.
+// its head at start and pushes what is stored afterwards, and reads what a
+// recovering client missed.
 type Feed interface {
 	follow.Log
 	Head(ctx context.Context) (eventstore.Position, error)
+	ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) ([]eventstore.RecordedEvent, error)
 }
 
 // Identity is who a verified handshake says the client is. A zero Identity
@@ -156,8 +158,22 @@ type Config struct {
 	// sends (default 128 MiB/s).
 	PresenceBandwidth int64
 	// RecoveryWindow is how long a disconnected client may recover its
-	// session with the packets it missed (default 2 minutes).
+	// session, from the log, on any server sharing the stores (default 24
+	// hours; negative turns recovery off).
 	RecoveryWindow time.Duration
+	// RecoveryMaxEvents is the most pushes a recovering client may have
+	// missed; one further behind connects afresh (default 10000).
+	RecoveryMaxEvents int
+	// PresenceGrace is how long a dropped session may take to recover
+	// before its presence and chat memberships end in the log (default 5s;
+	// negative: at once). A blip within it shows the others nothing.
+	PresenceGrace time.Duration
+	// MaxRooms caps the rooms one socket may be in (default 1000); a join
+	// past it is FORBIDDEN.
+	MaxRooms int
+	// Sessions keeps the sessions clients may recover (nil: recovery is
+	// off and a dropped session ends at once).
+	Sessions SessionStore
 	// PingInterval and PingTimeout tune Engine.IO's heartbeat (defaults
 	// 25s and 20s).
 	PingInterval, PingTimeout time.Duration
@@ -199,8 +215,17 @@ func (c *Config) setDefaults() {
 	if c.PresenceBandwidth <= 0 {
 		c.PresenceBandwidth = 128 << 20
 	}
-	if c.RecoveryWindow <= 0 {
-		c.RecoveryWindow = 2 * time.Minute
+	if c.RecoveryWindow == 0 {
+		c.RecoveryWindow = DefaultRecoveryWindow
+	}
+	if c.RecoveryMaxEvents <= 0 {
+		c.RecoveryMaxEvents = DefaultRecoveryMaxEvents
+	}
+	if c.PresenceGrace == 0 {
+		c.PresenceGrace = DefaultPresenceGrace
+	}
+	if c.MaxRooms <= 0 {
+		c.MaxRooms = DefaultMaxRooms
 	}
 	if c.PingInterval <= 0 {
 		c.PingInterval = 25 * time.Second
@@ -247,6 +272,7 @@ type Server struct {
 	cancel   context.CancelFunc
 	closing  atomic.Bool
 	inflight *tracker       // client events being handled and sessions being ended
+	ends     endQueue       // session ends waiting for the store
 	loops    sync.WaitGroup // dispatcher, presence broadcaster, status ticker, signal relay
 }
 
@@ -276,10 +302,16 @@ func New(cfg Config, h Handlers, q Queries, m ReadModels, feed Feed) *Server {
 			return nil
 		})
 	}
-	csr := socket.DefaultConnectionStateRecovery()
-	csr.SetMaxDisconnectionDuration(cfg.RecoveryWindow.Milliseconds())
-	csr.SetSkipMiddlewares(true) // a recovered socket keeps the identity it proved
-	opts.SetConnectionStateRecovery(csr)
+	if cfg.RecoveryWindow > 0 && cfg.Sessions != nil {
+		// The library's recovery machinery (private session ids, restored
+		// socket ids and rooms, recovered === true) with sessions restored
+		// from the log by this adapter instead of its in-memory buffer.
+		csr := socket.DefaultConnectionStateRecovery()
+		csr.SetMaxDisconnectionDuration(cfg.RecoveryWindow.Milliseconds())
+		csr.SetSkipMiddlewares(false) // a recovered socket proves its identity again
+		opts.SetConnectionStateRecovery(csr)
+		opts.SetAdapter(&recoveryAdapterBuilder{srv: srv})
+	}
 
 	srv.io = socket.NewServer(nil, opts)
 	srv.io.Use(srv.authenticate)
@@ -335,10 +367,15 @@ func (srv *Server) Run(ctx context.Context) error {
 		return err
 	}
 	srv.dispatch = newDispatcher(srv, head)
-	srv.loops.Add(3)
+	srv.loops.Add(4)
 	go func() { defer srv.loops.Done(); srv.dispatch.run(srv.ctx) }()
 	go func() { defer srv.loops.Done(); srv.presence.run(srv.ctx) }()
 	go func() { defer srv.loops.Done(); srv.statusLoop(srv.ctx) }()
+	go func() { defer srv.loops.Done(); srv.retryEnds(srv.ctx) }()
+	if srv.cfg.Sessions != nil {
+		srv.loops.Add(1)
+		go func() { defer srv.loops.Done(); srv.graceLoop(srv.ctx) }()
+	}
 	if srv.cfg.Signals != nil {
 		srv.loops.Add(1)
 		go func() { defer srv.loops.Done(); srv.relaySignals(srv.ctx, srv.cfg.Signals.Signals()) }()
@@ -381,12 +418,42 @@ func (srv *Server) authenticate(s *socket.Socket, next func(*socket.ExtendedErro
 		if code == domain.EINTERNAL {
 			code = domain.EAUTH
 		}
+		if ci, ok := s.Data().(*connectionIdentity); ok && ci.restored != nil {
+			srv.abandonRestore(ci.restored)
+		}
 		srv.cfg.Logger.Info("connection refused", "code", code, "reason", domain.ErrorMessage(err), "address", hs.Address)
 		next(socket.NewExtendedError(domain.ErrorMessage(err), map[string]any{"code": code, "message": domain.ErrorMessage(err)}))
 		return
 	}
+	if ci, ok := s.Data().(*connectionIdentity); ok && ci.restored != nil && s.Recovered() {
+		// A recovering socket keeps the session's identity; a token it
+		// presents must name the same user.
+		if id.UserID != "" && ci.UserID != "" && id.UserID != ci.UserID {
+			srv.abandonRestore(ci.restored)
+			srv.cfg.Logger.Info("connection refused", "code", domain.EAUTH, "reason", "token names another user than the recovered session", "address", hs.Address)
+			next(socket.NewExtendedError("the token names another user than the session", map[string]any{"code": domain.EAUTH, "message": "the token names another user than the session"}))
+			return
+		}
+		if id.UserID != "" {
+			ci.Identity = id
+		}
+		next(nil)
+		return
+	}
 	s.SetData(&connectionIdentity{Identity: id})
 	next(nil)
+}
+
+// abandonRestore undoes the claim of a session whose recovery was refused
+// after it was restored: its live pushes flow again (to nobody) and it is
+// suspended again, so the grace ends it unless it is recovered properly.
+func (srv *Server) abandonRestore(r *restoredSession) {
+	srv.dispatch.closeReplay(r.gate, nil)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(srv.ctx), srv.cfg.CommandTimeout)
+	defer cancel()
+	if _, err := srv.cfg.Sessions.Suspend(ctx, r.row.PIDHash, r.row.Generation, srv.cfg.Now(), r.row.EndReason); err != nil {
+		srv.cfg.Logger.Warn("could not suspend a session whose recovery was refused", "socket", r.row.SessionID, "err", err)
+	}
 }
 
 // connectionIdentity carries the authenticated identity from the middleware
@@ -394,12 +461,15 @@ func (srv *Server) authenticate(s *socket.Socket, next func(*socket.ExtendedErro
 // reconnection (Socket.IO restores Data on recovery).
 type connectionIdentity struct {
 	Identity
-	session *session
+	restored *restoredSession // set for a socket whose session is being recovered
 }
 
 // Room names: client rooms live apart from users' private rooms and system
 // rooms, so no client event can name a private room.
-func clientRoom(name string) socket.Room { return socket.Room("room:" + name) }
+func clientRoom(name string) socket.Room { return socket.Room(clientRoomPrefix + name) }
+
+// clientRoomPrefix starts the Socket.IO room of every client room.
+const clientRoomPrefix = "room:"
 func userRoom(uid string) socket.Room    { return socket.Room("user:" + uid) }
 func systemRoom(name string) socket.Room { return socket.Room("sys:" + name) }
 
@@ -418,6 +488,8 @@ type Observer interface {
 	// SlowDisconnect reports a socket disconnected because its outbound
 	// queue passed ClientQueueMax.
 	SlowDisconnect()
+	// SessionEndBacklog reports how many session ends wait to be stored.
+	SessionEndBacklog(n int)
 }
 
 type nopObserver struct{}
@@ -425,13 +497,28 @@ type nopObserver struct{}
 func (nopObserver) ClientEvent(string, string, time.Duration) {}
 func (nopObserver) Pushed(string)                             {}
 func (nopObserver) SlowDisconnect()                           {}
+func (nopObserver) SessionEndBacklog(int)                     {}
 
-// DefaultClientQueueMax is the default of Config.ClientQueueMax.
-const DefaultClientQueueMax = 1 << 20
+// Defaults of Config.
+const (
+	DefaultClientQueueMax    = 1 << 20
+	DefaultRecoveryWindow    = 24 * time.Hour
+	DefaultRecoveryMaxEvents = 10000
+	DefaultPresenceGrace     = 5 * time.Second
+	DefaultMaxRooms          = 1000
+)
 
 // emit sends an event through a broadcast operator and counts it.
 func (srv *Server) emit(op *socket.BroadcastOperator, event string, payload any) {
 	_ = op.Emit(event, payload)
+	srv.cfg.Observer.Pushed(event)
+}
+
+// emitAt sends an event made by the stored event at pos, with pos as its
+// offset: the last argument, a string, which Socket.IO clients keep and
+// present when they reconnect, so that they recover what came after it.
+func (srv *Server) emitAt(op *socket.BroadcastOperator, event string, payload any, pos eventstore.Position) {
+	_ = op.Emit(event, payload, pos.String())
 	srv.cfg.Observer.Pushed(event)
 }
 

@@ -2,12 +2,14 @@ package socketadapter
 
 import (
 	"context"
+	"slices"
 	"sync"
 
 	"golang.org/x/time/rate"
 
 	"github.com/auraos/realtime/commands"
 	"github.com/auraos/realtime/domain"
+	"github.com/auraos/realtime/projections"
 )
 
 // session is the server's state of one socket: who it acts as, what it has
@@ -22,23 +24,143 @@ type session struct {
 	limits  limiters
 	profile *domain.UserProfile // verified at connect (token claims), or nil
 	list    presenceView        // what the presence broadcaster sent it
+	pidHash string              // the key of its recoverable row; "" when recovery is off
 
 	mu           sync.Mutex
 	actor        domain.Actor
 	presence     *domain.PresenceJoined
 	chats        map[string]domain.ChatMemberJoined
+	rooms        map[string]struct{}      // client rooms joined with join_room
+	systemRooms  map[string]struct{}      // join_system_room
 	typing       map[string]typingPayload // room → what "stopped typing" says
 	pendingJoins map[string][]chan error  // room → join_chat_room calls awaiting history
 	ended        bool
-
-	endDone chan struct{} // closed when the session's end is stored (or given up)
+	generation   int64 // of its recoverable row, which this server claimed
+	revision     int64 // of the last write of its row
 }
 
 // newSession makes the session of a socket that acts as actor.
 func newSession(id string, actor domain.Actor, profile *domain.UserProfile, limits RateLimits) *session {
 	// The maps are made when first written (writing to a nil map is the
 	// only thing that cannot be done with one), to keep idle sockets small.
-	return &session{id: id, actor: actor, profile: profile, limits: newLimiters(limits), endDone: make(chan struct{})}
+	return &session{id: id, actor: actor, profile: profile, limits: newLimiters(limits), generation: 1}
+}
+
+// restore takes over the state of a recovered session: its rooms, and its
+// memberships unless they were ended (after the presence grace) and must be
+// joined again.
+func (s *session) restore(st sessionState, generation int64, membershipsEnded bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.generation = generation
+	for _, r := range st.Rooms {
+		s.rooms = addName(s.rooms, r)
+	}
+	for _, r := range st.SystemRooms {
+		s.systemRooms = addName(s.systemRooms, r)
+	}
+	if membershipsEnded {
+		return
+	}
+	s.presence = st.Presence
+	for _, c := range st.Chats {
+		s.addChat(c)
+	}
+}
+
+func addName(set map[string]struct{}, name string) map[string]struct{} {
+	if set == nil {
+		set = map[string]struct{}{}
+	}
+	set[name] = struct{}{}
+	return set
+}
+
+// tooManyRooms is the refusal of a join past the socket's room cap.
+func tooManyRooms(max int) error {
+	return domain.Errorf(domain.EFORBIDDEN, "a socket may be in at most %d rooms; leave one first", max)
+}
+
+// roomsLocked counts the rooms the socket is in; the caller holds mu.
+func (s *session) roomsLocked() int {
+	n := len(s.rooms) + len(s.systemRooms)
+	for room := range s.chats {
+		if _, also := s.rooms[room]; !also {
+			n++
+		}
+	}
+	return n
+}
+
+// canJoin returns FORBIDDEN when joining one more room of the given kind
+// would put the socket past max rooms (a room it is in already is free).
+func (s *session) canJoin(room string, system bool, max int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if system {
+		if _, in := s.systemRooms[room]; in {
+			return nil
+		}
+	} else {
+		_, in := s.rooms[room]
+		_, chat := s.chats[room]
+		if in || chat {
+			return nil
+		}
+	}
+	if s.roomsLocked() >= max {
+		return tooManyRooms(max)
+	}
+	return nil
+}
+
+// joinedRoom records a client room (system: a system room) the socket
+// joined.
+func (s *session) joinedRoom(room string, system bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if system {
+		s.systemRooms = addName(s.systemRooms, room)
+	} else {
+		s.rooms = addName(s.rooms, room)
+	}
+}
+
+// leftRoom records that the socket left a client room.
+func (s *session) leftRoom(room string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.rooms, room)
+}
+
+// recoveryRow is the session's recoverable row as of now, with the next
+// revision, and false when the session has ended (a disconnect suspended
+// it; nothing is written after that).
+func (s *session) recoveryRow(node string) (projections.RecoverySession, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended || s.pidHash == "" {
+		return projections.RecoverySession{}, false
+	}
+	s.revision++
+	return projections.RecoverySession{
+		PIDHash: s.pidHash, SessionID: s.id, NodeID: node, Generation: s.generation, Revision: s.revision,
+		UserID: s.actor.UserID, State: string(encode(s.stateLocked())), Connected: true,
+	}, true
+}
+
+// stateLocked is the session's sessionState; the caller holds mu.
+func (s *session) stateLocked() sessionState {
+	st := sessionState{UserID: s.actor.UserID, Profile: s.profile, Admin: s.actor.Admin, Actor: s.actor, Presence: s.presence, Chats: s.chatList()}
+	for r := range s.rooms {
+		st.Rooms = append(st.Rooms, r)
+	}
+	for r := range s.systemRooms {
+		st.SystemRooms = append(st.SystemRooms, r)
+	}
+	slices.Sort(st.Rooms)
+	slices.Sort(st.SystemRooms)
+	return st
 }
 
 // cause is the commands.Cause of an event this session sends now.
@@ -194,20 +316,21 @@ func (s *session) markTyping(room string, profile domain.UserProfile, isTyping b
 
 // sessionEnd is what ending a session leaves to do: the "stopped typing"
 // each room it typed in must see, and the presence and chat memberships to
-// end in the log as its actor.
+// end in the log as its actor (now, or after the presence grace if the
+// session is suspended), and the generation of its recoverable row.
 type sessionEnd struct {
-	actor    domain.Actor
-	presence *domain.PresenceJoined
-	chats    []domain.ChatMemberJoined
-	typing   map[string]typingPayload
+	actor      domain.Actor
+	presence   *domain.PresenceJoined
+	chats      []domain.ChatMemberJoined
+	typing     map[string]typingPayload
+	generation int64
 }
 
 // end ends the session and returns what its end must do. Only the first
 // call ends it (first is true; later calls return nothing), so a session's
 // memberships are ended once; from then on joinedPresence, joinedChat and
 // restoredChat record nothing and report ended, so that what is stored
-// after the end is ended by whoever stored it. Whoever gets first must call
-// markEndStored when the end is stored or given up.
+// after the end is ended by whoever stored it.
 func (s *session) end() (e sessionEnd, first bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -215,33 +338,9 @@ func (s *session) end() (e sessionEnd, first bool) {
 		return sessionEnd{}, false
 	}
 	s.ended = true
-	e = sessionEnd{actor: s.actor, presence: s.presence, chats: s.chatList(), typing: s.typing}
+	e = sessionEnd{actor: s.actor, presence: s.presence, chats: s.chatList(), typing: s.typing, generation: s.generation}
 	s.typing = nil
 	return e, true
-}
-
-// markEndStored tells a recovery waiting in waitEndStored that the
-// session's end is in the log (or given up), so that the recovery's joins
-// come after the leaves they undo.
-func (s *session) markEndStored() { close(s.endDone) }
-
-// waitEndStored waits until the session's end is stored; it reports false
-// if ctx ended first.
-func (s *session) waitEndStored(ctx context.Context) bool {
-	select {
-	case <-s.endDone:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
-
-// memberships returns what the session has joined: its presence (nil for
-// none) and a copy of its chat memberships.
-func (s *session) memberships() (*domain.PresenceJoined, []domain.ChatMemberJoined) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.presence, s.chatList()
 }
 
 // chatList copies the chat memberships out of the map, for a caller that
@@ -300,7 +399,7 @@ func (s *session) forgetJoin(room string, done chan error) {
 
 // limiters are a socket's token buckets, one per event family.
 type limiters struct {
-	message, typing, notification, agent *rate.Limiter
+	message, typing, notification, agent, join *rate.Limiter
 }
 
 // newLimiters makes a socket's buckets, full, so its first events pass.
@@ -310,6 +409,7 @@ func newLimiters(l RateLimits) limiters {
 		typing:       rate.NewLimiter(l.Typing.Rate, l.Typing.Burst),
 		notification: rate.NewLimiter(l.Notification.Rate, l.Notification.Burst),
 		agent:        rate.NewLimiter(l.Agent.Rate, l.Agent.Burst),
+		join:         rate.NewLimiter(l.Join.Rate, l.Join.Burst),
 	}
 }
 
@@ -326,6 +426,7 @@ type RateLimits struct {
 	Typing       RateLimit // typing_start, typing_stop
 	Notification RateLimit // send_notification
 	Agent        RateLimit // data_agent_update
+	Join         RateLimit // join_room, join_chat_room, join_system_room
 }
 
 // DefaultRateLimits are generous for people and tight for floods.
@@ -334,6 +435,7 @@ var DefaultRateLimits = RateLimits{
 	Typing:       RateLimit{Rate: 10, Burst: 20},
 	Notification: RateLimit{Rate: 10, Burst: 20},
 	Agent:        RateLimit{Rate: 50, Burst: 100},
+	Join:         RateLimit{Rate: 10, Burst: 50},
 }
 
 // setDefaults fills in the default of each bucket left unset, so a Config
@@ -351,6 +453,7 @@ func (l *RateLimits) setDefaults() {
 	fill(&l.Typing, DefaultRateLimits.Typing)
 	fill(&l.Notification, DefaultRateLimits.Notification)
 	fill(&l.Agent, DefaultRateLimits.Agent)
+	fill(&l.Join, DefaultRateLimits.Join)
 }
 
 // tracker counts work that Shutdown must wait for. Unlike a WaitGroup it may

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/auraos/realtime/internal/syncbuf"
+	"github.com/auraos/realtime/schema/schematest"
 )
 
 // The JavaScript end-to-end suite (testdata/e2e/e2e.mjs) drives `auraos
@@ -179,7 +180,7 @@ func TestJSRestart(t *testing.T) {
 					s.stop()
 				}
 				before.wait(t) // its clients see the server go and it exits
-				s2 := startServer(t, dir)
+				s2 := startServer(t, dir, "--presence-grace", "1s")
 				runJS(t, "restart-after", s2.URL, tr, "E2E_STATE="+state)
 				s2.stop()
 			})
@@ -193,6 +194,7 @@ type jsProcess struct {
 	cmd    *exec.Cmd
 	out    *syncbuf.Buffer // stdout and stderr
 	lines  chan string     // stdout lines
+	stdin  io.WriteCloser
 	exited chan error
 	cancel context.CancelFunc
 }
@@ -209,6 +211,9 @@ func startJS(t *testing.T, scenario, url, transport string, env ...string) *jsPr
 	p.cmd.Stderr = p.out
 	stdout, err := p.cmd.StdoutPipe()
 	if err != nil {
+		t.Fatal(err)
+	}
+	if p.stdin, err = p.cmd.StdinPipe(); err != nil {
 		t.Fatal(err)
 	}
 	if err := p.cmd.Start(); err != nil {
@@ -264,6 +269,14 @@ func (p *jsProcess) firstLine(t *testing.T) string {
 	}
 }
 
+// say writes a line to the scenario's stdin: the step it waits for is done.
+func (p *jsProcess) say(t *testing.T, line string) {
+	t.Helper()
+	if _, err := io.WriteString(p.stdin, line+"\n"); err != nil {
+		t.Fatalf("scenario %s: %v", p.name, err)
+	}
+}
+
 // wait waits for the scenario to exit and fails the test unless it exits 0.
 func (p *jsProcess) wait(t *testing.T) {
 	t.Helper()
@@ -276,5 +289,49 @@ func (p *jsProcess) wait(t *testing.T) {
 	case <-time.After(time.Minute):
 		p.cancel()
 		t.Fatalf("scenario %s did not exit within a minute:\n%s", p.name, strings.TrimSpace(p.out.String()))
+	}
+}
+
+// TestJSRecoveryFromTheLog checks Connection State Recovery served from
+// the log with the official client: a member that dropped recovers, with
+// exactly what it missed and nobody seeing it leave or join, after a kill
+// -9 and restart of its server, and on another server sharing PostgreSQL;
+// past the recovery window it connects afresh.
+func TestJSRecoveryFromTheLog(t *testing.T) {
+	requireNode(t)
+	t.Parallel()
+	grace := []string{"--presence-grace", "30s"} // longer than the test: no leave may be seen
+	for _, tr := range jsTransports {
+		t.Run("kill -9 and restart/"+tr, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			s := startServer(t, dir, grace...)
+			lb := newProxy(t, strings.TrimPrefix(s.URL, "http://"))
+			p := startJS(t, "recover-log", "http://"+lb.addr, tr)
+			p.firstLine(t)
+			s.kill()
+			s2 := startServer(t, dir, grace...)
+			lb.retarget(strings.TrimPrefix(s2.URL, "http://"))
+			p.say(t, "restarted")
+			p.wait(t)
+		})
+		t.Run("another server/"+tr, func(t *testing.T) {
+			t.Parallel()
+			pg := schematest.PostgresURL(t) // skips without AURAOS_TEST_POSTGRES_URL
+			shared := append([]string{"--event-store", pg, "--read-db", pg}, grace...)
+			s1 := startServer(t, t.TempDir(), append(shared, "--node-id", "first")...)
+			s2 := startServer(t, t.TempDir(), append(shared, "--node-id", "second")...)
+			lb := newProxy(t, strings.TrimPrefix(s1.URL, "http://"))
+			p := startJS(t, "recover-log", "http://"+lb.addr, tr)
+			p.firstLine(t)
+			lb.retarget(strings.TrimPrefix(s2.URL, "http://"))
+			p.say(t, "moved")
+			p.wait(t)
+		})
+		t.Run("past the window/"+tr, func(t *testing.T) {
+			t.Parallel()
+			s := startServer(t, t.TempDir(), "--recovery-window", "1s", "--presence-grace", "500ms")
+			runJS(t, "recover-expired", s.URL, tr)
+		})
 	}
 }

@@ -135,7 +135,10 @@ func (p *proxy) start() {
 			if err != nil {
 				return
 			}
-			up, err := net.Dial("tcp", p.target)
+			p.mu.Lock()
+			target := p.target
+			p.mu.Unlock()
+			up, err := net.Dial("tcp", target)
 			if err != nil {
 				c.Close()
 				continue
@@ -147,6 +150,18 @@ func (p *proxy) start() {
 			go func() { _, _ = io.Copy(c, up); c.Close() }()
 		}
 	}()
+}
+
+// retarget sends new connections to target and drops the current ones,
+// as a load balancer moving its clients to another server does.
+func (p *proxy) retarget(target string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.target = target
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
 }
 
 // cut stops listening and drops every connection.

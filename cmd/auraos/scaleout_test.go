@@ -67,7 +67,7 @@ func TestTwoServersShareRoomsAndTyping(t *testing.T) {
 func TestLostServerSessionsAreEnded(t *testing.T) {
 	t.Parallel()
 	pg := schematest.PostgresURL(t)
-	shared := []string{"--event-store", pg, "--read-db", pg, "--reap-interval", "200ms"}
+	shared := []string{"--event-store", pg, "--read-db", pg, "--reap-interval", "200ms", "--presence-grace", "1s"}
 	doomed := startServer(t, t.TempDir(), append(shared, "--node-id", "doomed")...)
 	survivor := startServer(t, t.TempDir(), append(shared, "--node-id", "survivor")...)
 

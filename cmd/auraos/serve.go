@@ -27,6 +27,10 @@ type serveOptions struct {
 	corsOrigins     []string
 	maxFrame        int64
 	clientQueueMax  int64
+	recoveryWindow  time.Duration
+	recoveryMax     int
+	presenceGrace   time.Duration
+	maxRooms        int
 	auth            string
 	shutdownTimeout time.Duration
 	commandTimeout  time.Duration
@@ -81,8 +85,8 @@ func (o serveOptions) authenticator(ctx context.Context, log *slog.Logger) (sock
 // rateFlags are the per-socket rate-limit flags, one rate and burst per event
 // family.
 type rateFlags struct {
-	messageRate, typingRate, notificationRate, agentRate     float64
-	messageBurst, typingBurst, notificationBurst, agentBurst int
+	messageRate, typingRate, notificationRate, agentRate, joinRate      float64
+	messageBurst, typingBurst, notificationBurst, agentBurst, joinBurst int
 }
 
 func (r *rateFlags) register(f *pflag.FlagSet) {
@@ -95,15 +99,17 @@ func (r *rateFlags) register(f *pflag.FlagSet) {
 	f.IntVar(&r.notificationBurst, "burst-notification", d.Notification.Burst, "send_notification burst per socket")
 	f.Float64Var(&r.agentRate, "rate-agent", float64(d.Agent.Rate), "data_agent_update events per second per socket")
 	f.IntVar(&r.agentBurst, "burst-agent", d.Agent.Burst, "data_agent_update burst per socket")
+	f.Float64Var(&r.joinRate, "rate-join", float64(d.Join.Rate), "join_room/join_chat_room/join_system_room events per second per socket")
+	f.IntVar(&r.joinBurst, "burst-join", d.Join.Burst, "join burst per socket")
 }
 
 func (r rateFlags) limits() (socketadapter.RateLimits, error) {
-	for _, v := range []float64{r.messageRate, r.typingRate, r.notificationRate, r.agentRate} {
+	for _, v := range []float64{r.messageRate, r.typingRate, r.notificationRate, r.agentRate, r.joinRate} {
 		if v <= 0 {
 			return socketadapter.RateLimits{}, fmt.Errorf("rate limits must be positive")
 		}
 	}
-	for _, v := range []int{r.messageBurst, r.typingBurst, r.notificationBurst, r.agentBurst} {
+	for _, v := range []int{r.messageBurst, r.typingBurst, r.notificationBurst, r.agentBurst, r.joinBurst} {
 		if v < 1 {
 			return socketadapter.RateLimits{}, fmt.Errorf("rate-limit bursts must be at least 1")
 		}
@@ -113,6 +119,7 @@ func (r rateFlags) limits() (socketadapter.RateLimits, error) {
 		Typing:       socketadapter.RateLimit{Rate: rate.Limit(r.typingRate), Burst: r.typingBurst},
 		Notification: socketadapter.RateLimit{Rate: rate.Limit(r.notificationRate), Burst: r.notificationBurst},
 		Agent:        socketadapter.RateLimit{Rate: rate.Limit(r.agentRate), Burst: r.agentBurst},
+		Join:         socketadapter.RateLimit{Rate: rate.Limit(r.joinRate), Burst: r.joinBurst},
 	}, nil
 }
 
@@ -144,6 +151,10 @@ and exits 0.`,
 	f.DurationVar(&o.reapInterval, "reap-interval", 10*time.Second, "with a PostgreSQL event store: how often to look for servers that died and end their sessions (0: never)")
 	f.StringSliceVar(&o.corsOrigins, "cors-origins", []string{"*"}, "allowed origins (comma-separated), * for any")
 	f.Int64Var(&o.maxFrame, "max-frame", 1<<20, "largest frame in bytes a client may send; a bigger one closes that socket")
+	f.DurationVar(&o.recoveryWindow, "recovery-window", socketadapter.DefaultRecoveryWindow, "how long a disconnected client may recover its session (rooms and every event it missed, from the log, on any server sharing the stores); 0 turns recovery off")
+	f.IntVar(&o.recoveryMax, "recovery-max-events", socketadapter.DefaultRecoveryMaxEvents, "most events a recovering client may have missed; one further behind connects afresh")
+	f.DurationVar(&o.presenceGrace, "presence-grace", socketadapter.DefaultPresenceGrace, "how long a dropped session may take to come back before the others see it leave; 0: at once")
+	f.IntVar(&o.maxRooms, "max-rooms", socketadapter.DefaultMaxRooms, "most rooms one socket may be in (join_room, join_chat_room, join_system_room); a join past it is FORBIDDEN")
 	f.Int64Var(&o.clientQueueMax, "client-queue-max", socketadapter.DefaultClientQueueMax, "most bytes queued for one socket and not yet written to it; a socket past it is disconnected as a slow consumer (it can reconnect and recover)")
 	f.StringVar(&o.auth, "auth", "open", "identity: open (a socket is bound to the first user it names) or jwt (a valid token is required at connect)")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a stop may take")
@@ -210,6 +221,15 @@ func runServe(ctx context.Context, o serveOptions) error {
 	return runErr
 }
 
+// orOff turns a flag's 0 ("none") into the adapter's negative, which its
+// zero value would read as "the default".
+func orOff(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
+}
+
 // appConfig checks the flags and turns them into the server's
 // configuration; the token verifier it builds lives as long as ctx.
 func (o serveOptions) appConfig(ctx context.Context, log *slog.Logger) (app.Config, error) {
@@ -229,6 +249,14 @@ func (o serveOptions) appConfig(ctx context.Context, log *slog.Logger) (app.Conf
 	switch {
 	case o.maxFrame < 1024:
 		return app.Config{}, fmt.Errorf("--max-frame %d: must be at least 1024 bytes", o.maxFrame)
+	case o.recoveryWindow < 0:
+		return app.Config{}, fmt.Errorf("--recovery-window %s: must not be negative", o.recoveryWindow)
+	case o.presenceGrace < 0:
+		return app.Config{}, fmt.Errorf("--presence-grace %s: must not be negative", o.presenceGrace)
+	case o.recoveryMax < 1:
+		return app.Config{}, fmt.Errorf("--recovery-max-events %d: must be at least 1", o.recoveryMax)
+	case o.maxRooms < 1:
+		return app.Config{}, fmt.Errorf("--max-rooms %d: must be at least 1", o.maxRooms)
 	case o.clientQueueMax < 64<<10:
 		return app.Config{}, fmt.Errorf("--client-queue-max %d: must be at least 65536 bytes", o.clientQueueMax)
 	case o.reapInterval < 0:
@@ -243,6 +271,8 @@ func (o serveOptions) appConfig(ctx context.Context, log *slog.Logger) (app.Conf
 		Socket: socketadapter.Config{
 			StatusInterval: o.statusInterval, CORSOrigins: o.corsOrigins, MaxFrame: o.maxFrame, ClientQueueMax: o.clientQueueMax,
 			CommandTimeout: o.commandTimeout, Limits: limits, Auth: auth,
+			RecoveryWindow: orOff(o.recoveryWindow), RecoveryMaxEvents: o.recoveryMax,
+			PresenceGrace: orOff(o.presenceGrace), MaxRooms: o.maxRooms,
 		},
 		ReapInterval:    o.reapInterval,
 		ShutdownTimeout: o.shutdownTimeout,

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/auraos/realtime/commands"
+	"github.com/auraos/realtime/domain"
 	"github.com/auraos/realtime/eventstore"
 	"github.com/auraos/realtime/eventstore/sqlstore"
 	"github.com/auraos/realtime/projections"
@@ -166,7 +167,8 @@ func (s *Server) Open(ctx context.Context) (err error) {
 		sessions := projections.OpenSessionsQuery{DB: s.rdb.Reader}
 		s.stopReaper = lostNodes{
 			self: s.cfg.NodeID, interval: s.cfg.ReapInterval, liveness: s.liveness, nodes: sessions.NodesWithOpenSessions,
-			end: commands.EndLostNodeHandler{Deps: deps, Sessions: sessions}, log: s.log.With("component", "reaper"),
+			end: commands.EndLostNodeHandler{Deps: deps}, recovery: projections.RecoverySessions{DB: s.rdb.Writer}, open: sessions,
+			now: s.cfg.Now, log: s.log.With("component", "reaper"),
 		}.start()
 	}
 	if s.stopAssistant, err = startAssistant(ctx, s.cfg.AI, deps, s.store, s.rdb.Writer, s.adapter, s.cfg.NodeID, s.log, s.metrics.aiCall); err != nil {
@@ -239,7 +241,15 @@ func (s *Server) runner(p projections.Projection) *projections.Runner {
 // endPreviousRun records that the sessions this node's previous run left
 // open (a crash, a kill) have ended, so nobody from before shows online.
 func (s *Server) endPreviousRun(ctx context.Context, deps commands.Deps) error {
-	started, err := commands.StartNodeHandler{Deps: deps, Sessions: projections.OpenSessionsQuery{DB: s.rdb.Reader}}.Handle(ctx, commands.StartNode{
+	// The sessions the previous run served may still be recovered: they
+	// start their presence grace now, and the grace sweep ends those that
+	// do not come back. The others are ended at once.
+	open, err := recoverableFirst(ctx, projections.RecoverySessions{DB: s.rdb.Writer}, projections.OpenSessionsQuery{DB: s.rdb.Reader},
+		s.cfg.NodeID, s.cfg.Now(), domain.ReasonServerRestart)
+	if err != nil {
+		return fmt.Errorf("suspend the sessions of the previous run: %w", err)
+	}
+	started, err := commands.StartNodeHandler{Deps: deps, Sessions: open}.Handle(ctx, commands.StartNode{
 		Cause:  commands.Cause{Command: "server_start", CorrelationID: s.cfg.NewID()},
 		NodeID: s.cfg.NodeID,
 	})
@@ -257,6 +267,7 @@ func (s *Server) endPreviousRun(ctx context.Context, deps commands.Deps) error {
 func (s *Server) startAdapter(ctx context.Context, deps commands.Deps) error {
 	cfg := s.cfg.Socket
 	cfg.NodeID, cfg.Logger, cfg.Observer = s.cfg.NodeID, s.log, s.metrics
+	cfg.Sessions = projections.RecoverySessions{DB: s.rdb.Writer}
 	if s.signals != nil {
 		cfg.Signals = s.signals
 	}

@@ -25,6 +25,7 @@ type metrics struct {
 	projectedEvents *prometheus.CounterVec
 	aiCalls         *prometheus.CounterVec
 	slowDisconnects prometheus.Counter
+	endBacklog      prometheus.Gauge
 }
 
 func newMetrics() *metrics {
@@ -67,9 +68,12 @@ func newMetrics() *metrics {
 		slowDisconnects: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "auraos_slow_disconnects_total", Help: "Sockets disconnected because their outbound queue passed --client-queue-max.",
 		}),
+		endBacklog: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "auraos_session_end_backlog", Help: "Ends of sessions that could not be stored yet and are being retried.",
+		}),
 	}
 	m.registry.MustRegister(m.clientEvents, m.ackDuration, m.rateLimited, m.pushes, m.appended, m.appendDuration,
-		m.commitBatch, m.commitDuration, m.projectedEvents, m.aiCalls, m.slowDisconnects,
+		m.commitBatch, m.commitDuration, m.projectedEvents, m.aiCalls, m.slowDisconnects, m.endBacklog,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -88,6 +92,9 @@ func (m *metrics) Pushed(event string) { m.pushes.WithLabelValues(event).Inc() }
 
 // SlowDisconnect implements socketadapter.Observer.
 func (m *metrics) SlowDisconnect() { m.slowDisconnects.Inc() }
+
+// SessionEndBacklog implements socketadapter.Observer.
+func (m *metrics) SessionEndBacklog(n int) { m.endBacklog.Set(float64(n)) }
 
 // onCommit observes the SQL store's group commits.
 func (m *metrics) onCommit(_, events int, took time.Duration) {

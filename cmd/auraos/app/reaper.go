@@ -7,7 +7,9 @@ import (
 	"time"
 
 	"github.com/auraos/realtime/commands"
+	"github.com/auraos/realtime/domain"
 	"github.com/auraos/realtime/eventstore"
+	"github.com/auraos/realtime/projections"
 )
 
 // nodeTakeover is what the reaper needs to act for a dead server.
@@ -22,6 +24,9 @@ type lostNodes struct {
 	liveness nodeTakeover
 	nodes    func(ctx context.Context) ([]string, error)
 	end      commands.EndLostNodeHandler
+	recovery projections.RecoverySessions
+	open     projections.OpenSessionsQuery
+	now      func() time.Time
 	log      *slog.Logger
 }
 
@@ -70,7 +75,16 @@ func (r lostNodes) sweep(ctx context.Context) {
 		if !ok {
 			continue // it is running
 		}
-		ended, err := r.end.Handle(ctx, commands.EndLostNode{
+		// Its clients may recover their sessions on another server within
+		// the presence grace; the others are ended now.
+		end := r.end
+		end.Sessions, err = recoverableFirst(ctx, r.recovery, r.open, node, r.now(), domain.ReasonNodeDown)
+		if err != nil {
+			release()
+			r.log.Warn("could not suspend the sessions of a lost node", "node", node, "err", err)
+			continue
+		}
+		ended, err := end.Handle(ctx, commands.EndLostNode{
 			Cause:  commands.Cause{Command: "node_down", CorrelationID: eventstore.NewID()},
 			NodeID: node,
 		})
@@ -83,4 +97,46 @@ func (r lostNodes) sweep(ctx context.Context) {
 			r.log.Info("ended the sessions of a lost node", "node", node, "sessions", ended.EndedSessions, "chat_memberships", ended.EndedMemberships)
 		}
 	}
+}
+
+// recoverableFirst suspends, from at, the sessions node served that clients
+// may still recover (the grace sweep ends those that do not come back), and
+// returns the node's open sessions without them, for the caller to end at
+// once.
+func recoverableFirst(ctx context.Context, recovery projections.RecoverySessions, open projections.OpenSessionsQuery, node string, at time.Time, reason string) (commands.OpenSessions, error) {
+	if _, err := recovery.SuspendNode(ctx, node, at, reason); err != nil {
+		return nil, err
+	}
+	pending, err := recovery.Pending(ctx, node)
+	if err != nil {
+		return nil, err
+	}
+	return withoutSessions{open: open, skip: pending}, nil
+}
+
+// withoutSessions lists a node's open sessions except some.
+type withoutSessions struct {
+	open commands.OpenSessions
+	skip map[string]bool
+}
+
+// OpenSessionsOf implements commands.OpenSessions.
+func (w withoutSessions) OpenSessionsOf(ctx context.Context, node string) ([]domain.PresenceJoined, []domain.ChatMemberJoined, error) {
+	sessions, chats, err := w.open.OpenSessionsOf(ctx, node)
+	if err != nil {
+		return nil, nil, err
+	}
+	keptSessions := sessions[:0]
+	for _, s := range sessions {
+		if !w.skip[s.SessionID] {
+			keptSessions = append(keptSessions, s)
+		}
+	}
+	keptChats := chats[:0]
+	for _, c := range chats {
+		if !w.skip[c.SessionID] {
+			keptChats = append(keptChats, c)
+		}
+	}
+	return keptSessions, keptChats, nil
 }

@@ -50,12 +50,13 @@ func (s *socket) EnqueuedBytes() uint64 { return s.out.enqueued.Load() }
 // socket's transport.
 func (s *socket) FlushedBytes() uint64 { return s.out.flushed.Load() }
 
-// queued accounts for a packet just queued, and closes the socket as a slow
+// queued accounts for a packet of n bytes just queued (its size is taken
+// before it is queued: once queued, a flush may hand it to the transport,
+// which consumes its data), and closes the socket as a slow
 // consumer when the queue passes the server's bound. The close runs on its
 // own goroutine: the caller is usually a broadcast to many sockets, which
 // must not wait for this one.
-func (s *socket) queued(p *packet.Packet) {
-	n := packetSize(p)
+func (s *socket) queued(n int64) {
 	s.out.enqueued.Add(uint64(n))
 	total := s.out.buffered.Add(n)
 	if limit := s.server.Opts().MaxBufferedBytes(); limit > 0 && total > limit && s.out.slow.CompareAndSwap(false, true) {
@@ -118,8 +119,9 @@ func (s *socket) SendState(key string, replace, next *packet.Packet) (replaced b
 		s.out.state = map[string]*packet.Packet{}
 	}
 	s.out.state[key] = p
+	size := packetSize(p)
 	s.writeBuffer.Push(p)
-	s.queued(p)
+	s.queued(size)
 	s.flushMu.Unlock()
 	s.flush()
 	return replaced

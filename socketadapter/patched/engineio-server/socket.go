@@ -553,8 +553,9 @@ func (s *socket) sendPacket(
 		// exports packetCreate event
 		s.Emit("packetCreate", packet)
 
+		size := packetSize(packet) // PATCH(auraos): before a flush may hand it to the transport
 		s.writeBuffer.Push(packet)
-		s.queued(packet) // PATCH(auraos)
+		s.queued(size)
 
 		// add send callback to object, if defined
 		if callback != nil {

@@ -252,8 +252,13 @@ func (c *Client) onclose(args ...any) {
 	c.destroy()
 
 	// `nsps` and `sockets` are cleaned up seamlessly
+	// PATCH(auraos): close each socket on its task queue, behind the
+	// packets it has yet to handle. Upstream closed it at once, so a client
+	// that sends DISCONNECT (socket.disconnect()) and closes its transport
+	// right after was often seen to drop ("transport close") instead of to
+	// leave ("client namespace disconnect").
 	c.sockets.Range(func(id SocketId, socket *Socket) bool {
-		socket._onclose(args...)
+		socket.Enqueue(func() { socket._onclose(args...) })
 		return true
 	})
 	c.sockets.Clear()

@@ -207,6 +207,14 @@ func (s *Socket) Data() any {
 //		socket := args[0].(*socket.Socket)
 //		fmt.Println(socket.Connected()) // true
 //	})
+// Pid returns the socket's private session id, which a client presents to
+// recover its session (empty when connection state recovery is off).
+// PATCH(auraos): upstream keeps it private, so a server cannot record
+// sessions durably to recover them elsewhere; see PATCHED.md.
+func (s *Socket) Pid() PrivateSessionId {
+	return s.pid
+}
+
 func (s *Socket) Connected() bool {
 	return s.connected.Load()
 }

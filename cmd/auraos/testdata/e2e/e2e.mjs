@@ -1036,6 +1036,7 @@ scenarios.recovery = async () => {
   await waitFor(r, 'new_message', (m) => m.id === ack1.id, 'a message before the drop');
   assert.equal(r.recovered, false, 'a first connection is not recovered');
 
+  const sFrom = mark(s);
   const goneP = disconnected(r);
   const backP = new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`recovering: not reconnected within 5 s`)), 5000);
@@ -1062,6 +1063,134 @@ scenarios.recovery = async () => {
   const ack3 = await send(s, R, ps, `after the return ${RUN}`);
   await waitFor(r, 'new_message', (m) => m.id === ack3.id, 'a message after the return');
   assert.equal(received(r, 'new_message', (m) => m.id === ack2.id).length, 1, 'the missed message arrives once');
+  // A blip within the presence grace: the others saw nothing.
+  assertNoneSince(s, sFrom, 'user_left', (x) => x === U, 'a blip is not a leave');
+  assertNoneSince(s, sFrom, 'online_users', (l) => !lists(U)(l), 'a blip does not drop the user from online_users');
+};
+
+// stdinLine resolves with the next line the Go test writes to the
+// scenario's stdin (a step it took on the server).
+let stdinLines;
+function stdinLine() {
+  if (!stdinLines) {
+    stdinLines = [];
+    let buf = '';
+    const waiting = [];
+    process.stdin.setEncoding('utf8');
+    process.stdin.on('data', (chunk) => {
+      buf += chunk;
+      for (let i; (i = buf.indexOf('\n')) >= 0; ) {
+        const l = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        if (waiting.length) waiting.shift()(l);
+        else stdinLines.push(l);
+      }
+    });
+    stdinLines.waiting = waiting;
+  }
+  if (stdinLines.length) return Promise.resolve(stdinLines.shift());
+  return new Promise((resolve) => stdinLines.waiting.push(resolve));
+}
+
+const RECONNECT = { reconnection: true, reconnectionDelay: 200, reconnectionDelayMax: 500, randomizationFactor: 0, reconnectionAttempts: Infinity };
+
+/** offsets records the offset (the last argument, a string) of each event a socket receives. */
+function recordOffsets(socket) {
+  socket.offsets = [];
+  socket.onAny((event, ...args) => {
+    const last = args[args.length - 1];
+    if (args.length > 1 && typeof last === 'string') socket.offsets.push({ event, offset: last });
+  });
+}
+
+// Recovery from the log, part 1 of a step driven by the Go test: a member
+// drops, misses five messages and a notification, and stays away; the
+// scenario prints {"phase":"away"} and waits for a line on stdin (the Go
+// test restarts the server, or moves the client to another server,
+// meanwhile). Then the member reconnects: it must be recovered, get
+// exactly what it missed in order, and nobody may have seen it leave or
+// join. The server runs with a presence grace longer than the test.
+scenarios['recover-log'] = async () => {
+  const R = uid('rlog');
+  const A = uid('away'), B = uid('watcher');
+  const pa = profile(A), pb = profile(B);
+  const b = await connect('watcher', RECONNECT);
+  const a = await connect('away', RECONNECT);
+  recordOffsets(a);
+  await emitOK(b, 'join_user_room', { userId: B, userProfile: pb });
+  await emitOK(a, 'join_user_room', { userId: A, userProfile: pa });
+  await joinChat(b, R, pb);
+  await joinChat(a, R, pa);
+  const first = await send(b, R, pb, `before the drop ${RUN}`);
+  await waitFor(a, 'new_message', (m) => m.id === first.id, 'a message before the drop');
+  const positions = a.offsets.filter((o) => o.event === 'new_message').map((o) => o.offset);
+  assert.ok(positions.length > 0 && /^\d+(\/\d+)?$/.test(positions[0]), `the offset of new_message is a log position, got ${j(positions)}`);
+  const bFrom = mark(b);
+
+  // The member drops and stays away.
+  a.io.reconnection(false);
+  const gone = disconnected(a);
+  a.io.engine.close();
+  await gone;
+  const ids = [];
+  for (let i = 0; i < 5; i++) ids.push((await send(b, R, pb, `missed ${i} ${RUN}`)).id);
+  const note = { title: `missed ${RUN}`, message: 'You were away', type: 'info' };
+  await emitOK(b, 'send_notification', { to: A, notification: note });
+  console.log(JSON.stringify({ phase: 'away' }));
+  await stdinLine();
+
+  const aFrom = mark(a);
+  const statusP = once(a, 'system_status_update', 20000, () => true, 'the fresh status after recovery');
+  const listP = once(a, 'online_users', 20000, () => true, 'the fresh online_users after recovery');
+  const back = once(a, 'connect', 20000, () => true, 'reconnecting');
+  a.io.reconnection(true);
+  a.connect();
+  await back;
+  assert.equal(a.recovered, true, 'socket.recovered after reconnecting within the recovery window');
+  await statusP;
+  await listP;
+  const got = a.log.slice(aFrom).filter((e) => e.event === 'new_message' || e.event === 'notification');
+  assert.deepEqual(got.map((e) => (e.event === 'new_message' ? e.data.id : e.data.title)), [...ids, note.title], 'exactly the missed messages and the notification, in order');
+  assert.deepEqual(got[got.length - 1].data, note, 'the missed notification');
+  for (const [i, e] of got.slice(0, 5).entries()) {
+    assertMessage(e.data, { id: ids[i], roomName: R, userId: B, message: `missed ${i} ${RUN}`, messageType: 'text', isAI: false }, `recovered new_message ${i}`);
+  }
+  const offs = a.offsets.filter((o) => o.event === 'new_message').map((o) => Number(o.offset.split('/')[0]));
+  for (let i = 1; i < offs.length; i++) assert.ok(offs[i] > offs[i - 1], `offsets grow: ${j(offs)}`);
+
+  // It is still in the room, and the watcher is served too.
+  if (!b.connected) await once(b, 'connect', 20000, () => true, 'the watcher reconnecting');
+  const after = await send(a, R, pa, `after the return ${RUN}`);
+  await waitFor(b, 'new_message', (m) => m.id === after.id, 'a message after the return');
+  assertNoneSince(b, bFrom, 'user_left', (x) => x === A, 'the recovered member never left');
+  assertNoneSince(b, bFrom, 'user_left_chat', (x) => x.user.uid === A, 'the recovered member never left the room');
+  assertNoneSince(b, bFrom, 'user_joined_chat', (x) => x.user.uid === A, 'the recovered member never joined again');
+  assertNoneSince(b, bFrom, 'online_users', (l) => !lists(A)(l), 'the recovered member never dropped out of online_users');
+};
+
+// Past the recovery window (the server runs with --recovery-window 1s): a
+// client that comes back connects afresh and joins as the source
+// document's clients do.
+scenarios['recover-expired'] = async () => {
+  const R = uid('rexp');
+  const A = uid('late');
+  const pa = profile(A);
+  const a = await connect('late');
+  await emitOK(a, 'join_user_room', { userId: A, userProfile: pa });
+  await joinChat(a, R, pa);
+  const first = await send(a, R, pa, `before the drop ${RUN}`);
+  await waitFor(a, 'new_message', (m) => m.id === first.id, 'its own message');
+  const gone = disconnected(a);
+  a.io.engine.close();
+  await gone;
+  await sleep(2500);
+  const back = once(a, 'connect', WAIT_MS, () => true, 'reconnecting');
+  a.connect();
+  await back;
+  assert.equal(a.recovered, false, 'past the recovery window a client connects afresh');
+  await emitOK(a, 'join_user_room', { userId: A, userProfile: pa });
+  const { history } = await joinChat(a, R, pa);
+  assert.deepEqual(history.map((m) => m.id), [first.id], 'a normal join gets the history');
 };
 
 // Rate limits (the server runs with --rate-* 1 and --burst-* 5): a socket
@@ -1398,7 +1527,8 @@ scenarios['restart-before'] = async () => {
   await Promise.all([s1, s2].map((s) => disconnected(s, 20000)));
 };
 
-// Restart, part 2 (E2E_STATE is part 1's output): nobody from before is
+// Restart, part 2 (E2E_STATE is part 1's output; the server runs with
+// --presence-grace 1s): once the grace has passed nobody from before is
 // online, and the history survived.
 scenarios['restart-after'] = async () => {
   const state = JSON.parse(process.env.E2E_STATE || 'null');
@@ -1412,7 +1542,8 @@ scenarios['restart-after'] = async () => {
   for (const [i, m] of history.entries()) {
     assertMessage(m, { roomName: state.room, userId: state.users[i === 1 ? 1 : 0], messageType: 'text', isAI: false }, `chat_history[${i}]`);
   }
-  const listP = once(c, 'online_users', WAIT_MS, lists(U3), `listing ${U3}`);
+  const before = (l) => l.some((u) => state.users.includes(u.id));
+  const listP = once(c, 'online_users', WAIT_MS + 2000, (l) => lists(U3)(l) && !before(l), `listing ${U3} alone`);
   await emitOK(c, 'join_user_room', { userId: U3, userProfile: p3 });
   const list = await listP;
   assert.deepEqual(list.map((u) => u.id), [U3], `online_users after a restart lists only the new user (not ${state.users.join(', ')})`);
