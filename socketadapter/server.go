@@ -470,6 +470,7 @@ func clientRoom(name string) socket.Room { return socket.Room(clientRoomPrefix +
 
 // clientRoomPrefix starts the Socket.IO room of every client room.
 const clientRoomPrefix = "room:"
+
 func userRoom(uid string) socket.Room    { return socket.Room("user:" + uid) }
 func systemRoom(name string) socket.Room { return socket.Room("sys:" + name) }
 
