@@ -12,6 +12,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/auraos/realtime/schema"
+	"github.com/auraos/realtime/socketadapter/natssignal"
 )
 
 // Configuration comes, for every flag, from the command line, else from its
@@ -153,6 +154,8 @@ func maskedValue(f *pflag.Flag) string {
 	switch {
 	case secretFlags[f.Name] && v != "":
 		return "********"
+	case f.Name == "signals":
+		return natssignal.RedactURL(v) // a NATS URL may carry a token instead of a password
 	case urlFlags[f.Name]:
 		return schema.RedactURL(v)
 	}

@@ -24,6 +24,8 @@ type metrics struct {
 	commitDuration  prometheus.Histogram
 	projectedEvents *prometheus.CounterVec
 	aiCalls         *prometheus.CounterVec
+	// signalReconnects counts the signal bus's reconnections to its broker.
+	signalReconnects prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -63,9 +65,12 @@ func newMetrics() *metrics {
 		aiCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "auraos_ai_calls_total", Help: "Calls to the AI endpoint, by outcome.",
 		}, []string{"outcome"}),
+		signalReconnects: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "auraos_signal_reconnects_total", Help: "Times the connection to the NATS signal broker came back after an outage (typing indicators of the outage are lost).",
+		}),
 	}
 	m.registry.MustRegister(m.clientEvents, m.ackDuration, m.rateLimited, m.pushes, m.appended, m.appendDuration,
-		m.commitBatch, m.commitDuration, m.projectedEvents, m.aiCalls,
+		m.commitBatch, m.commitDuration, m.projectedEvents, m.aiCalls, m.signalReconnects,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
