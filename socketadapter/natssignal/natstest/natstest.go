@@ -5,6 +5,7 @@ package natstest
 
 import (
 	"bufio"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // URLEnv names the variable that points tests at a running NATS server with
@@ -43,11 +45,32 @@ func URL(t testing.TB) string {
 }
 
 // Prefix returns a signals prefix no other test uses, so that tests sharing
-// one NATS server keep their subjects and buckets apart.
+// one NATS server keep their subjects and buckets apart. On the server
+// AURAOS_TEST_NATS_URL names, the prefix's lease bucket is deleted when the
+// test ends, so runs leave nothing behind.
 func Prefix(t testing.TB) string {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
-	return "test_" + hex.EncodeToString(b[:])
+	prefix := "test_" + hex.EncodeToString(b[:])
+	if u := os.Getenv(URLEnv); u != "" {
+		t.Cleanup(func() {
+			nc, err := nats.Connect(u, nats.Timeout(5*time.Second))
+			if err != nil {
+				return
+			}
+			defer nc.Close()
+			js, err := jetstream.New(nc)
+			if err != nil {
+				return
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			// natssignal names the bucket <prefix>-nodes (this package cannot
+			// import it: natssignal's own tests import this one).
+			_ = js.DeleteKeyValue(ctx, prefix+"-nodes")
+		})
+	}
+	return prefix
 }
 
 // Server is a nats-server process that belongs to one test: its own port
