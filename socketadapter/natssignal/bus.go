@@ -4,6 +4,8 @@ import (
 	"sync"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/auraos/realtime/internal/sigbus"
 )
 
 // outboxSize bounds the signals waiting to be published, and those
@@ -24,10 +26,7 @@ type Bus struct {
 	nc      *nats.Conn
 	subject string
 	sub     *nats.Subscription
-
-	outbox chan []byte
-	stop   chan struct{}
-	wg     sync.WaitGroup // the publisher
+	outbox  *sigbus.Outbox
 
 	mu      sync.RWMutex // closed and sends on signals
 	closed  bool
@@ -43,13 +42,7 @@ func OpenBus(c *Conn, prefix string) (*Bus, error) {
 	if err := CheckPrefix(prefix); err != nil {
 		return nil, err
 	}
-	b := &Bus{
-		nc:      c.nc,
-		subject: subject(prefix, "signals"),
-		outbox:  make(chan []byte, outboxSize),
-		stop:    make(chan struct{}),
-		signals: make(chan []byte, outboxSize),
-	}
+	b := &Bus{nc: c.nc, subject: subject(prefix, "signals"), signals: make(chan []byte, outboxSize)}
 	sub, err := c.nc.Subscribe(b.subject, b.receive)
 	if err != nil {
 		return nil, unavailable("subscribe to signals", err)
@@ -61,8 +54,10 @@ func OpenBus(c *Conn, prefix string) (*Bus, error) {
 		return nil, unavailable("subscribe to signals", err)
 	}
 	b.sub = sub
-	b.wg.Add(1)
-	go b.publishLoop()
+	// nats.go writes into a buffer its own flusher sends, so a publish takes
+	// no round trip; while disconnected it fails at once (there is no
+	// reconnect buffer) and the signal is dropped.
+	b.outbox = sigbus.StartOutbox(outboxSize, func(p []byte) { _ = b.nc.Publish(b.subject, p) })
 	return b, nil
 }
 
@@ -88,17 +83,7 @@ func (b *Bus) Publish(payload []byte) bool {
 	if int64(len(payload)) > b.nc.MaxPayload() || !b.nc.IsConnected() {
 		return false
 	}
-	select {
-	case <-b.stop:
-		return false
-	default:
-	}
-	select {
-	case b.outbox <- payload:
-		return true
-	default:
-		return false
-	}
+	return b.outbox.Offer(payload)
 }
 
 // Signals delivers the payloads the other servers publish. It is closed by
@@ -111,8 +96,7 @@ func (b *Bus) Signals() <-chan []byte { return b.signals }
 func (b *Bus) Close() error {
 	var err error
 	b.closeOnce.Do(func() {
-		close(b.stop)
-		b.wg.Wait()
+		b.outbox.Close()
 		if uerr := b.sub.Unsubscribe(); uerr != nil && uerr != nats.ErrConnectionClosed {
 			err = uerr
 		}
@@ -122,20 +106,4 @@ func (b *Bus) Close() error {
 		b.mu.Unlock()
 	})
 	return err
-}
-
-// publishLoop hands queued signals to the connection. nats.go writes into
-// a buffer that its own flusher sends, so a publish takes no round trip;
-// while disconnected it fails at once (no reconnect buffer), and the signal
-// is dropped.
-func (b *Bus) publishLoop() {
-	defer b.wg.Done()
-	for {
-		select {
-		case p := <-b.outbox:
-			_ = b.nc.Publish(b.subject, p)
-		case <-b.stop:
-			return
-		}
-	}
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/auraos/realtime/internal/sigbus/sigbustest"
 	"github.com/auraos/realtime/socketadapter/natssignal/natstest"
 )
 
@@ -61,20 +62,6 @@ func openBus(t *testing.T, c *Conn, prefix string) *Bus {
 	return b
 }
 
-func next(t *testing.T, b *Bus) string {
-	t.Helper()
-	select {
-	case p, ok := <-b.Signals():
-		if !ok {
-			t.Fatal("signals closed")
-		}
-		return string(p)
-	case <-time.After(10 * time.Second):
-		t.Fatal("no signal within 10s")
-		return ""
-	}
-}
-
 // A server's own signals never come back to it, and servers on another
 // prefix hear nothing of them. The checks are causal, not timed: a signal
 // published after another was received is delivered after it, so what is
@@ -91,15 +78,15 @@ func TestBusDeliversToOthersOnlyAndKeepsPrefixesApart(t *testing.T) {
 	if !a.Publish([]byte("from a")) {
 		t.Fatal("publish refused")
 	}
-	if got := next(t, b); got != "from a" {
+	if got := sigbustest.Next(t, b.Signals()); got != "from a" {
 		t.Fatalf("b got %q", got)
 	}
 	b.Publish([]byte("from b"))
-	if got := next(t, a); got != "from b" {
+	if got := sigbustest.Next(t, a.Signals()); got != "from b" {
 		t.Fatalf("a's first signal is %q: its own came back to it", got)
 	}
 	otherPeer.Publish([]byte("other installation"))
-	if got := next(t, other); got != "other installation" {
+	if got := sigbustest.Next(t, other.Signals()); got != "other installation" {
 		t.Fatalf("a signal crossed prefixes: %q", got)
 	}
 }
@@ -119,7 +106,7 @@ func TestBusSurvivesABrokerRestart(t *testing.T) {
 	a := openBus(t, connect(t, opts), prefix)
 	b := openBus(t, connect(t, opts), prefix)
 	a.Publish([]byte("before"))
-	if got := next(t, b); got != "before" {
+	if got := sigbustest.Next(t, b.Signals()); got != "before" {
 		t.Fatalf("b got %q", got)
 	}
 
@@ -141,7 +128,7 @@ func TestBusSurvivesABrokerRestart(t *testing.T) {
 		}
 	}
 	a.Publish([]byte("after"))
-	if got := next(t, b); got != "after" {
+	if got := sigbustest.Next(t, b.Signals()); got != "after" {
 		t.Fatalf("b's first signal after the restart is %q", got)
 	}
 	if n := reconnects.Load(); n != 2 {
@@ -159,15 +146,7 @@ func TestBusRefusesWhatTheBrokerCannotCarryAndCloseEnds(t *testing.T) {
 	if b.Publish(make([]byte, c.nc.MaxPayload()+1)) {
 		t.Fatal("a signal larger than the broker's max_payload was accepted")
 	}
-	if err := b.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if b.Publish([]byte("late")) {
-		t.Fatal("a closed bus accepted a signal")
-	}
-	if _, ok := <-b.Signals(); ok {
-		t.Fatal("signals still open after Close")
-	}
+	sigbustest.CloseEnds(t, b)
 }
 
 func TestConnectRefusesBadURLsAndUnreachableBrokers(t *testing.T) {
