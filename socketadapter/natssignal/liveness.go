@@ -382,7 +382,11 @@ func (l *Liveness) renew() {
 			}
 			return
 		}
-		l.troubled("lost", "this node's lease lapsed (the broker was out of reach for longer than its TTL); taking it again", slog.LevelWarn)
+		// The key moved on: the lease lapsed, or a renewal landed whose
+		// answer was lost; retake tells which.
+		l.mu.Lock()
+		l.rev, l.heldSince = 0, time.Time{}
+		l.mu.Unlock()
 	}
 	l.retake(ctx, k, mine)
 }
@@ -394,6 +398,7 @@ func (l *Liveness) retake(ctx context.Context, k string, mine []byte) {
 	e, err := l.kv.Get(ctx, k)
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
+		l.troubled("lost", "this node's lease lapsed (the broker was out of reach for longer than its TTL); taking it again", slog.LevelWarn)
 		rev, err := l.kv.Create(ctx, k, mine)
 		if err == nil {
 			l.held(rev)
@@ -413,6 +418,7 @@ func (l *Liveness) retake(ctx context.Context, k string, mine []byte) {
 	case v.Instance == l.instance && v.Kind == kindRunning:
 		l.held(e.Revision()) // a renewal landed though its answer was lost
 	case v.Kind == kindEnded:
+		l.troubled("ended", "another server ended this node's sessions while its lease had lapsed; taking the lease again", slog.LevelWarn, "by", v.Node)
 		if rev, err := l.kv.Update(ctx, k, mine, e.Revision()); err == nil {
 			l.held(rev)
 		}
