@@ -398,7 +398,7 @@ func (l *Liveness) retake(ctx context.Context, k string, mine []byte) {
 	e, err := l.kv.Get(ctx, k)
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
-		l.troubled("lost", "this node's lease lapsed (the broker was out of reach for longer than its TTL); taking it again", slog.LevelWarn)
+		l.troubled("lost", "this node's lease lapsed (the broker was out of reach for longer than its TTL, or lost its storage); taking it again", slog.LevelWarn)
 		rev, err := l.kv.Create(ctx, k, mine)
 		if err == nil {
 			l.held(rev)

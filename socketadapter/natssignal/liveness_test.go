@@ -212,3 +212,18 @@ func TestCloseGivesTheLeaseUp(t *testing.T) {
 		t.Fatalf("a 10ms TTL: want INVALID_PAYLOAD, got %v", err)
 	}
 }
+
+// A broker that comes back without its storage (the bucket gone): the
+// server creates the bucket again and takes its lease again.
+func TestLeaseComesBackWhenTheBucketIsLost(t *testing.T) {
+	t.Parallel()
+	url, prefix := natstest.URL(t), natstest.Prefix(t)
+	l := openLiveness(t, connect(t, Options{URL: url}), prefix, "a", 2*time.Second)
+	if err := l.js.DeleteKeyValue(context.Background(), l.bucket); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the lease is held again in a new bucket", func() bool {
+		v, held, err := value(l, "a")
+		return err == nil && held && v.Instance == l.instance
+	})
+}
