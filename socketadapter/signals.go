@@ -9,11 +9,12 @@ import (
 // servers that share the event store, so that the members of a room on
 // every node see them. Config.Signals is nil on a server that is alone.
 type SignalBus interface {
-	// Publish hands a signal to every server, this one included, without
-	// blocking; it may drop it (false).
+	// Publish hands a signal to every other server without blocking; it
+	// may drop it (false). A bus may deliver it back to this server too
+	// (PostgreSQL's does, NATS's does not), which the relay ignores.
 	Publish(payload []byte) bool
-	// Signals delivers every server's signals; it is closed when the bus
-	// closes.
+	// Signals delivers the other servers' signals (and possibly this
+	// one's); it is closed when the bus closes.
 	Signals() <-chan []byte
 }
 

@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"os/exec"
-	"slices"
 	"strings"
 	"testing"
 
@@ -46,10 +45,7 @@ func TestTwoServersShareRoomsAndTyping(t *testing.T) {
 	if ack := ann.EmitAck("send_message", map[string]any{"roomName": "shared", "message": "across nodes", "userProfile": sockettest.Profile("ann")}); ack["ok"] != true {
 		t.Fatalf("send_message: %v", ack)
 	}
-	bob.WaitEvent("new_message", func(raw json.RawMessage) bool {
-		var m struct{ Message string }
-		return json.Unmarshal(raw, &m) == nil && m.Message == "across nodes"
-	})
+	bob.WaitEvent("new_message", messageIs("across nodes"))
 
 	// A typing socket that goes away stops typing on the other node too.
 	ann.S.Disconnect()
@@ -73,34 +69,13 @@ func TestLostServerSessionsAreEnded(t *testing.T) {
 
 	ann := sockettest.Dial(t, doomed.URL, "websocket", nil)
 	bob := sockettest.Dial(t, survivor.URL, "websocket", nil)
-	for c, uid := range map[*sockettest.Client]string{ann: "ann", bob: "bob"} {
-		if ack := c.EmitAck("join_user_room", map[string]any{"userId": uid, "userProfile": sockettest.Profile(uid)}); ack["ok"] != true {
-			t.Fatalf("%s joins presence: %v", uid, ack)
-		}
-		if ack := c.EmitAck("join_chat_room", map[string]any{"roomName": "lobby", "userProfile": sockettest.Profile(uid)}); ack["ok"] != true {
-			t.Fatalf("%s joins the room: %v", uid, ack)
-		}
-	}
-	onlineHas := func(want ...string) func(json.RawMessage) bool {
-		return func(raw json.RawMessage) bool {
-			var list []struct{ ID string }
-			if json.Unmarshal(raw, &list) != nil {
-				return false
-			}
-			var got []string
-			for _, u := range list {
-				got = append(got, u.ID)
-			}
-			slices.Sort(got)
-			return slices.Equal(got, want)
-		}
-	}
-	bob.WaitEvent("online_users", onlineHas("ann", "bob"))
+	joinAll(t, "lobby", map[string]*sockettest.Client{"ann": ann, "bob": bob})
+	bob.WaitEvent("online_users", onlineAre("ann", "bob"))
 
 	doomed.kill()
-	bob.WaitEvent("user_left", func(raw json.RawMessage) bool { return string(raw) == `"ann"` })
+	bob.WaitEvent("user_left", leftIs("ann"))
 	bob.WaitEvent("user_left_chat", nil)
-	bob.WaitEvent("online_users", onlineHas("bob"))
+	bob.WaitEvent("online_users", onlineAre("bob"))
 
 	out, err := exec.Command(auraosBin, "events", "read", "--event-store", pg, "--type", "PresenceLeft").CombinedOutput()
 	if err != nil {

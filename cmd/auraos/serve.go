@@ -15,6 +15,7 @@ import (
 	"github.com/auraos/realtime/cmd/auraos/app"
 	"github.com/auraos/realtime/socketadapter"
 	"github.com/auraos/realtime/socketadapter/jwtauth"
+	"github.com/auraos/realtime/socketadapter/natssignal"
 )
 
 // serveOptions are the flags of `auraos serve`.
@@ -24,6 +25,7 @@ type serveOptions struct {
 	nodeID          string
 	statusInterval  time.Duration
 	reapInterval    time.Duration
+	signals         app.Signals
 	corsOrigins     []string
 	maxFrame        int64
 	clientQueueMax  int64
@@ -148,7 +150,10 @@ and exits 0.`,
 	f.StringVar(&o.addr, "addr", ":5000", "address to listen on")
 	f.StringVar(&o.nodeID, "node-id", host, "this server's name in events; keep it stable across restarts (sessions a crashed run left open are ended by the next start of the same node)")
 	f.DurationVar(&o.statusInterval, "status-interval", 30*time.Second, "period of system_status_update to every client")
-	f.DurationVar(&o.reapInterval, "reap-interval", 10*time.Second, "with a PostgreSQL event store: how often to look for servers that died and end their sessions (0: never)")
+	f.DurationVar(&o.reapInterval, "reap-interval", 10*time.Second, "unless --signals is none: how often to look for servers that died and end their sessions (0: never)")
+	f.StringVar(&o.signals.Spec, "signals", "", "how typing and liveness cross servers: postgres (the default with a PostgreSQL event store), nats://host:4222[,nats://…], or none (a server alone; the default otherwise)")
+	f.StringVar(&o.signals.Prefix, "signals-prefix", app.DefaultSignalsPrefix, "with NATS signals: the installation's name, which its subjects and lease bucket carry; installations sharing a broker need their own")
+	f.DurationVar(&o.signals.LeaseTTL, "lease-ttl", natssignal.DefaultLeaseTTL, "with NATS signals: how long a server's lease outlives its last renewal (renewed every third of it); a dead server's sessions end within this plus --reap-interval")
 	f.StringSliceVar(&o.corsOrigins, "cors-origins", []string{"*"}, "allowed origins (comma-separated), * for any")
 	f.Int64Var(&o.maxFrame, "max-frame", 1<<20, "largest frame in bytes a client may send; a bigger one closes that socket")
 	f.DurationVar(&o.recoveryWindow, "recovery-window", socketadapter.DefaultRecoveryWindow, "how long a disconnected client may recover its session (rooms and every event it missed, from the log, on any server sharing the stores); 0 turns recovery off")
@@ -264,6 +269,9 @@ func (o serveOptions) appConfig(ctx context.Context, log *slog.Logger) (app.Conf
 	case o.statusInterval < time.Second:
 		return app.Config{}, fmt.Errorf("--status-interval %s: must be at least 1s", o.statusInterval)
 	}
+	if _, err := o.signals.Kind(o.storage.EventStore); err != nil {
+		return app.Config{}, err
+	}
 	return app.Config{
 		Storage: o.storage,
 		Addr:    o.addr,
@@ -274,6 +282,7 @@ func (o serveOptions) appConfig(ctx context.Context, log *slog.Logger) (app.Conf
 			RecoveryWindow: orOff(o.recoveryWindow), RecoveryMaxEvents: o.recoveryMax,
 			PresenceGrace: orOff(o.presenceGrace), MaxRooms: o.maxRooms,
 		},
+		Signals:         o.signals,
 		ReapInterval:    o.reapInterval,
 		ShutdownTimeout: o.shutdownTimeout,
 		ReadyMaxLag:     o.readyMaxLag,

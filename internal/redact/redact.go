@@ -16,6 +16,10 @@ var (
 	// "@" before the host (an unescaped "@" may be part of it) and stops at
 	// white space and double quotes, which end a URL quoted in an error
 	// message.
+	// tokenUserinfo is the userinfo of a NATS URL without a colon: there
+	// the whole userinfo is a token (nats://s3cret@host), a secret itself.
+	// Also after a comma, in a list of NATS URLs.
+	tokenUserinfo = regexp.MustCompile(`(?i)((?:nats|tls)://)[^:/?#@\s",]+@`)
 	userinfo = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.\-]*://[^:/?#@\s"]*):[^/?#\s"]*@`)
 	// passwordPair is password=value (and sslpassword=…) in a URL query or
 	// a key=value string, in any case, with optional spaces around "=" as
@@ -31,6 +35,7 @@ var (
 // also clean an error message that quotes one.
 func Text(s string) string {
 	s = userinfo.ReplaceAllString(s, "$1:"+Mask+"@")
+	s = tokenUserinfo.ReplaceAllString(s, "${1}"+Mask+"@")
 	return passwordPair.ReplaceAllString(s, "${1}"+Mask)
 }
 

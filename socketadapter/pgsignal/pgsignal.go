@@ -19,6 +19,7 @@ import (
 
 	"github.com/auraos/realtime/domain"
 	"github.com/auraos/realtime/internal/redact"
+	"github.com/auraos/realtime/internal/sigbus"
 )
 
 // maxPayload is PostgreSQL's NOTIFY payload limit, less a margin.
@@ -39,10 +40,10 @@ type Bus struct {
 	channel  string
 	log      *slog.Logger
 
-	outbox    chan []byte
+	outbox    *sigbus.Outbox
 	signals   chan []byte
-	stop      chan struct{}
-	wg        sync.WaitGroup
+	stop      chan struct{}  // stops the receiver
+	wg        sync.WaitGroup // the receiver
 	closeOnce sync.Once
 }
 
@@ -64,7 +65,6 @@ func Open(ctx context.Context, dsn string, log *slog.Logger) (*Bus, error) {
 		db:      db,
 		channel: fmt.Sprintf("auraos_signals_%x", h.Sum64()),
 		log:     log,
-		outbox:  make(chan []byte, outboxSize),
 		signals: make(chan []byte, outboxSize),
 		stop:    make(chan struct{}),
 	}
@@ -78,8 +78,8 @@ func Open(ctx context.Context, dsn string, log *slog.Logger) (*Bus, error) {
 		db.Close()
 		return nil, unavailable("listen for signals", err)
 	}
-	b.wg.Add(2)
-	go b.publishLoop()
+	b.outbox = sigbus.StartOutbox(outboxSize, b.notify)
+	b.wg.Add(1)
 	go b.receiveLoop()
 	return b, nil
 }
@@ -91,17 +91,7 @@ func (b *Bus) Publish(payload []byte) bool {
 	if len(payload) > maxPayload {
 		return false
 	}
-	select {
-	case <-b.stop:
-		return false
-	default:
-	}
-	select {
-	case b.outbox <- payload:
-		return true
-	default:
-		return false
-	}
+	return b.outbox.Offer(payload)
 }
 
 // Signals delivers the payloads published by every server, this one
@@ -114,6 +104,7 @@ func (b *Bus) Signals() <-chan []byte { return b.signals }
 func (b *Bus) Close() error {
 	var err error
 	b.closeOnce.Do(func() {
+		b.outbox.Close()
 		close(b.stop)
 		b.wg.Wait()
 		err = b.listener.Close()
@@ -124,19 +115,12 @@ func (b *Bus) Close() error {
 	return err
 }
 
-func (b *Bus) publishLoop() {
-	defer b.wg.Done()
-	for {
-		select {
-		case p := <-b.outbox:
-			ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
-			if _, err := b.db.ExecContext(ctx, "SELECT pg_notify($1, $2)", b.channel, string(p)); err != nil {
-				b.log.Debug("signal not sent", "err", err)
-			}
-			cancel()
-		case <-b.stop:
-			return
-		}
+// notify sends one signal; the outbox's goroutine calls it.
+func (b *Bus) notify(p []byte) {
+	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
+	defer cancel()
+	if _, err := b.db.ExecContext(ctx, "SELECT pg_notify($1, $2)", b.channel, string(p)); err != nil {
+		b.log.Debug("signal not sent", "err", err)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/auraos/realtime/internal/sigbus/sigbustest"
 	"github.com/auraos/realtime/schema/schematest"
 	"github.com/auraos/realtime/socketadapter/pgsignal"
 )
@@ -20,20 +21,6 @@ func open(t *testing.T, dsn string) *pgsignal.Bus {
 	return b
 }
 
-func next(t *testing.T, b *pgsignal.Bus) string {
-	t.Helper()
-	select {
-	case p, ok := <-b.Signals():
-		if !ok {
-			t.Fatal("signals closed")
-		}
-		return string(p)
-	case <-time.After(10 * time.Second):
-		t.Fatal("no signal within 10s")
-		return ""
-	}
-}
-
 // Buses on one schema hear each other (and themselves); a bus on another
 // schema hears nothing of theirs.
 func TestBusesShareASchema(t *testing.T) {
@@ -46,12 +33,12 @@ func TestBusesShareASchema(t *testing.T) {
 		t.Fatal("publish refused")
 	}
 	for name, bus := range map[string]*pgsignal.Bus{"a": a, "b": b} {
-		if got := next(t, bus); got != `{"hello":"from a"}` {
+		if got := sigbustest.Next(t, bus.Signals()); got != `{"hello":"from a"}` {
 			t.Fatalf("%s got %s", name, got)
 		}
 	}
 	other.Publish([]byte("other"))
-	if got := next(t, other); got != "other" {
+	if got := sigbustest.Next(t, other.Signals()); got != "other" {
 		t.Fatalf("the other schema's bus got %s", got)
 	}
 	select {
@@ -67,15 +54,7 @@ func TestPublishRefusesWhatNotifyCannotCarryAndCloseEnds(t *testing.T) {
 	if b.Publish([]byte(strings.Repeat("x", 8000))) {
 		t.Fatal("an 8000-byte signal was accepted; NOTIFY cannot carry it")
 	}
-	if err := b.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if b.Publish([]byte("late")) {
-		t.Fatal("a closed bus accepted a signal")
-	}
-	if _, ok := <-b.Signals(); ok {
-		t.Fatal("signals still open after Close")
-	}
+	sigbustest.CloseEnds(t, b)
 }
 
 func TestOpenUnreachable(t *testing.T) {

@@ -25,9 +25,8 @@ import (
 	"github.com/auraos/realtime/eventstore"
 	"github.com/auraos/realtime/eventstore/sqlstore"
 	"github.com/auraos/realtime/projections"
-	"github.com/auraos/realtime/schema"
 	"github.com/auraos/realtime/socketadapter"
-	"github.com/auraos/realtime/socketadapter/pgsignal"
+	"github.com/auraos/realtime/socketadapter/natssignal"
 )
 
 // Config is what a Server runs with. Zero values take the defaults noted.
@@ -40,7 +39,9 @@ type Config struct {
 	// Socket holds the adapter's settings; the Server fills in NodeID,
 	// Logger, Observer and Signals.
 	Socket socketadapter.Config
-	// ReapInterval is how often, with a PostgreSQL event store, the server
+	// Signals says how typing indicators and liveness cross servers.
+	Signals Signals
+	// ReapInterval is how often, with signals other than none, the server
 	// looks for servers that died and ends their sessions (0: never).
 	ReapInterval time.Duration
 	// ShutdownTimeout bounds Close (default 10s).
@@ -97,8 +98,10 @@ type Server struct {
 	stopRunners context.CancelFunc
 	runnersDone sync.WaitGroup
 
-	liveness      *pgsignal.Liveness
-	signals       *pgsignal.Bus
+	signalsKind   string
+	broker        *natssignal.Conn // with NATS signals
+	liveness      liveness
+	signals       signalBus
 	adapter       *socketadapter.Server
 	stopReaper    func()
 	stopAssistant func()
@@ -140,30 +143,23 @@ func (s *Server) Open(ctx context.Context) (err error) {
 	if err := s.startProjections(ctx); err != nil {
 		return err
 	}
-	pgStore := schema.IsPostgresURL(s.cfg.Storage.EventStore)
-	if pgStore {
-		// With a shared PostgreSQL store this server holds its node's lock
-		// while it runs, so the others can tell when it dies; it takes the
-		// lock before ending its previous run's sessions.
-		if s.liveness, err = pgsignal.OpenLiveness(ctx, s.cfg.Storage.EventStore, s.cfg.NodeID, s.log); err != nil {
-			return err
-		}
+	// Unless it is alone, this server holds its node's lock or lease while
+	// it runs, so the others can tell when it dies; it takes it before
+	// ending its previous run's sessions.
+	if err := s.openLiveness(ctx); err != nil {
+		return err
 	}
 	deps := commands.Deps{Store: s.store, Now: s.cfg.Now, NewID: s.cfg.NewID}
 	if err := s.endPreviousRun(ctx, deps); err != nil {
 		return err
 	}
-	if pgStore {
-		// Servers sharing a PostgreSQL event store show each other's typing
-		// indicators through it; on SQLite a server is alone.
-		if s.signals, err = pgsignal.Open(ctx, s.cfg.Storage.EventStore, s.log.With("component", "signals")); err != nil {
-			return err
-		}
+	if err := s.openSignals(ctx); err != nil {
+		return err
 	}
 	if err := s.startAdapter(ctx, deps); err != nil {
 		return err
 	}
-	if pgStore && s.cfg.ReapInterval > 0 {
+	if s.liveness != nil && s.cfg.ReapInterval > 0 {
 		sessions := projections.OpenSessionsQuery{DB: s.rdb.Reader}
 		s.stopReaper = lostNodes{
 			self: s.cfg.NodeID, interval: s.cfg.ReapInterval, liveness: s.liveness, nodes: sessions.NodesWithOpenSessions,
@@ -324,7 +320,7 @@ func (s *Server) Run(ctx context.Context) error {
 //  5. the followers stop (the projection runners; the adapter's live feed
 //     stopped in step 2);
 //  6. what connects this server to the others closes (signals, the node
-//     lock), then the stores.
+//     lock or lease, the broker connection), then the stores.
 //
 // It is safe to call more than once and after a failed Open.
 func (s *Server) Close() error {
@@ -364,6 +360,9 @@ func (s *Server) close() error {
 	}
 	if s.liveness != nil {
 		errs = append(errs, s.liveness.Close())
+	}
+	if s.broker != nil {
+		errs = append(errs, s.broker.Close())
 	}
 	if s.rawStore != nil {
 		errs = append(errs, s.rawStore.Close())

@@ -26,6 +26,8 @@ type metrics struct {
 	aiCalls         *prometheus.CounterVec
 	slowDisconnects prometheus.Counter
 	endBacklog      prometheus.Gauge
+	// signalReconnects counts the signal bus's reconnections to its broker.
+	signalReconnects prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -71,9 +73,12 @@ func newMetrics() *metrics {
 		endBacklog: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "auraos_session_end_backlog", Help: "Ends of sessions that could not be stored yet and are being retried.",
 		}),
+		signalReconnects: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "auraos_signal_reconnects_total", Help: "Times the connection to the NATS signal broker came back after an outage (typing indicators of the outage are lost).",
+		}),
 	}
 	m.registry.MustRegister(m.clientEvents, m.ackDuration, m.rateLimited, m.pushes, m.appended, m.appendDuration,
-		m.commitBatch, m.commitDuration, m.projectedEvents, m.aiCalls, m.slowDisconnects, m.endBacklog,
+		m.commitBatch, m.commitDuration, m.projectedEvents, m.aiCalls, m.slowDisconnects, m.endBacklog, m.signalReconnects,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
