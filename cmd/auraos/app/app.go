@@ -288,7 +288,7 @@ func (s *Server) serveHTTP() {
 	mux := http.NewServeMux()
 	mux.Handle("/socket.io/", s.adapter.Handler())
 	mux.HandleFunc("/healthz", healthz)
-	mux.Handle("/readyz", readiness{store: s.store, readDB: s.rdb.Reader, runners: s.runners, maxLag: s.cfg.ReadyMaxLag, timeout: 2 * time.Second})
+	mux.Handle("/readyz", readiness{store: s.store, readDB: s.rdb.Reader, runners: s.runners, maxLag: s.cfg.ReadyMaxLag, timeout: 2 * time.Second, appends: &s.metrics.appends})
 	mux.Handle("/metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() { s.serveErr <- s.http.Serve(s.ln) }()

@@ -26,6 +26,7 @@ type readiness struct {
 	runners []*projections.Runner
 	maxLag  uint64
 	timeout time.Duration
+	appends *appendHealth
 }
 
 func (rd readiness) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -40,6 +41,9 @@ func (rd readiness) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		reasons = append(reasons, "read database unreachable")
 	} else if _, err := rd.readDB.NewSelect().ColumnExpr("1").Exec(ctx); err != nil {
 		reasons = append(reasons, "read database unreachable")
+	}
+	if why := rd.appends.failure(); why != "" {
+		reasons = append(reasons, "appends are failing: "+why)
 	}
 	lags := map[string]uint64{}
 	for _, run := range rd.runners {

@@ -2,11 +2,13 @@ package app
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/auraos/realtime/domain"
 	"github.com/auraos/realtime/eventstore"
 	"github.com/auraos/realtime/projections"
 )
@@ -28,6 +30,46 @@ type metrics struct {
 	endBacklog      prometheus.Gauge
 	// signalReconnects counts the signal bus's reconnections to its broker.
 	signalReconnects prometheus.Counter
+	appends          appendHealth
+}
+
+// appendHealth remembers whether the latest appends failed because the
+// store could not take them (a full disk, a lost database), for /readyz:
+// a server that cannot store is not ready, and is again by itself once an
+// append succeeds.
+type appendHealth struct {
+	mu       sync.Mutex
+	failing  bool
+	reason   string
+	failedAt time.Time
+}
+
+// record takes the outcome of one append. Only an EUNAVAILABLE error says
+// the store is away; a refused append (a conflict, bad input) says nothing.
+func (h *appendHealth) record(err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch {
+	case err == nil:
+		h.failing = false
+	case domain.ErrorCode(err) == domain.EUNAVAILABLE:
+		h.failing, h.reason, h.failedAt = true, domain.ErrorMessage(err), time.Now()
+	}
+}
+
+// appendFailureMemory is how long a failed append keeps /readyz red while
+// no append is tried: the server cannot tell the store is back before it
+// tries again, and does not say it is down for good.
+const appendFailureMemory = time.Minute
+
+// failure returns why appends fail, or "" when they do not.
+func (h *appendHealth) failure() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.failing || time.Since(h.failedAt) > appendFailureMemory {
+		return ""
+	}
+	return h.reason
 }
 
 func newMetrics() *metrics {
@@ -132,6 +174,7 @@ func (s instrumentedStore) Submit(ctx context.Context, stream string, expected e
 	start := time.Now()
 	p := eventstore.SubmitAppend(ctx, s.Store, stream, expected, events...)
 	p.OnDone(func(_ eventstore.AppendResult, err error) {
+		s.m.appends.record(err)
 		if err == nil {
 			s.m.appendDuration.Observe(time.Since(start).Seconds())
 			for _, e := range events {
