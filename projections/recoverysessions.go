@@ -48,7 +48,6 @@ type RecoverySession struct {
 // EUNAVAILABLE error when the read database cannot be reached.
 type RecoverySessions struct{ DB bun.IDB }
 
-
 // Save inserts the row, or updates it if the stored row has the same
 // generation and an older revision: writes of a server that lost the
 // session to a claim, and writes that arrive out of order, change nothing.

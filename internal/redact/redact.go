@@ -20,7 +20,7 @@ var (
 	// the whole userinfo is a token (nats://s3cret@host), a secret itself.
 	// Also after a comma, in a list of NATS URLs.
 	tokenUserinfo = regexp.MustCompile(`(?i)((?:nats|tls)://)[^:/?#@\s",]+@`)
-	userinfo = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.\-]*://[^:/?#@\s"]*):[^/?#\s"]*@`)
+	userinfo      = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.\-]*://[^:/?#@\s"]*):[^/?#\s"]*@`)
 	// passwordPair is password=value (and sslpassword=…) in a URL query or
 	// a key=value string, in any case, with optional spaces around "=" as
 	// libpq allows. A value is either single-quoted with backslash escapes

@@ -20,9 +20,9 @@ const SlowConsumerReason = "slow consumer"
 type outbound struct {
 	state    map[string]*packet.Packet // queued state packets by key; guarded by the socket's flushMu
 	buffered atomic.Int64              // bytes in writeBuffer, not yet handed to the transport
-	enqueued atomic.Uint64 // bytes ever queued
-	flushed  atomic.Uint64 // bytes ever handed to the transport
-	slow     atomic.Bool   // closed as a slow consumer
+	enqueued atomic.Uint64             // bytes ever queued
+	flushed  atomic.Uint64             // bytes ever handed to the transport
+	slow     atomic.Bool               // closed as a slow consumer
 }
 
 // packetSize is the size a packet takes in the queue: its pre-encoded

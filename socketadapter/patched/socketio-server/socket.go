@@ -207,6 +207,7 @@ func (s *Socket) Data() any {
 //		socket := args[0].(*socket.Socket)
 //		fmt.Println(socket.Connected()) // true
 //	})
+//
 // Pid returns the socket's private session id, which a client presents to
 // recover its session (empty when connection state recovery is off).
 // PATCH(auraos): upstream keeps it private, so a server cannot record
