@@ -22,7 +22,7 @@ import (
 var secretFlags = map[string]bool{"jwt-secret": true, "ai-key": true}
 
 // urlFlags may carry a password in their URL, masked by `config print`.
-var urlFlags = map[string]bool{"event-store": true, "read-db": true, "ai-url": true, "jwks-url": true}
+var urlFlags = map[string]bool{"signals": true, "event-store": true, "read-db": true, "ai-url": true, "jwks-url": true}
 
 // applyEnvironment sets every flag not given on the command line from its
 // AURAOS_* environment variable and marks it as set.

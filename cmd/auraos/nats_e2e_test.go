@@ -277,7 +277,7 @@ func TestSignalsFlags(t *testing.T) {
 	printCmd := exec.Command(auraosBin, "config", "print")
 	printCmd.Env = append(os.Environ(), "AURAOS_SIGNALS=nats://s3cr3t-token@a:4222,nats://u:pw@b:4222")
 	out, err := printCmd.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "signals: nats://xxxxx@a:4222,nats://xxxxx@b:4222") || strings.Contains(string(out), "s3cr3t") {
+	if err != nil || !strings.Contains(string(out), "signals: nats://xxxxx@a:4222,nats://u:xxxxx@b:4222") || strings.Contains(string(out), "s3cr3t") {
 		t.Fatalf("config print: %v\n%s", err, out)
 	}
 }
