@@ -11,6 +11,7 @@ import (
 	"github.com/auraos/realtime/eventstore"
 	"github.com/auraos/realtime/eventstore/follow"
 	"github.com/auraos/realtime/projections"
+	"github.com/auraos/realtime/socketadapter/wire"
 )
 
 // dispatcher pushes stored events to this node's sockets, in log order: it
@@ -127,15 +128,15 @@ func (d *dispatcher) push(e follow.Envelope) {
 	case domain.ChatMemberLeft:
 		d.emitRoom(ev.RoomName, ev.SessionID, "user_left_chat", encode(chatMemberPayload{User: ev.Profile, Message: ev.Profile.Name() + " left the chat"}))
 	case domain.MessagePosted:
-		d.emitRoom(ev.RoomName, "", "new_message", encode(messageFromEvent(ev)))
+		d.emitRoom(ev.RoomName, "", "new_message", encode(wire.MessageFromEvent(ev)))
 	case domain.NotificationSent:
 		srv.emit(srv.io.To(userRoom(ev.To)), "notification", encode(notificationOut{Title: ev.Title, Message: ev.Message, Type: string(ev.Type), Data: ev.Data}))
 	case domain.SystemAlertBroadcast:
 		srv.emitAll("system_alert", encode(systemAlertOut{Title: ev.Title, Message: ev.Message, Severity: string(ev.Severity), Action: ev.Action}))
 	case domain.AppStatusChanged:
-		srv.emitAll("app_updated", encode(appUpdatedPayload{AppID: ev.AppID, Status: string(ev.Status), UpdatedAt: jsDate(ev.At)}))
+		srv.emitAll("app_updated", encode(wire.AppUpdatedFromEvent(ev)))
 	case domain.DataAgentUpdated:
-		srv.emitAll("data_agent_update", encode(dataAgentPayload{AgentID: ev.AgentID, Status: ev.Status, Data: ev.Data, Timestamp: jsDate(ev.At)}))
+		srv.emitAll("data_agent_update", encode(dataAgentPayload{AgentID: ev.AgentID, Status: ev.Status, Data: ev.Data, Timestamp: wire.Date(ev.At)}))
 	}
 }
 
@@ -211,7 +212,7 @@ func (d *dispatcher) closeGate(g *gate, history []projections.ChatMessage, err e
 	srv := d.srv
 	srv.emitTo(g.sid, "joined_chat", encode(joinedChatPayload{Room: g.room, Message: "Joined " + g.room}))
 	if err == nil {
-		srv.emitTo(g.sid, "chat_history", encode(historyPayload(history)))
+		srv.emitTo(g.sid, "chat_history", encode(wire.History(history)))
 	} else {
 		srv.cfg.Logger.Warn("could not read chat history", "socket", g.sid, "room", g.room, "err", err)
 	}

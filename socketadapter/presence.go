@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/auraos/realtime/eventstore"
+	"github.com/auraos/realtime/socketadapter/wire"
 )
 
 // presenceBroadcaster sends online_users to every client after presence
@@ -112,7 +113,7 @@ func (srv *Server) onlineUsers(ctx context.Context) (json.RawMessage, error) {
 	if err != nil {
 		return nil, err
 	}
-	return encode(onlineUsersPayload(users)), nil
+	return encode(wire.OnlineUsers(users)), nil
 }
 
 // systemStatus reads the app counts for system_status_update, once the
@@ -128,9 +129,8 @@ func (srv *Server) systemStatus(ctx context.Context) (json.RawMessage, error) {
 		return nil, err
 	}
 	now := srv.cfg.Now()
-	return encode(systemStatusPayload{
-		TotalApps: t.Total, ActiveApps: t.Active, InactiveApps: t.Inactive,
-		Uptime: uptime(now.Sub(srv.started)), Timestamp: jsDate(now),
+	return encode(wire.SystemStatus{
+		AppTotals: wire.Totals(t), Uptime: uptime(now.Sub(srv.started)), Timestamp: wire.Date(now),
 	}), nil
 }
 
