@@ -28,6 +28,11 @@ const (
 	SQLiteWriter SQLiteMode = iota
 	// SQLiteReader is a pool of several connections for concurrent reads.
 	SQLiteReader
+	// SQLiteReadOnly is a reader pool that SQLite itself keeps from writing
+	// (mode=ro): opening creates nothing (a missing database is an error,
+	// not a new file) and every write fails. The database must already be
+	// in WAL mode, as every database OpenSQLite writes is.
+	SQLiteReadOnly
 )
 
 // SQLiteOptions tunes OpenSQLite.
@@ -51,8 +56,13 @@ func init() {
 
 // OpenSQLite opens (creating it and its directory if needed) the SQLite
 // database at path in WAL mode, with a busy timeout so that other processes
-// holding the write lock are waited for rather than failed.
+// holding the write lock are waited for rather than failed. In
+// SQLiteReadOnly mode it creates nothing and fails when path does not
+// exist. Its errors are not coded: callers say what the database was for.
 func OpenSQLite(path string, opts SQLiteOptions) (*bun.DB, error) {
+	if opts.Mode == SQLiteReadOnly {
+		return openSQLiteReadOnly(path, opts)
+	}
 	if dir := filepath.Dir(path); dir != "" {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, fmt.Errorf("create data directory: %w", err)
@@ -73,6 +83,35 @@ func OpenSQLite(path string, opts SQLiteOptions) (*bun.DB, error) {
 		// every 4 MiB: the writer runs fewer of them.
 		q.Add("_pragma", "wal_autocheckpoint(4000)")
 	}
+	return openSQLitePool(path, q, opts)
+}
+
+// openSQLiteReadOnly opens path with mode=ro. It sets no journal mode:
+// switching to WAL would be a write, and SQLite refuses it on a read-only
+// connection.
+func openSQLiteReadOnly(path string, opts SQLiteOptions) (*bun.DB, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("open %s read-only: %w", path, err)
+	}
+	q := url.Values{}
+	q.Set("mode", "ro")
+	q.Add("_pragma", "busy_timeout(10000)")
+	return openSQLitePool(path, q, opts)
+}
+
+// OpenSQLiteMemory opens a private in-memory SQLite database, for data that
+// lives only as long as the returned pool: the pool holds its one connection
+// open, since the database goes with it, and nothing touches the disk.
+func OpenSQLiteMemory() (*bun.DB, error) {
+	q := url.Values{}
+	q.Set("mode", "memory")
+	q.Add("_pragma", "foreign_keys(ON)")
+	return openSQLitePool("auraos-memory", q, SQLiteOptions{Mode: SQLiteWriter})
+}
+
+// openSQLitePool opens a pool of connections to the SQLite URI file:path?q,
+// sized for opts.Mode, and checks that it answers.
+func openSQLitePool(path string, q url.Values, opts SQLiteOptions) (*bun.DB, error) {
 	sqldb, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
