@@ -3,7 +3,9 @@ package schema
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -30,8 +32,9 @@ const (
 	SQLiteReader
 	// SQLiteReadOnly is a reader pool that SQLite itself keeps from writing
 	// (mode=ro): opening creates nothing (a missing database is an error,
-	// not a new file) and every write fails. The database must already be
-	// in WAL mode, as every database OpenSQLite writes is.
+	// not a new file, and no -wal or -shm file appears beside one nobody
+	// has open) and every write fails. The database must already be in WAL
+	// mode, as every database OpenSQLite writes is.
 	SQLiteReadOnly
 )
 
@@ -88,13 +91,22 @@ func OpenSQLite(path string, opts SQLiteOptions) (*bun.DB, error) {
 
 // openSQLiteReadOnly opens path with mode=ro. It sets no journal mode:
 // switching to WAL would be a write, and SQLite refuses it on a read-only
-// connection.
+// connection. A WAL database that nobody has open has no -wal file, and its
+// main file holds every commit; SQLite would still create the -wal and -shm
+// files beside it for a reader and could not remove them, so such a
+// database is opened immutable instead, which reads the main file alone.
+// Should a writer open it meanwhile, its commits go to the new -wal file,
+// not the main file, until a checkpoint: the reader keeps a consistent
+// view of the moment it opened.
 func openSQLiteReadOnly(path string, opts SQLiteOptions) (*bun.DB, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("open %s read-only: %w", path, err)
 	}
 	q := url.Values{}
 	q.Set("mode", "ro")
+	if _, err := os.Stat(path + "-wal"); errors.Is(err, fs.ErrNotExist) {
+		q.Set("immutable", "1")
+	}
 	q.Add("_pragma", "busy_timeout(10000)")
 	return openSQLitePool(path, q, opts)
 }

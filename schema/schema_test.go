@@ -95,6 +95,7 @@ func TestOpenSQLiteReadOnly(t *testing.T) {
 		if !writerOpen {
 			w.Close()
 		}
+		before, _ := os.ReadDir(dir)
 		ro, err := schema.OpenSQLite(path, schema.SQLiteOptions{Mode: schema.SQLiteReadOnly})
 		if err != nil {
 			t.Fatalf("writer open %v: %v", writerOpen, err)
@@ -107,6 +108,31 @@ func TestOpenSQLiteReadOnly(t *testing.T) {
 			t.Errorf("writer open %v: a read-only connection deleted rows", writerOpen)
 		}
 		ro.Close()
+		if after, _ := os.ReadDir(dir); len(after) != len(before) {
+			t.Errorf("writer open %v: the read-only open left files behind: %v, before %v", writerOpen, after, before)
+		}
+	}
+	// A writer that opens while the reader holds the database does not
+	// disturb it, and the reader still refuses writes.
+	ro, err := schema.OpenSQLite(path, schema.SQLiteOptions{Mode: schema.SQLiteReadOnly})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	w2, err := schema.OpenSQLite(path, schema.SQLiteOptions{Mode: schema.SQLiteWriter})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w2.Close()
+	if _, err := w2.ExecContext(ctx, "INSERT INTO app_status (app_id, status, updated_at, updated_by) VALUES ('a2', 'active', 2, 'u')"); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := ro.QueryRowContext(ctx, "SELECT count(*) FROM app_status").Scan(&n); err != nil || n < 1 {
+		t.Errorf("read beside a new writer: %d rows, %v", n, err)
+	}
+	if _, err := ro.ExecContext(ctx, "DELETE FROM app_status"); err == nil {
+		t.Error("the read-only connection deleted rows beside a writer")
 	}
 }
 
