@@ -30,7 +30,7 @@ func newRootCommand() *cobra.Command {
 	root.PersistentFlags().String("config", "", "YAML file of flag values (keys are flag names); command-line flags and AURAOS_* variables win over it")
 	root.PersistentFlags().String("log-format", "text", "log format: text or json")
 	root.PersistentFlags().String("log-level", "info", "log level: debug, info, warn or error")
-	root.AddCommand(newServeCommand(), newEventsCommand(), newProjectionsCommand(), newTokenCommand(),
+	root.AddCommand(newServeCommand(), newEventsCommand(), newProjectionsCommand(), newQueryCommand(), newTokenCommand(),
 		newConfigCommand(root), newVersionCommand(), newMigrateCommand())
 	return root
 }
