@@ -72,39 +72,20 @@ type snapshot struct {
 // tables at exactly that checkpoint), until stop is called.
 func recordLive(t *testing.T, db bun.IDB, writer *bun.DB, store *sqlstore.Store, batch int) (runners map[string]*projections.Runner, stop func() map[string][]snapshot) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
 	var mu sync.Mutex
 	snaps := map[string][]snapshot{}
-	runners = map[string]*projections.Runner{}
-	for _, p := range projections.All() {
-		opts := projections.RunnerOptions{BatchSize: batch, OnBatch: func(_ int, through eventstore.Position, _ time.Duration) {
+	runners, stopRunners := startRunnersWith(t, writer, store, func(p projections.Projection) projections.RunnerOptions {
+		return projections.RunnerOptions{BatchSize: batch, OnBatch: func(_ int, through eventstore.Position, _ time.Duration) {
 			a := answer(t, db, p)
 			mu.Lock()
 			snaps[p.Name()] = append(snaps[p.Name()], snapshot{through, a})
 			mu.Unlock()
 		}}
-		r := projections.NewRunner(writer, store, p, opts)
-		runners[p.Name()] = r
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := r.Run(ctx); err != nil {
-				t.Errorf("runner %s: %v", p.Name(), err)
-			}
-		}()
-	}
-	stopped := false
-	stop = func() map[string][]snapshot {
-		if !stopped {
-			stopped = true
-			cancel()
-			wg.Wait()
-		}
+	})
+	return runners, func() map[string][]snapshot {
+		stopRunners()
 		return snaps
 	}
-	t.Cleanup(func() { stop() })
-	return runners, stop
 }
 
 // The property of `auraos query --at-position`: for random logs and random
@@ -113,55 +94,47 @@ func recordLive(t *testing.T, db bun.IDB, writer *bun.DB, store *sqlstore.Store,
 // live tables answered then, on every kind of read database.
 func TestFoldEqualsLiveAtEachCheckpoint(t *testing.T) {
 	t.Parallel()
-	for _, kind := range schematest.Kinds() {
-		t.Run(kind, func(t *testing.T) {
-			t.Parallel()
-			for seed := uint64(1); seed <= 2; seed++ {
-				rng := rand.New(rand.NewPCG(seed, seed*104729))
-				ctx := testCtx(t)
-				store := openStore(t)
-				rdb := schematest.OpenReadDB(t, kind)
-				// Small random batches make the live checkpoints fall at
-				// random places of the log.
-				runners, stop := recordLive(t, rdb.Reader, rdb.Writer, store, 1+rng.IntN(5))
-				last := randomHistory(t, rng, store, 250)
-				waitAll(t, runners, last)
-				snaps := stop()
+	eachRandomSetting(t, 2, func(t *testing.T, seed uint64, rng *rand.Rand, store *sqlstore.Store, rdb schematest.ReadDB) {
+		ctx := testCtx(t)
+		// Small random batches make the live checkpoints fall at random
+		// places of the log.
+		runners, stop := recordLive(t, rdb.Reader, rdb.Writer, store, 1+rng.IntN(5))
+		last := randomHistory(t, rng, store, 250)
+		waitAll(t, runners, last)
+		snaps := stop()
 
-				compared := 0
-				for _, p := range projections.All() {
-					taken := snaps[p.Name()]
-					if len(taken) < 10 {
-						t.Fatalf("seed %d: %s recorded only %d checkpoints", seed, p.Name(), len(taken))
-					}
-					// The first, the last and random ones between.
-					picks := []int{0, len(taken) - 1}
-					for range 10 {
-						picks = append(picks, rng.IntN(len(taken)))
-					}
-					for _, i := range picks {
-						s := taken[i]
-						db, res, err := projections.FoldInMemory(ctx, store, []projections.Projection{p}, projections.AtPosition(s.through))
-						if err != nil {
-							t.Fatalf("seed %d: fold %s at %v: %v", seed, p.Name(), s.through, err)
-						}
-						got := answer(t, db, p)
-						db.Close()
-						if res.Through != s.through {
-							t.Errorf("seed %d: fold of %s at %v says it stands at %v", seed, p.Name(), s.through, res.Through)
-						}
-						if !reflect.DeepEqual(got, s.answer) {
-							t.Errorf("seed %d: %s at %v:\nlive %+v\nfold %+v", seed, p.Name(), s.through, s.answer, got)
-						}
-						compared++
-					}
-				}
-				if compared == 0 {
-					t.Fatal("nothing compared")
-				}
+		compared := 0
+		for _, p := range projections.All() {
+			taken := snaps[p.Name()]
+			if len(taken) < 10 {
+				t.Fatalf("seed %d: %s recorded only %d checkpoints", seed, p.Name(), len(taken))
 			}
-		})
-	}
+			// The first, the last and random ones between.
+			picks := []int{0, len(taken) - 1}
+			for range 10 {
+				picks = append(picks, rng.IntN(len(taken)))
+			}
+			for _, i := range picks {
+				s := taken[i]
+				db, res, err := projections.FoldInMemory(ctx, store, []projections.Projection{p}, projections.AtPosition(s.through))
+				if err != nil {
+					t.Fatalf("seed %d: fold %s at %v: %v", seed, p.Name(), s.through, err)
+				}
+				got := answer(t, db, p)
+				db.Close()
+				if res.Through != s.through {
+					t.Errorf("seed %d: fold of %s at %v says it stands at %v", seed, p.Name(), s.through, res.Through)
+				}
+				if !reflect.DeepEqual(got, s.answer) {
+					t.Errorf("seed %d: %s at %v:\nlive %+v\nfold %+v", seed, p.Name(), s.through, s.answer, got)
+				}
+				compared++
+			}
+		}
+		if compared == 0 {
+			t.Fatal("nothing compared")
+		}
+	})
 }
 
 // fixedClockStore is a SQLite event store whose commits are stamped by a
