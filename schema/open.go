@@ -113,7 +113,8 @@ func openSQLiteReadOnly(path string, opts SQLiteOptions) (*bun.DB, error) {
 
 // OpenSQLiteMemory opens a private in-memory SQLite database, for data that
 // lives only as long as the returned pool: the pool holds its one connection
-// open, since the database goes with it, and nothing touches the disk.
+// open, since the database goes with it, and nothing touches the disk. Its
+// errors are not coded, as OpenSQLite's.
 func OpenSQLiteMemory() (*bun.DB, error) {
 	q := url.Values{}
 	q.Set("mode", "memory")
