@@ -3,6 +3,8 @@ package projections
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -106,4 +108,24 @@ func (q AppQuery) Handle(ctx context.Context, appID string) (App, bool, error) {
 		return App{}, false, nil
 	}
 	return App{AppID: rows[0].AppID, Status: rows[0].Status, UpdatedAt: fromMicros(rows[0].UpdatedAt)}, true, nil
+}
+
+// AppsQuery lists every app's status.
+type AppsQuery struct{ DB bun.IDB }
+
+// Handle returns each app the read model holds, ordered by app id byte by
+// byte (sorted here rather than by the database, whose collation may
+// differ between SQLite and PostgreSQL). It returns EUNAVAILABLE when the
+// read database cannot answer.
+func (q AppsQuery) Handle(ctx context.Context) ([]App, error) {
+	var rows []appRow
+	if err := q.DB.NewSelect().Model(&rows).Scan(ctx); err != nil {
+		return nil, readError("app status", err)
+	}
+	slices.SortFunc(rows, func(a, b appRow) int { return strings.Compare(a.AppID, b.AppID) })
+	out := make([]App, len(rows))
+	for i, r := range rows {
+		out[i] = App{AppID: r.AppID, Status: r.Status, UpdatedAt: fromMicros(r.UpdatedAt)}
+	}
+	return out, nil
 }

@@ -47,11 +47,18 @@ func startRunners(t *testing.T, db *bun.DB, eventLog projections.EventLog, opts 
 // test ends.
 func startStoppableRunners(t *testing.T, db *bun.DB, eventLog projections.EventLog, opts projections.RunnerOptions) (map[string]*projections.Runner, func()) {
 	t.Helper()
+	return startRunnersWith(t, db, eventLog, func(projections.Projection) projections.RunnerOptions { return opts })
+}
+
+// startRunnersWith runs every projection, each with the options optsFor
+// gives it, until stop is called (more than once is fine) or the test ends.
+func startRunnersWith(t *testing.T, db *bun.DB, eventLog projections.EventLog, optsFor func(projections.Projection) projections.RunnerOptions) (map[string]*projections.Runner, func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	runners := map[string]*projections.Runner{}
 	for _, p := range projections.All() {
-		r := projections.NewRunner(db, eventLog, p, opts)
+		r := projections.NewRunner(db, eventLog, p, optsFor(p))
 		runners[p.Name()] = r
 		wg.Add(1)
 		go func() {
@@ -501,44 +508,51 @@ func randomHistory(t *testing.T, rng *rand.Rand, store *sqlstore.Store, n int) e
 	return last
 }
 
-// Live processing and a rebuild give identical rows, for random histories.
-func TestLiveEqualsRebuild(t *testing.T) {
-	t.Parallel()
+// eachRandomSetting runs check for every read-database kind (the kinds in
+// parallel) and seeds 1 to seeds, each with a fresh event store and read
+// database and a random source of its own.
+func eachRandomSetting(t *testing.T, seeds uint64, check func(t *testing.T, seed uint64, rng *rand.Rand, store *sqlstore.Store, rdb schematest.ReadDB)) {
+	t.Helper()
 	for _, kind := range schematest.Kinds() {
 		t.Run(kind, func(t *testing.T) {
 			t.Parallel()
-			for seed := uint64(1); seed <= 3; seed++ {
-				rng := rand.New(rand.NewPCG(seed, seed*7919))
-				ctx := testCtx(t)
-				store := openStore(t)
-				rdb := schematest.OpenReadDB(t, kind)
-				// Small, random batch sizes make live processing cut the log
-				// differently from the rebuild.
-				runners := startRunners(t, rdb.Writer, store, projections.RunnerOptions{BatchSize: 1 + rng.IntN(7)})
-				last := randomHistory(t, rng, store, 300)
-				waitAll(t, runners, last)
-				live := dump(t, rdb.Reader)
-
-				fresh := schematest.OpenReadDB(t, kind)
-				for _, p := range projections.All() {
-					if _, err := projections.Rebuild(ctx, fresh.Writer, store, p, projections.RebuildOptions{BatchSize: 50}); err != nil {
-						t.Fatal(err)
-					}
-				}
-				rebuilt := dump(t, fresh.Reader)
-				if len(live["chat_messages"]) == 0 || len(live["app_status"]) == 0 {
-					t.Fatalf("seed %d: the history made no rows: %v", seed, live)
-				}
-				if !reflect.DeepEqual(live, rebuilt) {
-					for table := range live {
-						if !reflect.DeepEqual(live[table], rebuilt[table]) {
-							t.Errorf("seed %d: %s differs:\nlive    %v\nrebuilt %v", seed, table, live[table], rebuilt[table])
-						}
-					}
-				}
+			for seed := uint64(1); seed <= seeds; seed++ {
+				check(t, seed, rand.New(rand.NewPCG(seed, seed*7919)), openStore(t), schematest.OpenReadDB(t, kind))
 			}
 		})
 	}
+}
+
+// Live processing and a rebuild give identical rows, for random histories.
+func TestLiveEqualsRebuild(t *testing.T) {
+	t.Parallel()
+	eachRandomSetting(t, 3, func(t *testing.T, seed uint64, rng *rand.Rand, store *sqlstore.Store, rdb schematest.ReadDB) {
+		ctx := testCtx(t)
+		// Small, random batch sizes make live processing cut the log
+		// differently from the rebuild.
+		runners := startRunners(t, rdb.Writer, store, projections.RunnerOptions{BatchSize: 1 + rng.IntN(7)})
+		last := randomHistory(t, rng, store, 300)
+		waitAll(t, runners, last)
+		live := dump(t, rdb.Reader)
+
+		fresh := schematest.OpenReadDB(t, rdb.Name)
+		for _, p := range projections.All() {
+			if _, err := projections.Rebuild(ctx, fresh.Writer, store, p, projections.RebuildOptions{BatchSize: 50}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		rebuilt := dump(t, fresh.Reader)
+		if len(live["chat_messages"]) == 0 || len(live["app_status"]) == 0 {
+			t.Fatalf("seed %d: the history made no rows: %v", seed, live)
+		}
+		if !reflect.DeepEqual(live, rebuilt) {
+			for table := range live {
+				if !reflect.DeepEqual(live[table], rebuilt[table]) {
+					t.Errorf("seed %d: %s differs:\nlive    %v\nrebuilt %v", seed, table, live[table], rebuilt[table])
+				}
+			}
+		}
+	})
 }
 
 // A rebuild swaps in beside a running runner: the runner carries on from the

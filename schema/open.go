@@ -30,6 +30,10 @@ const (
 	SQLiteWriter SQLiteMode = iota
 	// SQLiteReader is a pool of several connections for concurrent reads.
 	SQLiteReader
+	// SQLiteReadOnly is a reader pool that SQLite itself keeps from writing,
+	// as OpenSQLiteReadOnly opens it: opening creates no database (a
+	// missing one is an error) and every write fails.
+	SQLiteReadOnly
 )
 
 // SQLiteOptions tunes OpenSQLite.
@@ -53,8 +57,13 @@ func init() {
 
 // OpenSQLite opens (creating it and its directory if needed) the SQLite
 // database at path in WAL mode, with a busy timeout so that other processes
-// holding the write lock are waited for rather than failed.
+// holding the write lock are waited for rather than failed. In
+// SQLiteReadOnly mode it creates nothing and fails when path does not
+// exist. Its errors are not coded: callers say what the database was for.
 func OpenSQLite(path string, opts SQLiteOptions) (*bun.DB, error) {
+	if opts.Mode == SQLiteReadOnly {
+		return OpenSQLiteReadOnly(path, opts.MaxReaders)
+	}
 	if dir := filepath.Dir(path); dir != "" {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, fmt.Errorf("create data directory: %w", err)
@@ -75,6 +84,23 @@ func OpenSQLite(path string, opts SQLiteOptions) (*bun.DB, error) {
 		// every 4 MiB: the writer runs fewer of them.
 		q.Add("_pragma", "wal_autocheckpoint(4000)")
 	}
+	return openSQLitePool(path, q, opts)
+}
+
+// OpenSQLiteMemory opens a private in-memory SQLite database, for data that
+// lives only as long as the returned pool: the pool holds its one connection
+// open, since the database goes with it, and nothing touches the disk. Its
+// errors are not coded, as OpenSQLite's.
+func OpenSQLiteMemory() (*bun.DB, error) {
+	q := url.Values{}
+	q.Set("mode", "memory")
+	q.Add("_pragma", "foreign_keys(ON)")
+	return openSQLitePool("auraos-memory", q, SQLiteOptions{Mode: SQLiteWriter})
+}
+
+// openSQLitePool opens a pool of connections to the SQLite URI file:path?q,
+// sized for opts.Mode, and checks that it answers.
+func openSQLitePool(path string, q url.Values, opts SQLiteOptions) (*bun.DB, error) {
 	sqldb, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)

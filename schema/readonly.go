@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"time"
@@ -21,14 +22,26 @@ import (
 // file nor its directory (a missing file is an error satisfying
 // errors.Is(err, fs.ErrNotExist)), changes no setting and refuses writes.
 //
-// A database in WAL mode is read through its -shm index, which SQLite
-// creates beside the file if it can. In a read-only directory without one,
-// and with nothing in the write-ahead log, the file is opened as immutable
-// instead: everything is in the file itself, and nobody can be writing to
-// it, since a writer keeps the log and the index in place.
+// A WAL database that nobody has open has no -wal file: every commit is in
+// the main file. It is opened immutable, which reads the main file alone
+// and leaves nothing beside it (a plain read-only open would create the
+// -wal and -shm files and could not remove them). A server that opens the
+// database meanwhile writes to its own new -wal file and copies into the
+// main file only at a checkpoint, after megabytes of commits, so a short
+// read is not disturbed. A database that is open elsewhere (its -wal
+// exists) is read through its -shm index as a reader of the live database;
+// in a directory the reader cannot write, with nothing in the log, it is
+// opened immutable too.
 func OpenSQLiteReadOnly(path string, maxConns int) (*bun.DB, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, err
+	}
+	if _, err := os.Stat(path + "-wal"); errors.Is(err, fs.ErrNotExist) {
+		db, err := openSQLiteReadOnly(path, maxConns, true)
+		if err != nil {
+			return nil, fmt.Errorf("open %s read-only: %w", path, err)
+		}
+		return db, nil
 	}
 	db, err := openSQLiteReadOnly(path, maxConns, false)
 	if err == nil {

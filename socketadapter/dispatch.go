@@ -12,6 +12,7 @@ import (
 	"github.com/auraos/realtime/eventstore"
 	"github.com/auraos/realtime/eventstore/follow"
 	"github.com/auraos/realtime/projections"
+	"github.com/auraos/realtime/socketadapter/wire"
 )
 
 // dispatcher pushes stored events to this node's sockets, in log order: it
@@ -155,15 +156,15 @@ func deliveries(ev domain.Event) []delivery {
 	case domain.ChatMemberLeft:
 		return []delivery{{clientRoom(ev.RoomName), ev.SessionID, "user_left_chat", encode(chatMemberPayload{User: ev.Profile, Message: ev.Profile.Name() + " left the chat"})}}
 	case domain.MessagePosted:
-		return []delivery{{clientRoom(ev.RoomName), "", "new_message", encode(messageFromEvent(ev))}}
+		return []delivery{{clientRoom(ev.RoomName), "", "new_message", encode(wire.MessageFromEvent(ev))}}
 	case domain.NotificationSent:
 		return []delivery{{userRoom(ev.To), "", "notification", encode(notificationOut{Title: ev.Title, Message: ev.Message, Type: string(ev.Type), Data: ev.Data})}}
 	case domain.SystemAlertBroadcast:
 		return []delivery{{"", "", "system_alert", encode(systemAlertOut{Title: ev.Title, Message: ev.Message, Severity: string(ev.Severity), Action: ev.Action})}}
 	case domain.AppStatusChanged:
-		return []delivery{{"", "", "app_updated", encode(appUpdatedPayload{AppID: ev.AppID, Status: string(ev.Status), UpdatedAt: jsDate(ev.At)})}}
+		return []delivery{{"", "", "app_updated", encode(wire.AppUpdatedFromEvent(ev))}}
 	case domain.DataAgentUpdated:
-		return []delivery{{"", "", "data_agent_update", encode(dataAgentPayload{AgentID: ev.AgentID, Status: ev.Status, Data: ev.Data, Timestamp: jsDate(ev.At)})}}
+		return []delivery{{"", "", "data_agent_update", encode(dataAgentPayload{AgentID: ev.AgentID, Status: ev.Status, Data: ev.Data, Timestamp: wire.Date(ev.At)})}}
 	}
 	return nil
 }
@@ -268,7 +269,7 @@ func (d *dispatcher) closeGate(g *gate, history []projections.ChatMessage, err e
 	srv := d.srv
 	srv.emitTo(g.sid, "joined_chat", encode(joinedChatPayload{Room: g.room, Message: "Joined " + g.room}))
 	if err == nil {
-		srv.emitTo(g.sid, "chat_history", encode(historyPayload(history)))
+		srv.emitTo(g.sid, "chat_history", encode(wire.History(history)))
 	} else {
 		srv.cfg.Logger.Warn("could not read chat history", "socket", g.sid, "room", g.room, "err", err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/zishang520/socket.io/v3/pkg/types"
 
 	"github.com/auraos/realtime/eventstore"
+	"github.com/auraos/realtime/socketadapter/wire"
 )
 
 // presenceBroadcaster sends online_users to every client after presence
@@ -156,7 +157,7 @@ func (b *presenceBroadcaster) broadcast(ctx context.Context, through eventstore.
 	if err != nil {
 		return err
 	}
-	b.advance(onlineUsersPayload(users))
+	b.advance(wire.OnlineUsers(users))
 	sent, owed, total := b.send()
 	b.adapt(sent, owed, total)
 	return nil
@@ -164,7 +165,7 @@ func (b *presenceBroadcaster) broadcast(ctx context.Context, through eventstore.
 
 // advance makes the list the current version, unless it is what the
 // current version already says.
-func (b *presenceBroadcaster) advance(users []onlineUserPayload) {
+func (b *presenceBroadcaster) advance(users []wire.OnlineUser) {
 	next := presenceSnapshot{ids: make([]string, len(users)), entries: make(map[string]json.RawMessage, len(users))}
 	parts := make([]json.RawMessage, len(users))
 	for i, u := range users {
@@ -325,7 +326,7 @@ func (srv *Server) onlineUsers(ctx context.Context) (json.RawMessage, error) {
 	if err != nil {
 		return nil, err
 	}
-	return encode(onlineUsersPayload(users)), nil
+	return encode(wire.OnlineUsers(users)), nil
 }
 
 // systemStatus reads the app counts for system_status_update, once the
@@ -341,9 +342,8 @@ func (srv *Server) systemStatus(ctx context.Context) (json.RawMessage, error) {
 		return nil, err
 	}
 	now := srv.cfg.Now()
-	return encode(systemStatusPayload{
-		TotalApps: t.Total, ActiveApps: t.Active, InactiveApps: t.Inactive,
-		Uptime: uptime(now.Sub(srv.started)), Timestamp: jsDate(now),
+	return encode(wire.SystemStatus{
+		AppTotals: wire.Totals(t), Uptime: uptime(now.Sub(srv.started)), Timestamp: wire.Date(now),
 	}), nil
 }
 

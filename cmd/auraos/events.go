@@ -36,6 +36,11 @@ type eventsReadOptions struct {
 	from    string
 	follow  bool
 	format  string
+	// Who did what (eventsfilter.go); the *Set fields say the flag was
+	// given, so an empty id is refused rather than matching everyone.
+	user, correlation       string
+	userSet, correlationSet bool
+	since, until            string
 }
 
 func newEventsReadCommand() *cobra.Command {
@@ -47,9 +52,19 @@ func newEventsReadCommand() *cobra.Command {
 is one JSON object: {"position","id","stream","version","type","time","data","metadata"},
 where data and metadata are the event's JSON exactly as stored and metadata says who
 caused the event. An empty store prints nothing. --follow keeps printing new events
-until interrupted.`,
+until interrupted.
+
+--user, --correlation, --since and --until narrow the output, together with --stream,
+--type and --from (every filter must pass) and with --follow. --user UID selects the
+events the user caused (metadata.userId) and those about them (their presence and chat
+memberships, messages they posted, notifications to or from them, apps, agents and
+alerts they changed or sent). --correlation ID selects metadata.correlationId: what one
+client event caused, an AI reply included. --since and --until TIME compare commit times
+(RFC 3339, both ends inclusive); --until POSITION ends at that position. A --follow with
+--until ends once the log passes it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.userSet, o.correlationSet = cmd.Flags().Changed("user"), cmd.Flags().Changed("correlation")
 			return runEventsRead(cmd.Context(), cmd.OutOrStdout(), o)
 		},
 	}
@@ -59,6 +74,10 @@ until interrupted.`,
 	cmd.Flags().StringVar(&o.from, "from", "", "start at this global position (inclusive)")
 	cmd.Flags().BoolVar(&o.follow, "follow", false, "keep printing new events until interrupted")
 	cmd.Flags().StringVar(&o.format, "format", "jsonl", "output format: jsonl or table")
+	cmd.Flags().StringVar(&o.user, "user", "", "only events this user caused or that are about them")
+	cmd.Flags().StringVar(&o.correlation, "correlation", "", "only events with this metadata correlationId")
+	cmd.Flags().StringVar(&o.since, "since", "", "only events committed at or after this RFC 3339 time")
+	cmd.Flags().StringVar(&o.until, "until", "", "only events committed at or before this RFC 3339 time, or at or before this position")
 	return cmd
 }
 
@@ -85,6 +104,10 @@ func runEventsRead(ctx context.Context, out io.Writer, o eventsReadOptions) erro
 		}
 		from = p
 	}
+	sel, err := newEventSelection(o)
+	if err != nil {
+		return err
+	}
 	store, err := o.storage.OpenEventStoreReadOnly(ctx, sqlstore.Options{})
 	if err != nil {
 		return err
@@ -96,7 +119,7 @@ func runEventsRead(ctx context.Context, out io.Writer, o eventsReadOptions) erro
 		filter.StreamPrefixes = []string{o.stream}
 	}
 	wanted := func(e eventstore.RecordedEvent) bool {
-		return (o.stream == "" || e.Stream == o.stream) && !e.Position.Less(from)
+		return (o.stream == "" || e.Stream == o.stream) && !e.Position.Less(from) && sel.match(e)
 	}
 
 	// Catch up in pages, flushing each, then follow live if asked.
@@ -108,7 +131,11 @@ func runEventsRead(ctx context.Context, out io.Writer, o eventsReadOptions) erro
 		if err != nil {
 			return err
 		}
+		ended := false
 		for _, e := range evs {
+			if ended = sel.beyond(e.Position); ended {
+				break
+			}
 			if wanted(e) {
 				if err := printer.print(e); err != nil {
 					return err
@@ -119,16 +146,27 @@ func runEventsRead(ctx context.Context, out io.Writer, o eventsReadOptions) erro
 		if err := printer.flush(); err != nil {
 			return err
 		}
+		if ended {
+			return nil
+		}
 		if len(evs) < page {
 			break
 		}
 		next = nextPosition(last)
 	}
-	if !o.follow {
+	if !o.follow || sel.reached(last) {
 		return nil
+	}
+	if deadline, ok := sel.followDeadline(); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, deadline)
+		defer cancel()
 	}
 	sub, err := store.Subscribe(ctx, eventstore.SubscribeOptions{After: last, Filter: filter})
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // interrupted, or --until TIME has passed
+		}
 		return err
 	}
 	defer sub.Close()
@@ -136,11 +174,15 @@ func runEventsRead(ctx context.Context, out io.Writer, o eventsReadOptions) erro
 		b, err := sub.Next(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil // interrupted: a normal end of --follow
+				return nil // interrupted, or --until TIME has passed: a normal end of --follow
 			}
 			return err
 		}
+		ended := false
 		for _, e := range b.Events {
+			if ended = sel.beyond(e.Position) || sel.lateCommit(e); ended {
+				break
+			}
 			if wanted(e) {
 				if err := printer.print(e); err != nil {
 					return err
@@ -149,6 +191,9 @@ func runEventsRead(ctx context.Context, out io.Writer, o eventsReadOptions) erro
 		}
 		if err := printer.flush(); err != nil {
 			return err
+		}
+		if ended || sel.reached(b.Through) {
+			return nil
 		}
 	}
 }

@@ -78,7 +78,7 @@ func TestOpsReadCommandsNeedAStore(t *testing.T) {
 	fillStore(t, dir)
 	before := dirState(t, dir)
 	_, stderr, code := runAuraos(t, nil, "projections", "status", "--data-dir", dir)
-	want := "auraos: no read models in " + dir + " (read.db not found); serve creates them, or check --data-dir\n"
+	want := "auraos: UNAVAILABLE: no read models in " + dir + " (read.db not found); serve creates them, or check --data-dir\n"
 	if code != 1 || stderr != want {
 		t.Errorf("status without read.db: exit %d, stderr %q; want 1 and %q", code, stderr, want)
 	}

@@ -36,7 +36,7 @@ func newRootCommand() *cobra.Command {
 	root.PersistentFlags().String("log-format", "text", "log format: text or json")
 	root.PersistentFlags().String("log-level", "info", "log level: debug, info, warn or error")
 	serve := newServeCommand()
-	root.AddCommand(serve, newEventsCommand(), newProjectionsCommand(), newTokenCommand(),
+	root.AddCommand(serve, newEventsCommand(), newProjectionsCommand(), newQueryCommand(), newTokenCommand(),
 		newConfigCommand(serve), newVersionCommand(), newMigrateCommand())
 	refuseUnknownSubcommands(root)
 	return root

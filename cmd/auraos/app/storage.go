@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/url"
 	"path/filepath"
 	"strings"
 
@@ -132,7 +133,7 @@ func (c *Storage) unknownReadDB() error {
 	if looksLikeSQLite(c.ReadDB) {
 		return fmt.Errorf("--read-db %q: the embedded SQLite read models take no URL or file name: leave --read-db empty and give --data-dir DIR, the directory of their %s", shown, readModelFile)
 	}
-	return fmt.Errorf("--read-db %q: want empty (SQLite in --data-dir) or a postgres:// URL", shown)
+	return domain.Errorf(domain.EINVALID, "--read-db %q: want empty (SQLite in --data-dir) or a postgres:// URL", shown)
 }
 
 // looksLikeSQLite reports whether s names SQLite the way other programs
@@ -183,11 +184,21 @@ func (c *Storage) OpenReadDBReadOnly(ctx context.Context) (ReadDB, error) {
 	case c.ReadDB == "" || c.ReadDB == "sqlite":
 		db, err = schema.OpenSQLiteReadOnly(filepath.Join(c.DataDir, readModelFile), 8)
 		if errors.Is(err, fs.ErrNotExist) {
-			return ReadDB{}, fmt.Errorf("no read models in %s (%s not found); serve creates them, or check --data-dir", c.DataDir, readModelFile)
+			return ReadDB{}, domain.Errorf(domain.EUNAVAILABLE, "no read models in %s (%s not found); serve creates them, or check --data-dir", c.DataDir, readModelFile)
 		}
 		noTable = fmt.Sprintf("no read models in %s (%s has no %s table); serve creates them, or check --data-dir", c.DataDir, readModelFile, checkpointsTable)
 	case schema.IsPostgresURL(c.ReadDB):
-		db, err = schema.OpenPostgres(ctx, c.ReadDB, 4)
+		// lib/pq passes parameters it does not know to the server as
+		// run-time settings of every session it opens: these sessions
+		// refuse writes.
+		dsn := c.ReadDB
+		if u, perr := url.Parse(dsn); perr == nil {
+			q := u.Query()
+			q.Set("default_transaction_read_only", "on")
+			u.RawQuery = q.Encode()
+			dsn = u.String()
+		}
+		db, err = schema.OpenPostgres(ctx, dsn, 4)
 		noTable = fmt.Sprintf("no read models in %s (its schema has no %s table); serve or migrate creates them, or check --read-db", redact.Text(c.ReadDB), checkpointsTable)
 	default:
 		return ReadDB{}, c.unknownReadDB()
@@ -197,7 +208,7 @@ func (c *Storage) OpenReadDBReadOnly(ctx context.Context) (ReadDB, error) {
 	}
 	ok, err := schema.HasTable(ctx, db, checkpointsTable)
 	if err == nil && !ok {
-		err = errors.New(noTable)
+		err = domain.Errorf(domain.EUNAVAILABLE, "%s", noTable)
 	}
 	if err != nil {
 		db.Close()
