@@ -17,6 +17,14 @@ type bulkInsert struct {
 	table    string
 	columns  []string
 	conflict string // e.g. "ON CONFLICT DO NOTHING"
+	// with, when set, turns the statement around: the rows become the
+	// common table expression v(columns), and with is the statement that
+	// reads them (an UPDATE … FROM v, say); table and conflict are unused.
+	with string
+	// casts, when set, wraps each column's placeholder in CAST(… AS type)
+	// (an empty entry leaves it bare): PostgreSQL types the values of a
+	// VALUES list as text unless told.
+	casts []string
 }
 
 // bulkChunk is how many rows one statement inserts.
@@ -24,7 +32,11 @@ const bulkChunk = 500
 
 func (b bulkInsert) statement(numbered bool, rows int) string {
 	var q strings.Builder
-	q.WriteString("INSERT INTO " + b.table + " (" + strings.Join(b.columns, ", ") + ") VALUES ")
+	if b.with != "" {
+		q.WriteString("WITH v (" + strings.Join(b.columns, ", ") + ") AS (VALUES ")
+	} else {
+		q.WriteString("INSERT INTO " + b.table + " (" + strings.Join(b.columns, ", ") + ") VALUES ")
+	}
 	n := 0
 	for r := range rows {
 		if r > 0 {
@@ -36,16 +48,22 @@ func (b bulkInsert) statement(numbered bool, rows int) string {
 				q.WriteByte(',')
 			}
 			n++
+			placeholder := "?" // SQLite resolves $n by name with a linear search; ? is positional.
 			if numbered {
-				q.WriteString("$" + strconv.Itoa(n))
-			} else {
-				// SQLite resolves $n by name with a linear search; ? is positional.
-				q.WriteByte('?')
+				placeholder = "$" + strconv.Itoa(n)
 			}
+			if c < len(b.casts) && b.casts[c] != "" {
+				placeholder = "CAST(" + placeholder + " AS " + b.casts[c] + ")"
+			}
+			q.WriteString(placeholder)
 		}
 		q.WriteByte(')')
 	}
-	q.WriteString(" " + b.conflict)
+	if b.with != "" {
+		q.WriteString(") " + b.with)
+	} else {
+		q.WriteString(" " + b.conflict)
+	}
 	return q.String()
 }
 

@@ -70,14 +70,25 @@ func (OnlineUsers) Apply(ctx context.Context, tx bun.Tx, t Tables, events []Enve
 	// messages, with the latest time, written before the next presence
 	// event so the order of effects stays the log's.
 	seen := map[string]int64{}
+	// One statement moves every user's lastSeen, not one per user.
+	moveSeen := bulkInsert{
+		columns: []string{"user_id", "at"}, casts: []string{"", "BIGINT"},
+		with: "UPDATE " + t.Name("online_sessions") + " SET last_seen = v.at FROM v WHERE " +
+			t.Name("online_sessions") + ".user_id = v.user_id AND " + t.Name("online_sessions") + ".last_seen < v.at",
+	}
+	var rows [][]any
 	flushSeen := func() error {
+		if len(seen) == 0 {
+			return nil
+		}
+		rows = rows[:0]
 		for uid, at := range seen {
-			if _, err := tx.NewUpdate().TableExpr("?", sessions).Set("last_seen = ?", at).
-				Where("user_id = ? AND last_seen < ?", uid, at).Exec(ctx); err != nil {
-				return fmt.Errorf("lastSeen of %s: %w", uid, err)
-			}
+			rows = append(rows, []any{uid, at})
 		}
 		clear(seen)
+		if err := moveSeen.exec(ctx, tx, rows); err != nil {
+			return fmt.Errorf("lastSeen: %w", err)
+		}
 		return nil
 	}
 	for _, rec := range events {

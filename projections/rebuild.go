@@ -23,12 +23,16 @@ type RebuildOptions struct {
 	Progress func(through, head eventstore.Position)
 }
 
-// RebuildResult says what a rebuild did.
+// RebuildResult says what a rebuild did for one projection.
 type RebuildResult struct {
 	Projection string
-	Events     int
-	Through    eventstore.Position
-	Took       time.Duration
+	// Events is the number of events applied to the projection.
+	Events  int
+	Through eventstore.Position
+	// Took is the time from the start of the rebuild to this projection's
+	// swap; projections rebuilt together share the read of the log, so
+	// their times overlap.
+	Took time.Duration
 }
 
 // EventsPerSecond is the rebuild's throughput, swap included.
@@ -45,43 +49,78 @@ func (r RebuildResult) EventsPerSecond() float64 {
 // swapped-in checkpoint. A rebuild that fails or is interrupted leaves the
 // live tables untouched; the next rebuild starts over.
 func Rebuild(ctx context.Context, db *bun.DB, eventLog EventLog, p Projection, opts RebuildOptions) (RebuildResult, error) {
+	sum, err := RebuildAll(ctx, db, eventLog, []Projection{p}, opts)
+	if len(sum.Projections) == 0 {
+		return RebuildResult{Projection: p.Name()}, err
+	}
+	return sum.Projections[0], err
+}
+
+// RebuildSummary says what a rebuild of several projections did.
+type RebuildSummary struct {
+	// Read is the number of events read from the log: every event of a
+	// type some projection reads, each once however many read it.
+	Read int
+	// Took is the whole rebuild, the last swap included.
+	Took time.Duration
+	// Projections has one result per projection swapped in, in order.
+	Projections []RebuildResult
+}
+
+// EventsPerSecond is the events read per second of the whole rebuild.
+func (s RebuildSummary) EventsPerSecond() float64 {
+	if s.Took <= 0 {
+		return 0
+	}
+	return float64(s.Read) / s.Took.Seconds()
+}
+
+// RebuildAll rebuilds the projections ps, whose tables live in db, from one
+// read of the log: each batch is decoded once, and every projection's share
+// of it is applied in the same transaction, with every rebuild checkpoint.
+// Each projection is then swapped in on its own, as Rebuild does, so a
+// running server keeps answering from the live tables until then. A
+// failure leaves the live tables of the projections not yet swapped in
+// untouched, and the summary lists those that were.
+func RebuildAll(ctx context.Context, db *bun.DB, eventLog EventLog, ps []Projection, opts RebuildOptions) (RebuildSummary, error) {
+	var sum RebuildSummary
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = 5000
 	}
 	started := time.Now()
-	res := RebuildResult{Projection: p.Name()}
-	shadow := p.Name() + rebuildSuffix
-	if err := dropShadow(ctx, db, p); err != nil {
-		return res, err
-	}
-	for _, table := range p.Tables() {
-		if err := schema.CreateTable(ctx, db, table, Rebuilding.Name(table)); err != nil {
-			return res, err
+	parts := make([]rebuildPart, len(ps))
+	var types []string
+	for i, p := range ps {
+		parts[i] = newRebuildPart(p)
+		types = append(types, p.EventTypes()...)
+		if err := parts[i].prepare(ctx, db); err != nil {
+			return sum, err
 		}
-	}
-	if err := saveCheckpoint(ctx, db, shadow, p.Version(), eventstore.Start); err != nil {
-		return res, err
 	}
 	head, err := eventLog.Head(ctx)
 	if err != nil {
-		return res, err
+		return sum, err
 	}
 
 	// Catch up from the start of the log.
-	filter := eventstore.Filter{EventTypes: p.EventTypes()}
 	through := eventstore.Start
 	catchUp := follow.HandlerFunc(func(ctx context.Context, b follow.Batch) error {
 		if len(b.Events) > 0 || through != b.Through {
 			err := db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-				if err := p.Apply(ctx, tx, Rebuilding, b.Events); err != nil {
-					return err
+				for i := range parts {
+					if err := parts[i].apply(ctx, tx, b.Events, through, b.Through); err != nil {
+						return err
+					}
 				}
-				return advanceCheckpoint(ctx, tx, shadow, through, b.Through)
+				return nil
 			})
 			if err != nil {
-				return fmt.Errorf("rebuild %s: %w", p.Name(), err)
+				return err
 			}
-			res.Events += len(b.Events)
+			for i := range parts {
+				parts[i].commit()
+			}
+			sum.Read += len(b.Events)
 			through = b.Through
 		}
 		if opts.Progress != nil {
@@ -92,26 +131,100 @@ func Rebuild(ctx context.Context, db *bun.DB, eventLog EventLog, p Projection, o
 		}
 		return nil
 	})
-	err = follow.New(eventLog, catchUp, follow.Options{Name: p.Name() + " rebuild", Filter: filter, BatchSize: opts.BatchSize, StopOnError: true}).Run(ctx)
+	filter := eventstore.Filter{EventTypes: types}
+	err = follow.New(eventLog, catchUp, follow.Options{Name: "rebuild", Filter: filter, BatchSize: opts.BatchSize, StopOnError: true}).Run(ctx)
 	if err == nil {
 		err = ctx.Err()
 	}
 	if err != nil {
-		return res, err
+		return sum, err
 	}
 
-	pg := db.Dialect().Name() == dialect.PG
-	if pg {
-		// PostgreSQL builds the indexes now, outside the swap, so queries
-		// on the live tables wait only for the swap itself.
-		for _, table := range p.Tables() {
-			if err := schema.CreateIndexes(ctx, db, table, Rebuilding.Name(table), rebuildSuffix); err != nil {
-				return res, err
-			}
+	for i := range parts {
+		res, err := parts[i].swapIn(ctx, db, eventLog, through, opts.BatchSize)
+		if err != nil {
+			return sum, err
+		}
+		res.Took = time.Since(started)
+		sum.Projections = append(sum.Projections, res)
+	}
+	sum.Took = time.Since(started)
+	return sum, nil
+}
+
+// rebuildPart is one projection's share of a rebuild: its types, its
+// shadow checkpoint and the events applied to it.
+type rebuildPart struct {
+	p       Projection
+	shadow  string
+	types   map[string]bool
+	scratch []Envelope
+	applied int
+	pending int
+}
+
+func newRebuildPart(p Projection) rebuildPart {
+	types := make(map[string]bool, len(p.EventTypes()))
+	for _, t := range p.EventTypes() {
+		types[t] = true
+	}
+	return rebuildPart{p: p, shadow: p.Name() + rebuildSuffix, types: types}
+}
+
+// prepare creates empty shadow tables and a shadow checkpoint at the start
+// of the log, dropping what an earlier, unfinished rebuild left.
+func (r *rebuildPart) prepare(ctx context.Context, db *bun.DB) error {
+	if err := dropShadow(ctx, db, r.p); err != nil {
+		return err
+	}
+	for _, table := range r.p.Tables() {
+		if err := schema.CreateTable(ctx, db, table, Rebuilding.Name(table)); err != nil {
+			return err
+		}
+		// The projections look rows up by these indexes as they apply
+		// (online-users moves lastSeen by user): without them each lookup
+		// scans the table.
+		if err := schema.CreateIndexes(ctx, db, table, Rebuilding.Name(table), rebuildSuffix); err != nil {
+			return err
 		}
 	}
+	return saveCheckpoint(ctx, db, r.shadow, r.p.Version(), eventstore.Start)
+}
 
-	err = db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+// apply folds the events of batch this projection reads into its shadow
+// tables and moves its shadow checkpoint from through to to, inside tx.
+// The count is kept pending until the transaction commits.
+func (r *rebuildPart) apply(ctx context.Context, tx bun.Tx, batch []Envelope, through, to eventstore.Position) error {
+	mine := r.scratch[:0]
+	for _, e := range batch {
+		if r.types[e.Type] {
+			mine = append(mine, e)
+		}
+	}
+	r.scratch = mine[:0]
+	if len(mine) > 0 {
+		if err := r.p.Apply(ctx, tx, Rebuilding, mine); err != nil {
+			return fmt.Errorf("rebuild %s: %w", r.p.Name(), err)
+		}
+	}
+	r.pending = len(mine)
+	return advanceCheckpoint(ctx, tx, r.shadow, through, to)
+}
+
+func (r *rebuildPart) commit() {
+	r.applied += r.pending
+	r.pending = 0
+}
+
+// swapIn applies what was committed after through and replaces the live
+// tables with the rebuilt ones, with the live checkpoint, in one
+// transaction.
+func (r *rebuildPart) swapIn(ctx context.Context, db *bun.DB, eventLog EventLog, through eventstore.Position, batch int) (RebuildResult, error) {
+	p := r.p
+	res := RebuildResult{Projection: p.Name(), Events: r.applied}
+	pg := db.Dialect().Name() == dialect.PG
+	filter := eventstore.Filter{EventTypes: p.EventTypes()}
+	err := db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		if pg {
 			if _, err := tx.ExecContext(ctx, "LOCK TABLE "+strings.Join(p.Tables(), ", ")+" IN ACCESS EXCLUSIVE MODE"); err != nil {
 				return fmt.Errorf("lock live tables: %w", err)
@@ -123,7 +236,7 @@ func Rebuild(ctx context.Context, db *bun.DB, eventLog EventLog, p Projection, o
 		if err != nil {
 			return err
 		}
-		n, err := applyRemaining(ctx, tx, eventLog, p, filter, through, final, opts.BatchSize)
+		n, err := applyRemaining(ctx, tx, eventLog, p, filter, through, final, batch)
 		if err != nil {
 			return err
 		}
@@ -139,14 +252,13 @@ func Rebuild(ctx context.Context, db *bun.DB, eventLog EventLog, p Projection, o
 		if err := saveCheckpoint(ctx, tx, p.Name(), p.Version(), through); err != nil {
 			return err
 		}
-		_, err = tx.NewDelete().Model((*checkpointRow)(nil)).Where("name = ?", shadow).Exec(ctx)
+		_, err = tx.NewDelete().Model((*checkpointRow)(nil)).Where("name = ?", r.shadow).Exec(ctx)
 		return err
 	})
 	if err != nil {
 		return res, fmt.Errorf("swap rebuilt %s in: %w", p.Name(), err)
 	}
 	res.Through = through
-	res.Took = time.Since(started)
 	return res, nil
 }
 
@@ -192,8 +304,18 @@ func swapTable(ctx context.Context, tx bun.Tx, table string, pg bool) error {
 		return fmt.Errorf("rename %s: %w", shadow, err)
 	}
 	if !pg {
-		// SQLite cannot rename indexes; it builds them under the write lock,
-		// which readers of the WAL do not wait for.
+		// SQLite cannot rename indexes: it drops the rebuild's and builds
+		// the live ones under the write lock, which readers of the WAL do
+		// not wait for.
+		names, err := schema.IndexNames(dialect.SQLite, table, rebuildSuffix)
+		if err != nil {
+			return err
+		}
+		for _, name := range names {
+			if _, err := tx.ExecContext(ctx, "DROP INDEX IF EXISTS ?", bun.Ident(name)); err != nil {
+				return fmt.Errorf("drop index %s: %w", name, err)
+			}
+		}
 		return schema.CreateIndexes(ctx, tx, table, table, "")
 	}
 	names, err := schema.IndexNames(dialect.PG, table, rebuildSuffix)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/schollz/progressbar/v3"
@@ -82,9 +83,10 @@ func newProjectionsRebuildCommand() *cobra.Command {
 		Use:   "rebuild [NAME...] [--all]",
 		Short: "Rebuild projections from the whole log, beside the live tables, and swap them in",
 		Long: `Rebuild rebuilds the named projections (online-users, chat-history, app-status), or
-every one with --all, from the whole event log. It builds beside the live tables and swaps
-when caught up, so a running server keeps answering; the server's runners carry on from
-the swapped-in checkpoint. On a terminal it shows a progress bar; it ends with events/s.`,
+every one with --all, from one read of the whole event log that feeds all of them. It
+builds beside the live tables and swaps each in when caught up, so a running server keeps
+answering; the server's runners carry on from the swapped-in checkpoint. On a terminal it
+shows one progress bar for the read; it ends with a line per projection and events/s.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 && !all {
 				return fmt.Errorf("name the projections to rebuild (online-users, chat-history, app-status) or pass --all")
@@ -104,6 +106,15 @@ the swapped-in checkpoint. On a terminal it shows a progress bar; it ends with e
 	return cmd
 }
 
+// rebuildDescription names the projections a rebuild's progress bar is for.
+func rebuildDescription(ps []projections.Projection) string {
+	names := make([]string, len(ps))
+	for i, p := range ps {
+		names[i] = p.Name()
+	}
+	return strings.Join(names, ", ")
+}
+
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
@@ -116,28 +127,30 @@ func runProjectionsRebuild(ctx context.Context, out io.Writer, storage app.Stora
 	}
 	defer store.Close()
 	defer rdb.Close()
-	for _, p := range ps {
-		var pb *progressbar.ProgressBar
-		opts := projections.RebuildOptions{}
-		if bar {
-			opts.Progress = func(through, head eventstore.Position) {
-				if pb == nil {
-					pb = progressbar.NewOptions64(int64(head.Commit),
-						progressbar.OptionSetWriter(out), progressbar.OptionSetDescription(p.Name()),
-						progressbar.OptionShowCount(), progressbar.OptionSetPredictTime(true), progressbar.OptionClearOnFinish())
-				}
-				_ = pb.Set64(int64(min(through.Commit, head.Commit)))
+	var pb *progressbar.ProgressBar
+	opts := projections.RebuildOptions{}
+	if bar {
+		// One bar for the one read of the log that feeds every projection.
+		opts.Progress = func(through, head eventstore.Position) {
+			if pb == nil {
+				pb = progressbar.NewOptions64(int64(head.Commit),
+					progressbar.OptionSetWriter(out), progressbar.OptionSetDescription(rebuildDescription(ps)),
+					progressbar.OptionShowCount(), progressbar.OptionSetPredictTime(true), progressbar.OptionClearOnFinish())
 			}
+			_ = pb.Set64(int64(min(through.Commit, head.Commit)))
 		}
-		res, err := projections.Rebuild(ctx, rdb.Writer, store, p, opts)
-		if pb != nil {
-			_ = pb.Finish()
-		}
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(out, "rebuilt %s: %d events through position %s in %s (%.0f events/s)\n",
-			res.Projection, res.Events, res.Through, res.Took.Round(1e6), res.EventsPerSecond())
 	}
+	sum, err := projections.RebuildAll(ctx, rdb.Writer, store, ps, opts)
+	if pb != nil {
+		_ = pb.Finish()
+	}
+	for _, res := range sum.Projections {
+		fmt.Fprintf(out, "rebuilt %s: %d events through position %s\n", res.Projection, res.Events, res.Through)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "read %d events once for %d projections in %s (%.0f events/s)\n",
+		sum.Read, len(ps), sum.Took.Round(1e6), sum.EventsPerSecond())
 	return nil
 }

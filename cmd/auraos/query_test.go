@@ -7,11 +7,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -252,8 +252,13 @@ func TestQueryNowReadsTheLiveModelReadOnly(t *testing.T) {
 				storage.ReadDB = schematest.PostgresURL(t)
 			}
 			ctx := context.Background()
-			if err := runProjectionsRebuild(ctx, io.Discard, storage, projections.All(), false); err != nil {
+			var rebuilt bytes.Buffer
+			if err := runProjectionsRebuild(ctx, &rebuilt, storage, projections.All(), false); err != nil {
 				t.Fatal(err)
+			}
+			// One line per projection, then the one read that fed them.
+			if !regexp.MustCompile(`^rebuilt online-users: \d+ events through position 13\nrebuilt chat-history: \d+ events through position 13\nrebuilt app-status: \d+ events through position 13\nread 11 events once for 3 projections in \S+ \(\d+ events/s\)\n$`).MatchString(rebuilt.String()) {
+				t.Errorf("rebuild printed:\n%s", rebuilt.String())
 			}
 			before := listFiles(t, l.dir)
 			for _, model := range []string{"online-users", "chat-history", "app-status"} {

@@ -195,18 +195,26 @@ func (s *Server) openStores(ctx context.Context) error {
 // runner for each and waits until the online-users read model has caught
 // up (ending the previous run's sessions reads it).
 func (s *Server) startProjections(ctx context.Context) error {
+	var stale []projections.Projection
 	for _, p := range projections.All() {
 		err := projections.Prepare(ctx, s.rdb.Writer, p)
 		if errors.Is(err, projections.ErrNeedsRebuild) {
 			s.log.Info("rebuilding projection", "projection", p.Name(), "reason", err)
-			res, err := projections.Rebuild(ctx, s.rdb.Writer, s.store, p, projections.RebuildOptions{})
-			if err != nil {
-				return err
-			}
-			s.log.Info("projection rebuilt", "projection", p.Name(), "events", res.Events, "events_per_second", int(res.EventsPerSecond()))
+			stale = append(stale, p)
 		} else if err != nil {
 			return err
 		}
+	}
+	if len(stale) > 0 {
+		// One read of the log feeds every projection being rebuilt.
+		sum, err := projections.RebuildAll(ctx, s.rdb.Writer, s.store, stale, projections.RebuildOptions{})
+		if err != nil {
+			return err
+		}
+		for _, res := range sum.Projections {
+			s.log.Info("projection rebuilt", "projection", res.Projection, "events", res.Events, "took", res.Took)
+		}
+		s.log.Info("projections rebuilt", "events_read", sum.Read, "events_per_second", int(sum.EventsPerSecond()))
 	}
 	runCtx, stop := context.WithCancel(context.Background())
 	s.stopRunners = stop
