@@ -40,18 +40,28 @@ type appRow struct {
 
 // Apply implements Projection.
 func (AppStatus) Apply(ctx context.Context, tx bun.Tx, t Tables, events []Envelope) error {
+	// A change replaces the whole row, so only each app's last change in
+	// the batch matters: one upsert of those, in order of first change,
+	// not one statement per event.
+	last := map[string]int{}
+	var rows [][]any
 	for _, rec := range events {
 		e, ok := rec.Event.(domain.AppStatusChanged)
 		if !ok {
 			continue
 		}
-		row := appRow{AppID: e.AppID, Status: string(e.Status), UpdatedAt: micros(e.At), UpdatedBy: e.By}
-		if _, err := tx.NewInsert().Model(&row).ModelTableExpr("?", t.Ident("app_status")).
-			On("CONFLICT (app_id) DO UPDATE").
-			Set("status = EXCLUDED.status, updated_at = EXCLUDED.updated_at, updated_by = EXCLUDED.updated_by").
-			Exec(ctx); err != nil {
-			return fmt.Errorf("%s at %v: %w", rec.Type, rec.Position, err)
+		row := []any{e.AppID, string(e.Status), micros(e.At), e.By}
+		if i, seen := last[e.AppID]; seen {
+			rows[i] = row
+			continue
 		}
+		last[e.AppID] = len(rows)
+		rows = append(rows, row)
+	}
+	upsert := bulkInsert{table: t.Name("app_status"), columns: []string{"app_id", "status", "updated_at", "updated_by"},
+		conflict: "ON CONFLICT (app_id) DO UPDATE SET status = EXCLUDED.status, updated_at = EXCLUDED.updated_at, updated_by = EXCLUDED.updated_by"}
+	if err := upsert.exec(ctx, tx, rows); err != nil {
+		return fmt.Errorf("app status: %w", err)
 	}
 	return nil
 }

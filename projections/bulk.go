@@ -25,6 +25,10 @@ type bulkInsert struct {
 	// (an empty entry leaves it bare): PostgreSQL types the values of a
 	// VALUES list as text unless told.
 	casts []string
+	// fresh says no row inserted can meet one already there (a rebuild
+	// fills an empty table, each event once), so PostgreSQL may COPY the
+	// rows in, several times faster than INSERT, conflict clause unneeded.
+	fresh bool
 }
 
 // bulkChunk is how many rows one statement inserts.
@@ -70,6 +74,9 @@ func (b bulkInsert) statement(numbered bool, rows int) string {
 // exec inserts rows (each holding one value per column) inside tx.
 func (b bulkInsert) exec(ctx context.Context, tx bun.Tx, rows [][]any) error {
 	numbered := tx.Dialect().Name() == dialect.PG
+	if numbered && b.fresh && b.with == "" && len(rows) > 0 {
+		return b.copy(ctx, tx, rows)
+	}
 	var full *sql.Stmt
 	defer func() {
 		if full != nil {
@@ -101,4 +108,21 @@ func (b bulkInsert) exec(ctx context.Context, tx bun.Tx, rows [][]any) error {
 		}
 	}
 	return nil
+}
+
+// copy streams rows into the table with PostgreSQL's COPY FROM STDIN.
+func (b bulkInsert) copy(ctx context.Context, tx bun.Tx, rows [][]any) error {
+	stmt, err := tx.Tx.PrepareContext(ctx, "COPY "+b.table+" ("+strings.Join(b.columns, ", ")+") FROM STDIN")
+	if err != nil {
+		return err
+	}
+	defer stmt.Close()
+	for _, r := range rows {
+		if _, err := stmt.ExecContext(ctx, r...); err != nil {
+			return err
+		}
+	}
+	// The empty Exec ends the stream and reports what the rows met.
+	_, err = stmt.ExecContext(ctx)
+	return err
 }

@@ -70,7 +70,7 @@ func (ChatHistory) Apply(ctx context.Context, tx bun.Tx, t Tables, events []Enve
 		rows = append(rows, []any{c, p, m.ID, m.RoomName, m.UserID, m.UserName, avatar, m.Message,
 			string(m.MessageType), m.IsAI, m.InReplyTo, micros(m.At)})
 	}
-	ins := bulkInsert{table: t.Name("chat_messages"), columns: messageColumns, conflict: "ON CONFLICT DO NOTHING"}
+	ins := bulkInsert{table: t.Name("chat_messages"), columns: messageColumns, conflict: "ON CONFLICT DO NOTHING", fresh: t == Rebuilding}
 	if err := ins.exec(ctx, tx, rows); err != nil {
 		return fmt.Errorf("insert messages: %w", err)
 	}

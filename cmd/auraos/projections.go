@@ -150,7 +150,11 @@ func runProjectionsRebuild(ctx context.Context, out io.Writer, storage app.Stora
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "read %d events once for %d projections in %s (%.0f events/s)\n",
-		sum.Read, len(ps), sum.Took.Round(1e6), sum.EventsPerSecond())
+	noun := "projections"
+	if len(ps) == 1 {
+		noun = "projection"
+	}
+	fmt.Fprintf(out, "read %d events once for %d %s in %s (%.0f events/s)\n",
+		sum.Read, len(ps), noun, sum.Took.Round(1e6), sum.EventsPerSecond())
 	return nil
 }
