@@ -50,6 +50,10 @@ type messageRow struct {
 var messageColumns = []string{"commit_position", "prepare_position", "id", "room_name", "user_id", "user_name",
 	"user_avatar", "message", "message_type", "is_ai", "in_reply_to", "created_at"}
 
+// AppendOnlyTables implements AppendOnly: chat history only ever inserts
+// messages.
+func (ChatHistory) AppendOnlyTables() []string { return []string{"chat_messages"} }
+
 // Apply implements Projection: multi-row inserts of the messages. A message
 // already present (a replay) is left as it is.
 func (ChatHistory) Apply(ctx context.Context, tx bun.Tx, t Tables, events []Envelope) error {

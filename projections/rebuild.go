@@ -155,12 +155,13 @@ func RebuildAll(ctx context.Context, db *bun.DB, eventLog EventLog, ps []Project
 // rebuildPart is one projection's share of a rebuild: its types, its
 // shadow checkpoint and the events applied to it.
 type rebuildPart struct {
-	p       Projection
-	shadow  string
-	types   map[string]bool
-	scratch []Envelope
-	applied int
-	pending int
+	p          Projection
+	shadow     string
+	types      map[string]bool
+	appendOnly map[string]bool
+	scratch    []Envelope
+	applied    int
+	pending    int
 }
 
 func newRebuildPart(p Projection) rebuildPart {
@@ -168,7 +169,21 @@ func newRebuildPart(p Projection) rebuildPart {
 	for _, t := range p.EventTypes() {
 		types[t] = true
 	}
-	return rebuildPart{p: p, shadow: p.Name() + rebuildSuffix, types: types}
+	appendOnly := map[string]bool{}
+	if a, ok := p.(AppendOnly); ok {
+		for _, t := range a.AppendOnlyTables() {
+			appendOnly[t] = true
+		}
+	}
+	return rebuildPart{p: p, shadow: p.Name() + rebuildSuffix, types: types, appendOnly: appendOnly}
+}
+
+// AppendOnly is implemented by a projection whose Apply only inserts into
+// some of its tables and never looks rows up in them: a rebuild fills those
+// without their secondary indexes and builds the indexes once, sorted,
+// which is faster than keeping them up to date row by row.
+type AppendOnly interface {
+	AppendOnlyTables() []string
 }
 
 // prepare creates empty shadow tables and a shadow checkpoint at the start
@@ -180,6 +195,9 @@ func (r *rebuildPart) prepare(ctx context.Context, db *bun.DB) error {
 	for _, table := range r.p.Tables() {
 		if err := schema.CreateTable(ctx, db, table, Rebuilding.Name(table)); err != nil {
 			return err
+		}
+		if r.appendOnly[table] {
+			continue // indexed once filled, in swapIn
 		}
 		// The projections look rows up by these indexes as they apply
 		// (online-users moves lastSeen by user): without them each lookup
@@ -223,6 +241,19 @@ func (r *rebuildPart) swapIn(ctx context.Context, db *bun.DB, eventLog EventLog,
 	p := r.p
 	res := RebuildResult{Projection: p.Name(), Events: r.applied}
 	pg := db.Dialect().Name() == dialect.PG
+	if pg {
+		// PostgreSQL indexes the filled append-only tables now, outside the
+		// swap, so queries on the live tables wait only for the swap
+		// itself; SQLite builds every live index in the swap (swapTable).
+		for _, table := range p.Tables() {
+			if !r.appendOnly[table] {
+				continue
+			}
+			if err := schema.CreateIndexes(ctx, db, table, Rebuilding.Name(table), rebuildSuffix); err != nil {
+				return res, err
+			}
+		}
+	}
 	filter := eventstore.Filter{EventTypes: p.EventTypes()}
 	err := db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		if pg {

@@ -8,7 +8,7 @@
 // ours, Node.js, …), each run against a freshly started server; the table
 // shows each server's median run and the spread (min–max) of the runs.
 //
-// Run it from the module root: go run ./bench/run [-runs 3] [-scenarios fanout,storm,idle,store] [-no-readme]
+// Run it from the module root: go run ./bench/run [-runs 3] [-scenarios fanout,storm,idle,store,rebuild] [-no-readme]
 package main
 
 import (
@@ -22,6 +22,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -35,6 +36,7 @@ import (
 	"time"
 
 	"github.com/auraos/realtime/bench/internal/fdlimit"
+	"github.com/auraos/realtime/schema"
 )
 
 type options struct {
@@ -55,7 +57,7 @@ func main() {
 	var o options
 	var scenarios string
 	flag.IntVar(&o.runs, "runs", 3, "runs per server and scenario (alternating ours, Node.js)")
-	flag.StringVar(&scenarios, "scenarios", "fanout,storm,idle,store", "scenarios to run, comma-separated")
+	flag.StringVar(&scenarios, "scenarios", "fanout,storm,idle,store,rebuild", "scenarios to run, comma-separated")
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "fan-out: measured time")
 	flag.DurationVar(&o.warmup, "warmup", 3*time.Second, "fan-out: warm-up")
 	flag.DurationVar(&o.stormTimeout, "storm-timeout", 30*time.Second, "presence storm: give up converging after this long")
@@ -183,12 +185,12 @@ func run(ctx context.Context, o options) error {
 	results := map[string]map[string][]*result{} // scenario → server → runs
 	began := time.Now()
 	for _, sc := range o.scenarios {
-		if sc == "store" {
+		if sc == "store" || sc == "rebuild" {
 			continue
 		}
 		args, ok := scenarioArgs(sc, o)
 		if !ok {
-			return fmt.Errorf("unknown scenario %q (fanout, storm, idle, store)", sc)
+			return fmt.Errorf("unknown scenario %q (fanout, storm, idle, store, rebuild)", sc)
 		}
 		results[sc] = map[string][]*result{}
 		for i := 1; i <= o.runs; i++ {
@@ -219,10 +221,17 @@ func run(ctx context.Context, o options) error {
 			logf("store benchmarks failed: %v", err)
 		}
 	}
+	var rebuilds []rebuildFigure
+	if slices.Contains(o.scenarios, "rebuild") {
+		logf("whole-process rebuild benchmarks")
+		if rebuilds, err = runRebuildBenchmarks(ctx, o.bin); err != nil {
+			logf("rebuild benchmarks failed: %v", err)
+		}
+	}
 	machine.loadEnd = loadAvg()
 	machine.took = time.Since(began)
 
-	table := buildTable(o, results, store)
+	table := buildTable(o, results, store, rebuilds)
 	section := renderSection(o, machine, table)
 	fmt.Println(section)
 	if o.jsonOut != "" {
@@ -435,4 +444,102 @@ func runStoreBenchmarks(ctx context.Context) (*storeFigures, error) {
 	}
 	f.rebuild = parse(out)["BenchmarkRebuildChatHistory/sqlite"]
 	return f, nil
+}
+
+// rebuildFigure is one whole-process `auraos projections rebuild --all`.
+type rebuildFigure struct {
+	store  string // "SQLite" or "PostgreSQL"
+	events int
+	perSec float64 // log events per second of the whole process
+}
+
+// rebuildSizes are the logs the rebuild benchmark fills.
+var rebuildSizes = []int{100_000, 1_000_000}
+
+// runRebuildBenchmarks fills a SQLite log (and a PostgreSQL one, in a fresh
+// schema, when AURAOS_TEST_POSTGRES_URL is set) with bench/filllog for each
+// size and times the whole `bin/auraos projections rebuild --all` process:
+// start, one read of the log, every projection's swap.
+func runRebuildBenchmarks(ctx context.Context, bin string) ([]rebuildFigure, error) {
+	dir, err := os.MkdirTemp("", "auraos-rebuild-bench-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	fill := filepath.Join(dir, "filllog")
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", fill, "./bench/filllog").CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("build bench/filllog: %v: %s", err, out)
+	}
+	var figures []rebuildFigure
+	for _, n := range rebuildSizes {
+		data := filepath.Join(dir, fmt.Sprintf("sqlite-%d", n))
+		f, err := timeRebuild(ctx, fill, bin, n, []string{"--data-dir", data}, []string{"-data-dir", data})
+		if err != nil {
+			return figures, err
+		}
+		figures = append(figures, rebuildFigure{store: "SQLite", events: n, perSec: f})
+		os.RemoveAll(data)
+	}
+	base := os.Getenv("AURAOS_TEST_POSTGRES_URL")
+	if base == "" {
+		logf("rebuild on PostgreSQL skipped: set AURAOS_TEST_POSTGRES_URL")
+		return figures, nil
+	}
+	for _, n := range rebuildSizes {
+		url, drop, err := freshPostgresSchema(ctx, base, fmt.Sprintf("bench_rebuild_%d", n))
+		if err != nil {
+			return figures, err
+		}
+		f, err := timeRebuild(ctx, fill, bin, n, []string{"--event-store", url, "--read-db", url}, []string{"-event-store", url})
+		drop()
+		if err != nil {
+			return figures, err
+		}
+		figures = append(figures, rebuildFigure{store: "PostgreSQL", events: n, perSec: f})
+	}
+	return figures, nil
+}
+
+// timeRebuild fills a log of n events and returns the rebuild's events per
+// second, measured around the whole process.
+func timeRebuild(ctx context.Context, fill, bin string, n int, storeFlags, fillFlags []string) (float64, error) {
+	logf("rebuild: filling %d events (%s)", n, strings.Join(fillFlags, " "))
+	if out, err := exec.CommandContext(ctx, fill, append(fillFlags, "-events", strconv.Itoa(n))...).CombinedOutput(); err != nil {
+		return 0, fmt.Errorf("filllog: %v: %s", err, out)
+	}
+	started := time.Now()
+	out, err := exec.CommandContext(ctx, bin, append([]string{"projections", "rebuild", "--all"}, storeFlags...)...).CombinedOutput()
+	took := time.Since(started)
+	if err != nil {
+		return 0, fmt.Errorf("rebuild: %v: %s", err, out)
+	}
+	logf("rebuild of %d events: %s\n%s", n, took.Round(time.Millisecond), out)
+	return float64(n) / took.Seconds(), nil
+}
+
+// freshPostgresSchema creates an empty schema on the server of base and
+// returns base pointing at it, and a function that drops it.
+func freshPostgresSchema(ctx context.Context, base, name string) (string, func(), error) {
+	db, err := schema.OpenPostgres(ctx, base, 1)
+	if err != nil {
+		return "", nil, err
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(ctx, "DROP SCHEMA IF EXISTS "+name+" CASCADE; CREATE SCHEMA "+name); err != nil {
+		return "", nil, err
+	}
+	u, err := url.Parse(base)
+	if err != nil {
+		return "", nil, err
+	}
+	q := u.Query()
+	q.Set("search_path", name)
+	u.RawQuery = q.Encode()
+	drop := func() {
+		if db, err := schema.OpenPostgres(context.Background(), base, 1); err == nil {
+			_, _ = db.ExecContext(context.Background(), "DROP SCHEMA "+name+" CASCADE")
+			db.Close()
+		}
+	}
+	return u.String(), drop, nil
 }

@@ -184,7 +184,7 @@ func yesNo(ok bool) string {
 	return "**no**"
 }
 
-func buildTable(o options, results map[string]map[string][]*result, store *storeFigures) []row {
+func buildTable(o options, results map[string]map[string][]*result, store *storeFigures, rebuilds []rebuildFigure) []row {
 	var rows []row
 	if res, ok := results["fanout"]; ok {
 		ours, node := res["ours"], res["node"]
@@ -281,6 +281,12 @@ func buildTable(o options, results map[string]map[string][]*result, store *store
 			row{"event store", "append, SQLite, 16 writers (events/s)", f(store.append16), "—", "—", "", ""},
 			row{"event store", "read the whole log, SQLite (events/s)", f(store.readAll), "—", "—", "", ""},
 			row{"projections", "rebuild chat history, 200,000 events, SQLite (events/s)", f(store.rebuild), "—", "—", "", ""})
+	}
+	for _, r := range rebuilds {
+		target := map[string]float64{"SQLite": 100_000, "PostgreSQL": 40_000}[r.store]
+		rows = append(rows, row{"projections",
+			fmt.Sprintf("`projections rebuild --all`, whole process, %s events, %s (log events/s)", thousands(float64(r.events)), r.store),
+			thousands(r.perSec), "—", "—", "≥ " + thousands(target), yesNo(r.perSec >= target)})
 	}
 	return rows
 }
