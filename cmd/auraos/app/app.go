@@ -349,7 +349,9 @@ func (s *Server) close() error {
 		}
 	}
 	if s.http != nil {
-		if err := s.http.Shutdown(ctx); err != nil {
+		// The listener is closed already (step 1): Shutdown closing it
+		// again reports net.ErrClosed, unless Serve has noticed first.
+		if err := s.http.Shutdown(ctx); err != nil && !errors.Is(err, net.ErrClosed) {
 			errs = append(errs, fmt.Errorf("the HTTP server did not stop in time: %w", err))
 		}
 	}
