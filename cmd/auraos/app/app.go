@@ -271,7 +271,7 @@ func (s *Server) endPreviousRun(ctx context.Context, deps commands.Deps) error {
 func (s *Server) startAdapter(ctx context.Context, deps commands.Deps) error {
 	cfg := s.cfg.Socket
 	cfg.NodeID, cfg.Logger, cfg.Observer = s.cfg.NodeID, s.log, s.metrics
-	cfg.Sessions = projections.RecoverySessions{DB: s.rdb.Writer}
+	cfg.Sessions = projections.NewSessionSaver(s.rdb.Writer)
 	if s.signals != nil {
 		cfg.Signals = s.signals
 	}
