@@ -186,6 +186,9 @@ type Config struct {
 	// Limits are the per-socket rate limits.
 	Limits RateLimits
 	Auth   Authenticator
+	// Admin serves the Admin UI's namespace /admin (nil: the namespace
+	// does not exist).
+	Admin *AdminConfig
 	// Observer receives measurements (default: none are kept).
 	Observer Observer
 	Logger   *slog.Logger
@@ -267,6 +270,7 @@ type Server struct {
 
 	dispatch *dispatcher
 	presence *presenceBroadcaster
+	admin    *adminUI // nil unless Config.Admin is set
 
 	ctx      context.Context // ends at Shutdown; parent of command contexts
 	cancel   context.CancelFunc
@@ -321,6 +325,9 @@ func New(cfg Config, h Handlers, q Queries, m ReadModels, feed Feed) *Server {
 		}
 	})
 	srv.handler = srv.io.ServeHandler(nil)
+	if cfg.Admin != nil {
+		srv.admin = newAdminUI(srv, *cfg.Admin)
+	}
 	if !cfg.DirectWrites {
 		srv.handler = coalesceWebsocketWrites(srv.handler)
 	}
@@ -359,8 +366,8 @@ func originAllowed(origins []string, origin string) bool {
 func (srv *Server) Handler() http.Handler { return srv.handler }
 
 // Run subscribes to the live feed from the log's head and runs the
-// dispatcher, the online_users broadcaster and the periodic status until
-// Shutdown. It returns once they run; their errors are logged and retried.
+// dispatcher, the online_users broadcaster, the periodic status and, with
+// the Admin UI on, its server_stats until Shutdown. It returns once they run; their errors are logged and retried.
 func (srv *Server) Run(ctx context.Context) error {
 	head, err := srv.feed.Head(ctx)
 	if err != nil {
@@ -375,6 +382,10 @@ func (srv *Server) Run(ctx context.Context) error {
 	if srv.cfg.Sessions != nil {
 		srv.loops.Add(1)
 		go func() { defer srv.loops.Done(); srv.graceLoop(srv.ctx) }()
+	}
+	if srv.admin != nil {
+		srv.loops.Add(1)
+		go func() { defer srv.loops.Done(); srv.admin.run(srv.ctx) }()
 	}
 	if srv.cfg.Signals != nil {
 		srv.loops.Add(1)
