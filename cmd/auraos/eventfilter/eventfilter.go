@@ -105,3 +105,12 @@ func AboutUser(e eventstore.RecordedEvent, uid string) bool {
 	}
 	return false
 }
+
+// Next returns the smallest position after p, for paging through the log
+// with ReadAll's inclusive From.
+func Next(p eventstore.Position) eventstore.Position {
+	if p.Commit == p.Prepare {
+		return eventstore.Pos(p.Commit + 1)
+	}
+	return eventstore.Position{Commit: p.Commit, Prepare: p.Prepare + 1}
+}
