@@ -134,7 +134,9 @@ type Config struct {
 	NodeID string
 	// StatusInterval is the period of system_status_update (default 30s).
 	StatusInterval time.Duration
-	// CORSOrigins are the allowed origins; empty or "*" allows any.
+	// CORSOrigins are the allowed origins; empty or "*" allows any. Listed
+	// origins may also send credentials (cookies), as the Admin UI's page
+	// does.
 	CORSOrigins []string
 	// MaxFrame is the largest frame a client may send (default 1 MiB);
 	// a bigger one closes that socket.
@@ -338,7 +340,10 @@ func (srv *Server) cors() *types.Cors {
 	if allowsAnyOrigin(srv.cfg.CORSOrigins) {
 		return &types.Cors{Origin: "*"}
 	}
-	return &types.Cors{Origin: srv.cfg.CORSOrigins}
+	// Listed origins may send credentials: the Admin UI's page connects
+	// with withCredentials (for cookie-based sticky sessions), which a
+	// browser refuses against "*".
+	return &types.Cors{Origin: srv.cfg.CORSOrigins, Credentials: true}
 }
 
 func allowsAnyOrigin(origins []string) bool {
