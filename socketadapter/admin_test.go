@@ -261,6 +261,12 @@ func TestAdminCommands(t *testing.T) {
 		t.Fatalf("emit: %v", ack)
 	}
 	u.WaitEvent("ops_notice", func(raw json.RawMessage) bool { return string(raw) == `{"text":"hello"}` })
+	// ALL_EVENTS: what the socket sends and receives is copied to the UI.
+	a.WaitEvent("event_sent", func(raw json.RawMessage) bool { return string(raw) == `"/"` })
+	if ack := u.EmitAck("join_room", "more"); ack["ok"] != true {
+		t.Fatalf("join_room: %v", ack)
+	}
+	a.WaitEvent("event_received", func(raw json.RawMessage) bool { return string(raw) == `"/"` })
 	if ack := adminCommand(t, a, "leave", "/", "ops", sid); ack["ok"] != true {
 		t.Fatalf("leave: %v", ack)
 	}
