@@ -8,8 +8,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/auraos/realtime/socketadapter/sockettest"
 )
 
 // browserDir holds the browser suite (browser.mjs) and its node_modules:
@@ -75,11 +73,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	t.Parallel()
 	chromium := requireBrowser(t)
 	srv := startConsoleServer(t)
-	alice := sockettest.Dial(t, srv.URL, "websocket", nil)
-	if ack := alice.EmitAck("join_user_room", map[string]any{"userId": "alice", "userProfile": sockettest.Profile("alice")}); ack["ok"] != true {
-		t.Fatalf("join_user_room: %v", ack)
-	}
-	joinChat(t, alice, "alice", "lobby")
+	alice := aliceInLobby(t, srv.URL)
 	say(t, alice, "alice", "lobby", "hello before the browser came")
 	runBrowser(t, chromium, "console", srv.URL)
 }
@@ -92,10 +86,6 @@ func TestConsoleAdminUIInBrowser(t *testing.T) {
 	// The page connects with credentials, which needs its origin listed.
 	uiAddr := freeAddr(t)
 	srv := startConsoleServer(t, "--cors-origins", "http://"+uiAddr)
-	alice := sockettest.Dial(t, srv.URL, "websocket", nil)
-	if ack := alice.EmitAck("join_user_room", map[string]any{"userId": "alice", "userProfile": sockettest.Profile("alice")}); ack["ok"] != true {
-		t.Fatalf("join_user_room: %v", ack)
-	}
-	joinChat(t, alice, "alice", "lobby")
+	alice := aliceInLobby(t, srv.URL)
 	runBrowser(t, chromium, "adminui", srv.URL, "SOCKET_ID="+string(alice.S.Id()), "ROOM=room:lobby", "UI_ADDR="+uiAddr)
 }

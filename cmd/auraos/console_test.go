@@ -43,6 +43,18 @@ func startConsoleServer(t *testing.T, extra ...string) *server {
 	return startServer(t, t.TempDir(), append([]string{"--admin-ui", "--admin-ui-password-hash", hash, "--jwt-secret", consoleSecret}, extra...)...)
 }
 
+// aliceInLobby connects alice, who joins her presence and the chat room
+// lobby.
+func aliceInLobby(t *testing.T, url string) *sockettest.Client {
+	t.Helper()
+	alice := sockettest.Dial(t, url, "websocket", nil)
+	if ack := alice.EmitAck("join_user_room", map[string]any{"userId": "alice", "userProfile": sockettest.Profile("alice")}); ack["ok"] != true {
+		t.Fatalf("join_user_room: %v", ack)
+	}
+	joinChat(t, alice, "alice", "lobby")
+	return alice
+}
+
 // consoleGet fetches a console page with the request's credentials set by
 // auth, and returns its status and body.
 func consoleGet(t *testing.T, u string, auth func(*http.Request)) (int, string, http.Header) {
@@ -170,11 +182,7 @@ func TestConsolePages(t *testing.T) {
 		return body
 	}
 
-	alice := sockettest.Dial(t, srv.URL, "websocket", nil)
-	if ack := alice.EmitAck("join_user_room", map[string]any{"userId": "alice", "userProfile": sockettest.Profile("alice")}); ack["ok"] != true {
-		t.Fatalf("join_user_room: %v", ack)
-	}
-	joinChat(t, alice, "alice", "lobby")
+	alice := aliceInLobby(t, srv.URL)
 	say(t, alice, "alice", "lobby", "hello from the console test")
 	if ack := alice.EmitAck("update_app_status", map[string]any{"appId": "billing", "status": "active", "userProfile": sockettest.Profile("alice")}); ack["ok"] != true {
 		t.Fatalf("update_app_status: %v", ack)
