@@ -3,7 +3,6 @@ package socketadapter_test
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -323,6 +322,6 @@ func TestAdminReadOnlyRefusesCommands(t *testing.T) {
 		t.Fatalf("a read-only emit arrived: %v", got)
 	}
 	if ack := u.EmitAck("join_room", "more"); ack["ok"] != true {
-		t.Fatal(fmt.Sprint("the socket is not usable after the refused commands: ", ack))
+		t.Fatalf("the socket is not usable after the refused commands: %v", ack)
 	}
 }

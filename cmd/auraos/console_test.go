@@ -102,8 +102,13 @@ func TestConsoleHashPassword(t *testing.T) {
 			t.Fatalf("%s password: hashed to %q", c.name, out)
 		}
 	}
+	// config print masks the hash, which could be attacked offline.
+	out, stderr, code := runAuraos(t, []string{"AURAOS_ADMIN_UI_PASSWORD_HASH=" + hash}, "config", "print")
+	if code != 0 || strings.Contains(out, hash) || !strings.Contains(out, "admin-ui-password-hash") {
+		t.Fatalf("config print shows the hash or not the flag: exit %d\n%s%s", code, out, stderr)
+	}
 	// --admin-ui with nobody who could log in does not start.
-	_, stderr, code := runAuraos(t, nil, "serve", "--addr", freeAddr(t), "--data-dir", t.TempDir(), "--admin-ui")
+	_, stderr, code = runAuraos(t, nil, "serve", "--addr", freeAddr(t), "--data-dir", t.TempDir(), "--admin-ui")
 	if code == 0 || !strings.Contains(stderr, "--admin-ui needs --admin-ui-password-hash") {
 		t.Fatalf("serve --admin-ui without a hash or JWT: exit %d\n%s", code, stderr)
 	}
