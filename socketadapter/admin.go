@@ -10,6 +10,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"os"
 	"strings"
 	"sync"
@@ -379,9 +380,41 @@ func (a *adminUI) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			a.emit("server_stats", a.stats(a.traffic.take(a.srv.cfg.Now())))
+			stats := a.stats(a.traffic.take(a.srv.cfg.Now()))
+			a.emit("server_stats", stats)
+			a.publishStats(stats)
 		}
 	}
+}
+
+// publishStats sends this server's stats to the other servers sharing the
+// signal bus, whose Admin UI lists this server beside them (the Node
+// package gets the same from its cluster adapter's broadcast).
+func (a *adminUI) publishStats(stats map[string]any) {
+	bus := a.srv.cfg.Signals
+	if bus == nil {
+		return
+	}
+	raw, err := json.Marshal(stats)
+	if err != nil {
+		return
+	}
+	b, err := json.Marshal(typingSignal{Node: a.srv.cfg.NodeID, AdminStats: raw})
+	if err == nil && !bus.Publish(b) {
+		a.srv.cfg.Logger.Debug("admin stats signal dropped")
+	}
+}
+
+// relayStats shows another server's stats to this server's Admin UI.
+func (a *adminUI) relayStats(raw json.RawMessage) {
+	if !a.watched() {
+		return
+	}
+	var stats map[string]any
+	if json.Unmarshal(raw, &stats) != nil {
+		return
+	}
+	a.emit("server_stats", stats)
 }
 
 // namespaceDetails is typed-events.ts's NamespaceDetails.

@@ -325,3 +325,43 @@ func TestAdminReadOnlyRefusesCommands(t *testing.T) {
 		t.Fatalf("the socket is not usable after the refused commands: %v", ack)
 	}
 }
+
+// linkedBus is one end of an in-process signal bus between two servers:
+// what one publishes, the other receives.
+type linkedBus struct {
+	in  chan []byte
+	out chan<- []byte
+}
+
+func (b linkedBus) Publish(p []byte) bool {
+	select {
+	case b.out <- p:
+		return true
+	default:
+		return false
+	}
+}
+
+func (b linkedBus) Signals() <-chan []byte { return b.in }
+
+// With several servers, the Admin UI connected to one lists each under its
+// node id: their stats cross the signal bus.
+func TestAdminListsEveryServer(t *testing.T) {
+	t.Parallel()
+	ab, ba := make(chan []byte, 64), make(chan []byte, 64)
+	cfgA, cfgB := adminConfig(t, false), adminConfig(t, false)
+	cfgA.NodeID, cfgA.Signals = "node-a", linkedBus{in: ba, out: ab}
+	cfgB.NodeID, cfgB.Signals = "node-b", linkedBus{in: ab, out: ba}
+	a := startStack(t, cfgA)
+	startStack(t, cfgB)
+	admin, _ := dialAdmin(t, a.URL, map[string]any{"username": "admin", "password": adminPassword})
+	for _, node := range []string{"node-a", "node-b"} {
+		admin.WaitEvent("server_stats", func(raw json.RawMessage) bool {
+			var s struct {
+				ServerID string `json:"serverId"`
+			}
+			_ = json.Unmarshal(raw, &s)
+			return s.ServerID == node
+		})
+	}
+}
