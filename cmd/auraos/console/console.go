@@ -72,13 +72,17 @@ type ReadSide interface {
 
 // ChainHead is the last link of the log's hash chain.
 type ChainHead struct {
+	// Position is the last chained event's log position.
 	Position eventstore.Position
-	Hash     string
+	// Hash is the chain's hash through that event, as `events head` prints it.
+	Hash string
 }
 
 // Config is what a Console runs with.
 type Config struct {
+	// Auth checks every request's credentials. Required.
 	Auth Auth
+	// Read is what the pages show. Required.
 	Read ReadSide
 	// Logger receives refusals and rebuild outcomes (default slog.Default()).
 	Logger *slog.Logger
