@@ -224,7 +224,7 @@ func TestConsolePages(t *testing.T) {
 	}
 
 	// One event: its data, metadata and causation chain.
-	posted := regexp.MustCompile(`<tr data-position="([^"]+)"><td>.*?</td><td>[^<]*</td><td>chat-lobby</td><td>MessagePosted</td>`).FindStringSubmatch(get("/console/events?type=MessagePosted"))
+	posted := regexp.MustCompile(`<tr data-position="([^"]+)"><td>.*?</td><td[^>]*>[^<]*</td><td>chat-lobby</td><td>MessagePosted</td>`).FindStringSubmatch(get("/console/events?type=MessagePosted"))
 	if posted == nil {
 		t.Fatal("no MessagePosted row")
 	}

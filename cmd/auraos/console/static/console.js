@@ -45,11 +45,11 @@ function followEvents() {
         a.textContent = e.position;
         const pos = document.createElement("td");
         pos.appendChild(a);
-        const data = cell("", "wide");
+        const data = cell("", "wide opt");
         const code = document.createElement("code");
         code.textContent = e.summary;
         data.appendChild(code);
-        tr.append(pos, cell(fmtTime(e.time)), cell(e.stream), cell(e.type), cell(e.user), data);
+        tr.append(pos, cell(fmtTime(e.time), "opt"), cell(e.stream), cell(e.type), cell(e.user), data);
         tbody.insertBefore(tr, tbody.firstChild);
       }
       head = body.head;
