@@ -7,7 +7,7 @@ LDFLAGS  := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
 FUZZTIME ?= 3s
 
-.PHONY: build run test test-summary lint bench fuzz clean
+.PHONY: build run test test-summary lint bench fuzz screenshots clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/auraos
@@ -19,15 +19,19 @@ run: build
 	./$(BIN) serve $(if $(ADDR),--addr $(ADDR)) $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
 E2E_JS := cmd/auraos/testdata/e2e
+# The browser tests (headless Chromium through playwright-core) of /console
+# and of the official Admin UI's page against /admin.
+BROWSER_JS := cmd/auraos/testdata/browser
 
 GO_TEST := $(GO) test -race -count=1 -timeout 12m ./...
 
 # PostgreSQL tests run when AURAOS_TEST_POSTGRES_URL is set and skip otherwise;
 # go test shows skips only with -v, so test-summary says it in one line, after
 # the tests whether they passed or not. The end-to-end suite drives the real
-# server with the official JavaScript socket.io-client, installed here from
-# the committed lockfile.
-test: $(E2E_JS)/node_modules/.package-lock.json
+# server with the official JavaScript socket.io-client, and the browser
+# tests drive Debian's chromium, both installed here from the committed
+# lockfiles.
+test: $(E2E_JS)/node_modules/.package-lock.json $(BROWSER_JS)/node_modules/.package-lock.json
 	$(GO) vet ./...
 	@echo '$(GO_TEST)'; status=0; $(GO_TEST) || status=$$?; $(TEST_SUMMARY); exit $$status
 
@@ -38,6 +42,14 @@ test-summary:
 
 $(E2E_JS)/node_modules/.package-lock.json: $(E2E_JS)/package-lock.json
 	npm ci --prefix $(E2E_JS) --no-audit --no-fund
+
+$(BROWSER_JS)/node_modules/.package-lock.json: $(BROWSER_JS)/package-lock.json
+	npm ci --prefix $(BROWSER_JS) --no-audit --no-fund
+
+# The README's screenshots of /console and of the Admin UI, taken by the
+# browser tests.
+screenshots: $(BROWSER_JS)/node_modules/.package-lock.json
+	AURAOS_TEST_SCREENSHOTS=$(CURDIR)/docs $(GO) test -count=1 -run 'TestConsole.*InBrowser' ./cmd/auraos
 
 # staticcheck runs at a pinned version through `go run pkg@version`, which
 # fetches it through the module proxy on a fresh machine and, unlike a tool

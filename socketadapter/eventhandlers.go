@@ -43,6 +43,7 @@ func (c *conn) joinUserRoom(ctx context.Context, payload any) (reply, error) {
 		c.srv.endLate(sess, &ev, nil)
 		return reply{}, domain.Errorf(domain.EUNAVAILABLE, "the connection closed while joining")
 	}
+	c.srv.adminUpdated(sess.id)
 	c.s.Join(userRoom(ev.UserID))
 	c.srv.saveSession(ctx, sess)
 	return c.stored(ctx, res.Position)
@@ -189,6 +190,7 @@ func (c *conn) sendMessage(ctx context.Context, payload any) (reply, error) {
 		return reply{}, err
 	}
 	sess.bind(sub.Actor)
+	c.srv.adminUpdated(sess.id)
 	// The socket's next events are handled while this one is stored: the
 	// store keeps the submission order, and the ack follows when durable.
 	return reply{later: func(ctx context.Context) (map[string]any, error) {

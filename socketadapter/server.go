@@ -134,7 +134,9 @@ type Config struct {
 	NodeID string
 	// StatusInterval is the period of system_status_update (default 30s).
 	StatusInterval time.Duration
-	// CORSOrigins are the allowed origins; empty or "*" allows any.
+	// CORSOrigins are the allowed origins; empty or "*" allows any. Listed
+	// origins may also send credentials (cookies), as the Admin UI's page
+	// does.
 	CORSOrigins []string
 	// MaxFrame is the largest frame a client may send (default 1 MiB);
 	// a bigger one closes that socket.
@@ -186,6 +188,9 @@ type Config struct {
 	// Limits are the per-socket rate limits.
 	Limits RateLimits
 	Auth   Authenticator
+	// Admin serves the Admin UI's namespace /admin (nil: the namespace
+	// does not exist).
+	Admin *AdminConfig
 	// Observer receives measurements (default: none are kept).
 	Observer Observer
 	Logger   *slog.Logger
@@ -267,6 +272,7 @@ type Server struct {
 
 	dispatch *dispatcher
 	presence *presenceBroadcaster
+	admin    *adminUI // nil unless Config.Admin is set
 
 	ctx      context.Context // ends at Shutdown; parent of command contexts
 	cancel   context.CancelFunc
@@ -321,6 +327,9 @@ func New(cfg Config, h Handlers, q Queries, m ReadModels, feed Feed) *Server {
 		}
 	})
 	srv.handler = srv.io.ServeHandler(nil)
+	if cfg.Admin != nil {
+		srv.admin = newAdminUI(srv, *cfg.Admin)
+	}
 	if !cfg.DirectWrites {
 		srv.handler = coalesceWebsocketWrites(srv.handler)
 	}
@@ -331,7 +340,10 @@ func (srv *Server) cors() *types.Cors {
 	if allowsAnyOrigin(srv.cfg.CORSOrigins) {
 		return &types.Cors{Origin: "*"}
 	}
-	return &types.Cors{Origin: srv.cfg.CORSOrigins}
+	// Listed origins may send credentials: the Admin UI's page connects
+	// with withCredentials (for cookie-based sticky sessions), which a
+	// browser refuses against "*".
+	return &types.Cors{Origin: srv.cfg.CORSOrigins, Credentials: true}
 }
 
 func allowsAnyOrigin(origins []string) bool {
@@ -359,8 +371,8 @@ func originAllowed(origins []string, origin string) bool {
 func (srv *Server) Handler() http.Handler { return srv.handler }
 
 // Run subscribes to the live feed from the log's head and runs the
-// dispatcher, the online_users broadcaster and the periodic status until
-// Shutdown. It returns once they run; their errors are logged and retried.
+// dispatcher, the online_users broadcaster, the periodic status and, with
+// the Admin UI on, its server_stats until Shutdown. It returns once they run; their errors are logged and retried.
 func (srv *Server) Run(ctx context.Context) error {
 	head, err := srv.feed.Head(ctx)
 	if err != nil {
@@ -375,6 +387,10 @@ func (srv *Server) Run(ctx context.Context) error {
 	if srv.cfg.Sessions != nil {
 		srv.loops.Add(1)
 		go func() { defer srv.loops.Done(); srv.graceLoop(srv.ctx) }()
+	}
+	if srv.admin != nil {
+		srv.loops.Add(1)
+		go func() { defer srv.loops.Done(); srv.admin.run(srv.ctx) }()
 	}
 	if srv.cfg.Signals != nil {
 		srv.loops.Add(1)

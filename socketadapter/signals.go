@@ -18,12 +18,15 @@ type SignalBus interface {
 	Signals() <-chan []byte
 }
 
-// typingSignal is a user_typing that one server sends to the others.
+// typingSignal is a user_typing that one server sends to the others, or,
+// with AdminStats, its Admin UI server_stats, so that the UI connected to
+// any server lists every server.
 type typingSignal struct {
-	Node   string        `json:"node"`
-	Room   string        `json:"room"`
-	Except string        `json:"except,omitempty"` // the typing socket
-	Typing typingPayload `json:"typing"`
+	Node       string          `json:"node"`
+	Room       string          `json:"room"`
+	Except     string          `json:"except,omitempty"` // the typing socket
+	Typing     typingPayload   `json:"typing"`
+	AdminStats json.RawMessage `json:"adminStats,omitempty"`
 }
 
 // sendTyping shows user_typing to room's members on this server (except
@@ -48,7 +51,8 @@ func (srv *Server) emitTypingLocal(room, sid string, p typingPayload) {
 }
 
 // relaySignals shows the other servers' typing signals to this server's
-// sockets until ctx ends or the bus closes.
+// sockets, and their server_stats to its Admin UI, until ctx ends or the
+// bus closes.
 func (srv *Server) relaySignals(ctx context.Context, signals <-chan []byte) {
 	for {
 		select {
@@ -57,7 +61,14 @@ func (srv *Server) relaySignals(ctx context.Context, signals <-chan []byte) {
 				return
 			}
 			var s typingSignal
-			if err := json.Unmarshal(b, &s); err != nil || s.Room == "" || s.Typing.UserID == "" {
+			err := json.Unmarshal(b, &s)
+			if err == nil && len(s.AdminStats) > 0 {
+				if s.Node != srv.cfg.NodeID && srv.admin != nil {
+					srv.admin.relayStats(s.AdminStats)
+				}
+				continue
+			}
+			if err != nil || s.Room == "" || s.Typing.UserID == "" {
 				srv.cfg.Logger.Debug("ignoring a malformed signal", "err", err)
 				continue
 			}

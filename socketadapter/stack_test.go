@@ -1,6 +1,7 @@
 package socketadapter_test
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"testing"
@@ -21,14 +22,14 @@ type stack struct {
 }
 
 // startStack runs the server in process with the adapter settings cfg
-// until the test ends.
+// until the test ends, as node cfg.NodeID (default test-node).
 func startStack(t testing.TB, cfg socketadapter.Config) *stack {
 	t.Helper()
 	logs := &syncbuf.Buffer{}
 	srv := app.New(app.Config{
 		Storage: app.Storage{DataDir: t.TempDir(), EventStore: "sqlite"},
 		Addr:    "127.0.0.1:0",
-		NodeID:  "test-node",
+		NodeID:  cmp.Or(cfg.NodeID, "test-node"),
 		Socket:  cfg,
 		Logger:  slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/auraos/realtime/cmd/auraos/app"
+	"github.com/auraos/realtime/cmd/auraos/eventfilter"
 	"github.com/auraos/realtime/domain"
 	"github.com/auraos/realtime/eventstore"
 	"github.com/auraos/realtime/eventstore/sqlstore"
@@ -152,7 +153,7 @@ func runEventsRead(ctx context.Context, out io.Writer, o eventsReadOptions) erro
 		if len(evs) < page {
 			break
 		}
-		next = nextPosition(last)
+		next = eventfilter.Next(last)
 	}
 	if !o.follow || sel.reached(last) {
 		return nil
@@ -196,15 +197,6 @@ func runEventsRead(ctx context.Context, out io.Writer, o eventsReadOptions) erro
 			return nil
 		}
 	}
-}
-
-// nextPosition returns the smallest position after p, for paging with an
-// inclusive From.
-func nextPosition(p eventstore.Position) eventstore.Position {
-	if p.Commit == p.Prepare {
-		return eventstore.Pos(p.Commit + 1)
-	}
-	return eventstore.Position{Commit: p.Commit, Prepare: p.Prepare + 1}
 }
 
 type eventPrinter interface {

@@ -1,10 +1,9 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
 	"time"
 
+	"github.com/auraos/realtime/cmd/auraos/eventfilter"
 	"github.com/auraos/realtime/domain"
 	"github.com/auraos/realtime/eventstore"
 )
@@ -19,18 +18,15 @@ import (
 // SQL predicate on them would scan anyway, would need each dialect's JSON
 // functions, and could not run on EventStoreDB at all; commit times have no
 // index either, and since a clock may step back they do not bound the scan
-// (--from does). Checks run cheapest first, and a byte search for the quoted
-// id rejects most events before any JSON is decoded.
+// (--from does). Checks run cheapest first; the user and correlation checks
+// are package eventfilter's, which the /console event log shares.
 
 // eventSelection is the --user, --correlation, --since and --until part of
 // `events read`.
 type eventSelection struct {
-	user, correlation string
-	// userNeedle and correlationNeedle are the ids as JSON strings when they
-	// can be written only one way; nil means every event is decoded.
-	userNeedle, correlationNeedle []byte
-	since                         time.Time
-	until                         bound
+	ids   eventfilter.IDs // --user and --correlation
+	since time.Time
+	until bound
 }
 
 // untilGrace is how long after an --until TIME a --follow keeps waiting:
@@ -59,33 +55,13 @@ func newEventSelection(o eventsReadOptions) (eventSelection, error) {
 	for _, id := range []struct {
 		flag, value string
 		set         bool
-		to          *string
-		needle      *[]byte
-	}{
-		{"--user", o.user, o.userSet, &s.user, &s.userNeedle},
-		{"--correlation", o.correlation, o.correlationSet, &s.correlation, &s.correlationNeedle},
-	} {
+	}{{"--user", o.user, o.userSet}, {"--correlation", o.correlation, o.correlationSet}} {
 		if id.set && id.value == "" {
 			return s, domain.Errorf(domain.EINVALID, "%s needs an id", id.flag)
 		}
-		*id.to, *id.needle = id.value, plainJSONString(id.value)
 	}
+	s.ids = eventfilter.New(o.user, o.correlation)
 	return s, nil
-}
-
-// plainJSONString returns s as a JSON string when every JSON encoder writes
-// it the same way (printable ASCII that nothing escapes), else nil.
-func plainJSONString(s string) []byte {
-	if s == "" {
-		return nil
-	}
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c < 0x20 || c > 0x7e, c == '"', c == '\\', c == '/', c == '<', c == '>', c == '&':
-			return nil
-		}
-	}
-	return []byte(`"` + s + `"`)
 }
 
 // beyond reports whether e lies past --until POSITION, where the read ends.
@@ -122,44 +98,5 @@ func (s eventSelection) match(e eventstore.RecordedEvent) bool {
 	if s.beyond(e.Position) || s.lateCommit(e) {
 		return false
 	}
-	if s.correlation == "" && s.user == "" {
-		return true
-	}
-	if s.correlationNeedle != nil && !bytes.Contains(e.Metadata, s.correlationNeedle) {
-		return false
-	}
-	if s.userNeedle != nil && !bytes.Contains(e.Metadata, s.userNeedle) && !bytes.Contains(e.Data, s.userNeedle) {
-		return false
-	}
-	var meta struct {
-		UserID        string `json:"userId"`
-		CorrelationID string `json:"correlationId"`
-	}
-	_ = json.Unmarshal(e.Metadata, &meta) // metadata that does not decode names nobody
-	if s.correlation != "" && meta.CorrelationID != s.correlation {
-		return false
-	}
-	return s.user == "" || meta.UserID == s.user || aboutUser(e, s.user)
-}
-
-// aboutUser reports whether e's data names uid as the user it is about:
-// whose presence or chat membership it is, who posted the message, to or
-// from whom the notification went, who changed the app, the agent or sent
-// the alert. Other events, and data that does not decode, are about nobody.
-func aboutUser(e eventstore.RecordedEvent, uid string) bool {
-	var d struct {
-		UserID string `json:"userId"`
-		To     string `json:"to"`
-		From   string `json:"from"`
-		By     string `json:"by"`
-	}
-	switch e.Type {
-	case domain.TypePresenceJoined, domain.TypePresenceLeft, domain.TypeChatMemberJoined, domain.TypeChatMemberLeft, domain.TypeMessagePosted:
-		return json.Unmarshal(e.Data, &d) == nil && d.UserID == uid
-	case domain.TypeNotificationSent:
-		return json.Unmarshal(e.Data, &d) == nil && (d.To == uid || d.From == uid)
-	case domain.TypeAppStatusChanged, domain.TypeDataAgentUpdated, domain.TypeSystemAlertBroadcast:
-		return json.Unmarshal(e.Data, &d) == nil && d.By == uid
-	}
-	return false
+	return s.ids.Match(e)
 }

@@ -39,6 +39,7 @@ type serveOptions struct {
 	limits          rateFlags
 	jwt             jwtFlags
 	ai              aiFlags
+	adminUI         adminUIFlags
 	readyMaxLag     uint64
 	gcPercent       int
 	debugAddr       string
@@ -170,6 +171,7 @@ and exits 0.`,
 	o.limits.register(f)
 	o.jwt.register(f)
 	o.ai.register(f)
+	o.adminUI.register(f)
 	return cmd
 }
 
@@ -272,6 +274,14 @@ func (o serveOptions) appConfig(ctx context.Context, log *slog.Logger) (app.Conf
 	if _, err := o.signals.Kind(o.storage.EventStore); err != nil {
 		return app.Config{}, err
 	}
+	var tokens socketadapter.Authenticator
+	if _, open := auth.(socketadapter.OpenAuth); !open {
+		tokens = auth
+	}
+	admin, err := o.adminUI.config(tokens)
+	if err != nil {
+		return app.Config{}, err
+	}
 	return app.Config{
 		Storage: o.storage,
 		Addr:    o.addr,
@@ -280,7 +290,7 @@ func (o serveOptions) appConfig(ctx context.Context, log *slog.Logger) (app.Conf
 			StatusInterval: o.statusInterval, CORSOrigins: o.corsOrigins, MaxFrame: o.maxFrame, ClientQueueMax: o.clientQueueMax,
 			CommandTimeout: o.commandTimeout, Limits: limits, Auth: auth,
 			RecoveryWindow: orOff(o.recoveryWindow), RecoveryMaxEvents: o.recoveryMax,
-			PresenceGrace: orOff(o.presenceGrace), MaxRooms: o.maxRooms,
+			PresenceGrace: orOff(o.presenceGrace), MaxRooms: o.maxRooms, Admin: admin,
 		},
 		Signals:         o.signals,
 		ReapInterval:    o.reapInterval,

@@ -49,10 +49,17 @@ func Dial(t testing.TB, url, transport string, auth map[string]any) *Client {
 // connection; a refusal by the server is returned at once. The same race can
 // leak the client's connect timer, which dialOnce keeps out of reach.
 func TryDial(t testing.TB, url, transport string, auth map[string]any) (*Client, error) {
+	return TryDialProbing(t, url, transport, auth, "request_system_status")
+}
+
+// TryDialProbing is TryDial for a namespace other than the default one:
+// probe names an event the namespace acknowledges (whether it accepts it
+// or not), which tells a usable connection from a broken one.
+func TryDialProbing(t testing.TB, url, transport string, auth map[string]any, probe string) (*Client, error) {
 	var err error
 	for range 3 {
 		var c *Client
-		c, err = dialOnce(t, url, transport, auth)
+		c, err = dialOnce(t, url, transport, auth, probe)
 		if err == nil {
 			return c, nil
 		}
@@ -68,7 +75,7 @@ func TryDial(t testing.TB, url, transport string, auth map[string]any) (*Client,
 // transport's "open" event never connects, so the attempt is retried.
 const connectTimeout = 5 * time.Second
 
-func dialOnce(t testing.TB, url, transport string, auth map[string]any) (*Client, error) {
+func dialOnce(t testing.TB, url, transport string, auth map[string]any, probe string) (*Client, error) {
 	t.Helper()
 	opts := sioc.DefaultOptions()
 	switch transport {
@@ -155,7 +162,7 @@ func dialOnce(t testing.TB, url, transport string, auth map[string]any) (*Client
 	// The Go client sometimes sends its namespace CONNECT twice, which
 	// the server (like Node's) answers by closing the connection; a round
 	// trip tells a usable connection from such a one.
-	if _, err := c.TryEmitAck("request_system_status", nil); err != nil {
+	if _, err := c.TryEmitAck(probe, nil); err != nil {
 		s.Disconnect()
 		return nil, fmt.Errorf("connection unusable right after connecting: %w", err)
 	}

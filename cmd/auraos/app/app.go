@@ -20,6 +20,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/auraos/realtime/cmd/auraos/console"
 	"github.com/auraos/realtime/commands"
 	"github.com/auraos/realtime/domain"
 	"github.com/auraos/realtime/eventstore"
@@ -103,6 +104,7 @@ type Server struct {
 	liveness      liveness
 	signals       signalBus
 	adapter       *socketadapter.Server
+	console       *console.Console // with the Admin UI on
 	stopReaper    func()
 	stopAssistant func()
 
@@ -170,7 +172,9 @@ func (s *Server) Open(ctx context.Context) (err error) {
 	if s.stopAssistant, err = startAssistant(ctx, s.cfg.AI, deps, s.store, s.rdb.Writer, s.adapter, s.cfg.NodeID, s.log, s.metrics.aiCall); err != nil {
 		return err
 	}
-	s.serveHTTP()
+	if err := s.serveHTTP(); err != nil {
+		return err
+	}
 	if s.cfg.DebugAddr != "" {
 		if s.stopDebug, err = serveDebug(s.cfg.DebugAddr, s.log); err != nil {
 			return err
@@ -289,18 +293,23 @@ func (s *Server) startAdapter(ctx context.Context, deps commands.Deps) error {
 	return s.adapter.Run(ctx)
 }
 
-// serveHTTP serves the Socket.IO endpoint, health, readiness and metrics on
-// the listener.
-func (s *Server) serveHTTP() {
+// serveHTTP serves the Socket.IO endpoint, health, readiness, metrics and,
+// with the Admin UI on, the console on the listener.
+func (s *Server) serveHTTP() error {
 	s.metrics.registry.MustRegister(newLiveCollector(s.adapter.SocketsByTransport, projections.OnlineCountQuery{DB: s.rdb.Reader}.Handle, s.store.Head, s.runners))
 	mux := http.NewServeMux()
 	mux.Handle("/socket.io/", s.adapter.Handler())
 	mux.HandleFunc("/healthz", healthz)
 	mux.Handle("/readyz", readiness{store: s.store, readDB: s.rdb.Reader, runners: s.runners, maxLag: s.cfg.ReadyMaxLag, timeout: 2 * time.Second, appends: &s.metrics.appends})
 	mux.Handle("/metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
+	if err := s.mountConsole(mux); err != nil {
+		return err
+	}
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() { s.serveErr <- s.http.Serve(s.ln) }()
-	s.log.Info("serving", "addr", s.Addr(), "node", s.cfg.NodeID, "event_store", storeKind(s.cfg.Storage.EventStore), "data_dir", s.cfg.Storage.DataDir)
+	s.log.Info("serving", "addr", s.Addr(), "node", s.cfg.NodeID, "event_store", storeKind(s.cfg.Storage.EventStore), "data_dir", s.cfg.Storage.DataDir,
+		"admin_ui", s.console != nil)
+	return nil
 }
 
 // Run serves until ctx ends (it returns nil) or the HTTP server fails.
@@ -323,7 +332,8 @@ func (s *Server) Run(ctx context.Context) error {
 //  1. stop accepting connections;
 //  2. the adapter refuses new client events, finishes the appends in flight
 //     and disconnects every socket, storing the end of each session;
-//  3. the HTTP server stops (its handlers are done);
+//  3. the HTTP server stops (its handlers are done), then the console's
+//     rebuilds;
 //  4. the reactors stop (the AI assistant, the reaper of dead servers);
 //  5. the followers stop (the projection runners; the adapter's live feed
 //     stopped in step 2);
@@ -354,6 +364,9 @@ func (s *Server) close() error {
 		if err := s.http.Shutdown(ctx); err != nil && !errors.Is(err, net.ErrClosed) {
 			errs = append(errs, fmt.Errorf("the HTTP server did not stop in time: %w", err))
 		}
+	}
+	if s.console != nil {
+		s.console.Close() // its rebuilds, before the stores close
 	}
 	if s.stopAssistant != nil {
 		s.stopAssistant()
