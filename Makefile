@@ -49,7 +49,7 @@ $(BROWSER_JS)/node_modules/.package-lock.json: $(BROWSER_JS)/package-lock.json
 # The README's screenshots of /console and of the Admin UI, taken by the
 # browser tests.
 screenshots: $(BROWSER_JS)/node_modules/.package-lock.json
-	AURAOS_TEST_SCREENSHOTS=$(CURDIR)/docs $(GO) test -count=1 -run 'TestConsole.*InBrowser' ./cmd/auraos
+	AURAOS_TEST_SCREENSHOTS=$(CURDIR)/cmd/auraos/console/screenshots $(GO) test -count=1 -run 'TestConsole.*InBrowser' ./cmd/auraos
 
 # staticcheck runs at a pinned version through `go run pkg@version`, which
 # fetches it through the module proxy on a fresh machine and, unlike a tool

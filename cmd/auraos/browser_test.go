@@ -15,7 +15,7 @@ import (
 const browserDir = "testdata/browser"
 
 // screenshotsEnv, when set to a directory, makes the browser tests save
-// their screenshots there (`make screenshots` sets it to docs/).
+// their screenshots there (`make screenshots` sets it to cmd/auraos/console/screenshots/).
 const screenshotsEnv = "AURAOS_TEST_SCREENSHOTS"
 
 // requireBrowser returns Chromium's path. Without Chromium, Node.js or the
