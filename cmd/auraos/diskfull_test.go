@@ -75,10 +75,14 @@ func TestOpsDiskFullSessionEndsAreRetried(t *testing.T) {
 			t.Fatal(err)
 		}
 		if ack["ok"] != true {
-			refused = strings.Contains(string(mustJSON(t, ack)), "UNAVAILABLE")
-			if !refused {
+			raw := string(mustJSON(t, ack))
+			if !strings.Contains(raw, "UNAVAILABLE") {
 				t.Fatalf("send_message on a full disk: %v, want UNAVAILABLE", ack)
 			}
+			// Only the append's own refusal is what this test is about; on
+			// a loaded machine a step before it (a read, a deadline) may
+			// give up first, and the next message tries again.
+			refused = strings.Contains(raw, "full")
 		}
 	}
 	if !refused {
