@@ -105,13 +105,29 @@ var dialer = &websocket.Dialer{
 	WriteBufferSize:  2048,
 }
 
+// connsPerSourceAddr is how many connections share one loopback source
+// address: one address has about 28,000 ephemeral ports
+// (net.ipv4.ip_local_port_range), so 50,000 websockets need two.
+const connsPerSourceAddr = 25_000
+
+// sourceAddr is the local address of connection id: 127.0.0.1 for the first
+// connsPerSourceAddr, then 127.0.0.2, … (all of 127/8 is loopback).
+func sourceAddr(id int) *net.TCPAddr {
+	return &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(1+id/connsPerSourceAddr))}
+}
+
 // dial opens a websocket, completes the Engine.IO and Socket.IO handshakes
-// and starts the reading goroutine with h as the packet handler.
-func dial(ctx context.Context, endpoint string, id int, h handler) (*client, error) {
+// (auth, when not nil, is the CONNECT packet's auth object) and starts the
+// reading goroutine with h as the packet handler.
+func dial(ctx context.Context, endpoint string, id int, h handler, auth []byte) (*client, error) {
 	var nc *countingConn
 	d := *dialer
 	d.NetDialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		conn, err := (&net.Dialer{Timeout: 10 * time.Second}).DialContext(ctx, network, addr)
+		nd := &net.Dialer{Timeout: 10 * time.Second}
+		if id >= connsPerSourceAddr {
+			nd.LocalAddr = sourceAddr(id)
+		}
+		conn, err := nd.DialContext(ctx, network, addr)
 		if err != nil {
 			return nil, err
 		}
@@ -142,7 +158,7 @@ func dial(ctx context.Context, endpoint string, id int, h handler) (*client, err
 		return nil, fmt.Errorf("expected an open packet, got %.60q", open)
 	}
 	// Socket.IO CONNECT to the default namespace.
-	if err := c.write([]byte("40")); err != nil {
+	if err := c.write(append([]byte("40"), auth...)); err != nil {
 		ws.Close()
 		return nil, err
 	}
@@ -180,11 +196,11 @@ func dial(ctx context.Context, endpoint string, id int, h handler) (*client, err
 
 // dialRetry dials with a few retries: a burst of connections can overflow
 // a listen backlog.
-func dialRetry(ctx context.Context, endpoint string, id int, h handler) (*client, error) {
+func dialRetry(ctx context.Context, endpoint string, id int, h handler, auth []byte) (*client, error) {
 	var err error
 	for attempt := 0; attempt < 6; attempt++ {
 		var c *client
-		if c, err = dial(ctx, endpoint, id, h); err == nil {
+		if c, err = dial(ctx, endpoint, id, h, auth); err == nil {
 			return c, nil
 		}
 		if ctx.Err() != nil {
@@ -360,9 +376,10 @@ func eventName(pkt []byte) []byte {
 	return rest[:end]
 }
 
-// connectAll dials n clients, at most par at a time, and returns them in
-// order. On error it closes what it opened.
-func connectAll(ctx context.Context, endpoint string, n, par int, h func(i int) handler, progress func(done int)) ([]*client, error) {
+// connectAll dials n clients, at most par at a time, each with the CONNECT
+// auth object auth (nil: none), and returns them in order. On error it
+// closes what it opened.
+func connectAll(ctx context.Context, endpoint string, n, par int, auth []byte, h func(i int) handler, progress func(done int)) ([]*client, error) {
 	clients := make([]*client, n)
 	var next atomic.Int64
 	var connected atomic.Int64
@@ -380,7 +397,7 @@ func connectAll(ctx context.Context, endpoint string, n, par int, h func(i int) 
 				if i >= n || ctx.Err() != nil {
 					return
 				}
-				c, err := dialRetry(ctx, endpoint, i, h(i))
+				c, err := dialRetry(ctx, endpoint, i, h(i), auth)
 				if err != nil {
 					emu.Lock()
 					if firstErr == nil {

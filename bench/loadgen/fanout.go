@@ -22,6 +22,11 @@ type fanoutConfig struct {
 	warmup, duration         time.Duration
 	ack                      bool
 	serverPID                int
+	// slowPerRoom non-reading members join every room (slow.go); the
+	// result is then the "slow" scenario's, with metricsURL's
+	// auraos_slow_disconnects_total when given.
+	slowPerRoom int
+	metricsURL  string
 }
 
 // member is one connection's state, touched only by its reading goroutine
@@ -68,7 +73,7 @@ func runFanout(ctx context.Context, endpoint string, cfg fanoutConfig) (*Result,
 	}
 	logf("fanout: connecting %d clients (%d rooms × %d members)", n, cfg.rooms, cfg.members)
 	start := time.Now()
-	clients, err := connectAll(ctx, endpoint, n, 64, func(i int) handler {
+	clients, err := connectAll(ctx, endpoint, n, 64, nil, func(i int) handler {
 		m := run.members[i]
 		return func(c *client, pkt []byte, now int64) { run.onPacket(c, m, pkt, now) }
 	}, nil)
@@ -98,7 +103,22 @@ func runFanout(ctx context.Context, endpoint string, cfg fanoutConfig) (*Result,
 	}); err != nil {
 		return nil, err
 	}
-	logf("fanout: joined in %v; warm-up %v, then %v measured", time.Since(start).Round(time.Millisecond), cfg.warmup, cfg.duration)
+	var slow []*slowMember
+	defer func() {
+		for _, s := range slow {
+			_ = s.ws.Close()
+		}
+	}()
+	for r := 0; r < cfg.rooms; r++ {
+		for k := 0; k < cfg.slowPerRoom; k++ {
+			s, err := dialSlow(ctx, endpoint, r, fmt.Sprintf("bench_r%d_slow%d", r, k))
+			if err != nil {
+				return nil, err
+			}
+			slow = append(slow, s)
+		}
+	}
+	logf("fanout: joined in %v (%d slow members); warm-up %v, then %v measured", time.Since(start).Round(time.Millisecond), len(slow), cfg.warmup, cfg.duration)
 	time.Sleep(200 * time.Millisecond) // let user_joined_chat broadcasts settle
 
 	// The senders start; the window opens after the warm-up.
@@ -132,6 +152,16 @@ func runFanout(ctx context.Context, endpoint string, cfg fanoutConfig) (*Result,
 	rssKiB, _ := procRSS(cfg.serverPID)
 	hwmKiB, _ := procHWM(cfg.serverPID)
 	closeAll(clients)
+	slowGone := 0
+	var smu sync.Mutex
+	_ = parallel(ctx, len(slow), 16, func(i int) error {
+		if slow[i].disconnected(2 * time.Second) {
+			smu.Lock()
+			slowGone++
+			smu.Unlock()
+		}
+		return nil
+	})
 	window := time.Duration(we - ws)
 
 	// The reading goroutines have ended: their state is ours to merge.
@@ -155,6 +185,11 @@ func runFanout(ctx context.Context, endpoint string, cfg fanoutConfig) (*Result,
 		WindowSeconds: window.Seconds(), Delivered: int64(len(all)),
 		DeliveredPerSec: float64(len(all)) / window.Seconds(), SentPerSec: float64(senderReceipts) / window.Seconds(),
 		Reordered: reordered, Errors: errs, ServerRSSKiB: rssKiB, ServerHWMKiB: hwmKiB}
+	if cfg.slowPerRoom > 0 {
+		res.Scenario = "slow"
+		res.SlowMembers, res.SlowDisconnected = len(slow), slowGone
+		res.SlowDisconnectsMetric = slowDisconnectsMetric(ctx, cfg.metricsURL)
+	}
 	res.setLatencies(all)
 	if cfg.serverPID > 0 && cpu1 >= cpu0 {
 		res.ServerCPU = (cpu1 - cpu0) / window.Seconds()

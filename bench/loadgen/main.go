@@ -3,7 +3,8 @@
 // scenarios of `make bench`:
 //
 //	loadgen -url http://127.0.0.1:5000 -scenario fanout [-rooms 50 -members 20 -inflight 4 -warmup 3s -duration 10s]
-//	loadgen -url … -scenario storm [-clients 1000 -spread 5s -timeout 60s]
+//	loadgen -url … -scenario slow [fanout's flags, -slow-members 1 -metrics-url http://…/metrics]
+//	loadgen -url … -scenario storm [-clients 1000 -spread 5s -timeout 60s -presence full|diff]
 //	loadgen -url … -scenario idle -server-pid PID [-idle 10000 -settle 3s]
 //
 // It speaks Engine.IO 4 / Socket.IO 5 over websockets itself (see client.go),
@@ -33,9 +34,12 @@ func main() {
 	members := flag.Int("members", 20, "fanout: connections per room (one of them sends)")
 	inflight := flag.Int("inflight", 4, "fanout: messages each sender keeps in flight")
 	ack := flag.Bool("ack", false, "fanout: send messages with an acknowledgement id")
+	slowPerRoom := flag.Int("slow-members", 1, "slow: non-reading members per room (0: the same run without them)")
+	metricsURL := flag.String("metrics-url", "", "slow: the server's Prometheus endpoint, for auraos_slow_disconnects_total")
 	clients := flag.Int("clients", 1000, "storm: clients joining")
 	spread := flag.Duration("spread", 5*time.Second, "storm: the joins are spread evenly over this time")
 	timeout := flag.Duration("timeout", 60*time.Second, "storm: give up converging after this long from the first join")
+	presence := flag.String("presence", "full", "storm: full (online_users lists) or diff (auth {presence: 'diff'}: online_users_diff)")
 	idle := flag.Int("idle", 10000, "idle: idle websocket connections")
 	settle := flag.Duration("settle", 3*time.Second, "idle: wait after connecting before reading the RSS")
 	serverPID := flag.Int("server-pid", 0, "the server's process id (RSS and CPU from /proc)")
@@ -61,19 +65,29 @@ func main() {
 	defer stop()
 	var res *Result
 	switch *scenario {
-	case "fanout":
+	case "fanout", "slow":
+		if *scenario == "fanout" {
+			*slowPerRoom = 0
+		}
 		if *rooms <= 0 || *members <= 0 || *inflight <= 0 {
 			fatal(fmt.Errorf("-rooms, -members and -inflight must be positive"))
 		}
 		res, err = runFanout(ctx, endpoint, fanoutConfig{rooms: *rooms, members: *members, inflight: *inflight,
-			warmup: *warmup, duration: *duration, ack: *ack, serverPID: *serverPID})
+			warmup: *warmup, duration: *duration, ack: *ack, serverPID: *serverPID, slowPerRoom: *slowPerRoom, metricsURL: *metricsURL})
 	case "storm":
-		res, err = runStorm(ctx, endpoint, stormConfig{clients: *clients, spread: *spread, timeout: *timeout,
-			serverPID: *serverPID, connectWorkers: 64})
+		cfg := stormConfig{clients: *clients, spread: *spread, timeout: *timeout, serverPID: *serverPID, connectWorkers: 64}
+		switch *presence {
+		case "diff":
+			cfg.diff, cfg.auth = true, []byte(`{"presence":"diff"}`)
+		case "full":
+		default:
+			fatal(fmt.Errorf("-presence: full or diff, not %q", *presence))
+		}
+		res, err = runStorm(ctx, endpoint, cfg)
 	case "idle":
 		res, err = runIdle(ctx, endpoint, idleConfig{conns: *idle, settle: *settle, serverPID: *serverPID})
 	default:
-		err = fmt.Errorf("unknown scenario %q (fanout, storm, idle)", *scenario)
+		err = fmt.Errorf("unknown scenario %q (fanout, slow, storm, idle, centrifugo)", *scenario)
 	}
 	if err != nil {
 		fatal(err)
