@@ -6,6 +6,7 @@
 //	loadgen -url … -scenario slow [fanout's flags, -slow-members 1 -metrics-url http://…/metrics]
 //	loadgen -url … -scenario storm [-clients 1000 -spread 5s -timeout 60s -presence full|diff]
 //	loadgen -url … -scenario idle -server-pid PID [-idle 10000 -settle 3s]
+//	loadgen -url http://127.0.0.1:8000 -scenario centrifugo [fanout's flags]   (Centrifugo's JSON protocol)
 //
 // It speaks Engine.IO 4 / Socket.IO 5 over websockets itself (see client.go),
 // one reading goroutine per connection. -server-pid adds the server's CPU and
@@ -27,7 +28,7 @@ import (
 
 func main() {
 	url := flag.String("url", "http://127.0.0.1:5000", "server URL (http://host:port)")
-	scenario := flag.String("scenario", "fanout", "fanout, storm or idle")
+	scenario := flag.String("scenario", "fanout", "fanout, slow, storm, idle, or centrifugo (the fan-out against Centrifugo)")
 	duration := flag.Duration("duration", 10*time.Second, "fanout: measured time")
 	warmup := flag.Duration("warmup", 3*time.Second, "fanout: warm-up before measuring")
 	rooms := flag.Int("rooms", 50, "fanout: chat rooms")
@@ -46,7 +47,11 @@ func main() {
 	asJSON := flag.Bool("json", false, "print the result as JSON on stdout (progress goes to stderr)")
 	flag.Parse()
 
-	endpoint, err := wsURL(*url)
+	toEndpoint := wsURL
+	if *scenario == "centrifugo" {
+		toEndpoint = centrifugoURL
+	}
+	endpoint, err := toEndpoint(*url)
 	if err != nil {
 		fatal(err)
 	}
@@ -65,15 +70,16 @@ func main() {
 	defer stop()
 	var res *Result
 	switch *scenario {
-	case "fanout", "slow":
-		if *scenario == "fanout" {
+	case "fanout", "slow", "centrifugo":
+		if *scenario != "slow" {
 			*slowPerRoom = 0
 		}
 		if *rooms <= 0 || *members <= 0 || *inflight <= 0 {
 			fatal(fmt.Errorf("-rooms, -members and -inflight must be positive"))
 		}
 		res, err = runFanout(ctx, endpoint, fanoutConfig{rooms: *rooms, members: *members, inflight: *inflight,
-			warmup: *warmup, duration: *duration, ack: *ack, serverPID: *serverPID, slowPerRoom: *slowPerRoom, metricsURL: *metricsURL})
+			warmup: *warmup, duration: *duration, ack: *ack, serverPID: *serverPID, slowPerRoom: *slowPerRoom, metricsURL: *metricsURL,
+			centrifugo: *scenario == "centrifugo"})
 	case "storm":
 		cfg := stormConfig{clients: *clients, spread: *spread, timeout: *timeout, serverPID: *serverPID, connectWorkers: 64}
 		switch *presence {

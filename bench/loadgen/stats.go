@@ -86,7 +86,7 @@ func ms(ns int64) float64 { return float64(ns) / 1e6 }
 // print writes the human summary.
 func (r *Result) print(w *os.File) {
 	switch r.Scenario {
-	case "fanout", "slow":
+	case "fanout", "slow", "centrifugo":
 		fmt.Fprintf(w, "fanout %s: %d rooms × %d members, %d in flight per sender, %.1fs measured\n", r.URL, r.Rooms, r.Members, r.Inflight, r.WindowSeconds)
 		fmt.Fprintf(w, "  delivered   %.0f messages/s (%d receipts; senders' echoes %.0f/s)\n", r.DeliveredPerSec, r.Delivered, r.SentPerSec)
 		fmt.Fprintf(w, "  latency     p50 %.2f ms  p99 %.2f ms  p999 %.2f ms  max %.2f ms\n", r.P50Ms, r.P99Ms, r.P999Ms, r.MaxMs)

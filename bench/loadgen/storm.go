@@ -118,7 +118,7 @@ func runStorm(ctx context.Context, endpoint string, cfg stormConfig) (*Result, e
 	}
 	logf("storm: connecting %d clients", n)
 	start := time.Now()
-	clients, err := connectAll(ctx, endpoint, n, cfg.connectWorkers, cfg.auth, func(i int) handler { return onPacket(states[i]) }, nil)
+	clients, err := connectAll(ctx, endpoint, n, cfg.connectWorkers, socketIODial(cfg.auth), func(i int) handler { return onPacket(states[i]) }, nil)
 	if err != nil {
 		return nil, err
 	}
