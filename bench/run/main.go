@@ -101,7 +101,9 @@ func main() {
 		os.Exit(2)
 	}
 	if o.smoke {
-		o.makeSmoke()
+		set := map[string]bool{}
+		flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		o.makeSmoke(set)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -28,15 +28,26 @@ func parseSizes(s string) ([]int, error) {
 
 // makeSmoke shrinks every scenario to seconds: the point is that the
 // harness works end to end (servers start and stop, generators report,
-// the table renders), not the figures.
-func (o *options) makeSmoke() {
-	o.runs = 1
-	o.warmup, o.duration = time.Second, 2*time.Second
-	o.rooms, o.members, o.slowRooms = 4, 5, 2
-	o.stormSizes = []int{20, 50, 100}
-	o.stormSpread, o.stormTimeout = time.Second, 10*time.Second
-	o.stormNodeMax = 100
-	o.idleSizes = []int{100, 200}
+// the table renders), not the figures. Flags given on the command line
+// (set) keep their values, so -smoke -idle-sizes 100,50000 still shows
+// the open-files check.
+func (o *options) makeSmoke(set map[string]bool) {
+	smoke := func(flagName string, apply func()) {
+		if !set[flagName] {
+			apply()
+		}
+	}
+	smoke("runs", func() { o.runs = 1 })
+	smoke("warmup", func() { o.warmup = time.Second })
+	smoke("duration", func() { o.duration = 2 * time.Second })
+	smoke("rooms", func() { o.rooms = 4 })
+	smoke("members", func() { o.members = 5 })
+	smoke("slow-rooms", func() { o.slowRooms = 2 })
+	smoke("storm-sizes", func() { o.stormSizes = []int{20, 50, 100} })
+	smoke("storm-spread", func() { o.stormSpread = time.Second })
+	smoke("storm-timeout", func() { o.stormTimeout = 10 * time.Second })
+	smoke("storm-node-max", func() { o.stormNodeMax = 100 })
+	smoke("idle-sizes", func() { o.idleSizes = []int{100, 200} })
 	o.storeSmall = true
 }
 
