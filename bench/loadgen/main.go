@@ -9,8 +9,10 @@
 //	loadgen -url http://127.0.0.1:8000 -scenario centrifugo [fanout's flags]   (Centrifugo's JSON protocol)
 //
 // It speaks Engine.IO 4 / Socket.IO 5 over websockets itself (see client.go),
-// one reading goroutine per connection. -server-pid adds the server's CPU and
-// memory to the figures; -json prints the result as one JSON object.
+// one reading goroutine per connection, or Centrifugo's JSON protocol
+// (centrifugo.go). -server-pid adds the server's CPU and memory to the
+// figures, summed over its process group (a server's forked workers
+// count); -json prints the result as one JSON object.
 package main
 
 import (

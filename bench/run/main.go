@@ -441,6 +441,7 @@ func tail(path string, n int) string {
 
 type storeFigures struct {
 	append16, readAll, rebuild float64 // events/s
+	rebuildEvents              int     // the rebuild's log
 }
 
 var eventsPerSec = regexp.MustCompile(`^(Benchmark\S+)\s+\d+\s+\d+(?:\.\d+)? ns/op\s+(\d+(?:\.\d+)?) events/s`)
@@ -448,11 +449,11 @@ var eventsPerSec = regexp.MustCompile(`^(Benchmark\S+)\s+\d+\s+\d+(?:\.\d+)? ns/
 // runStoreBenchmarks runs the store and projection benchmarks; small runs
 // each once on a small log (-smoke).
 func runStoreBenchmarks(ctx context.Context, small bool) (*storeFigures, error) {
-	benchtime, events := "2s", "200000"
+	benchtime, events := "2s", 200_000
 	if small {
-		benchtime, events = "1x", "2000"
+		benchtime, events = "1x", 2000
 	}
-	f := &storeFigures{}
+	f := &storeFigures{rebuildEvents: events}
 	parse := func(out string) map[string]float64 {
 		m := map[string]float64{}
 		sc := bufio.NewScanner(strings.NewReader(out))
@@ -480,7 +481,7 @@ func runStoreBenchmarks(ctx context.Context, small bool) (*storeFigures, error) 
 	m := parse(out)
 	f.append16 = m["BenchmarkSQLite/append/writers=16"]
 	f.readAll = m["BenchmarkSQLite/readall"]
-	out, err = gotest([]string{"AURAOS_BENCH_EVENTS=" + events}, "-bench", "RebuildChatHistory/sqlite", "-benchtime", "1x", "./projections")
+	out, err = gotest([]string{"AURAOS_BENCH_EVENTS=" + strconv.Itoa(events)}, "-bench", "RebuildChatHistory/sqlite", "-benchtime", "1x", "./projections")
 	if err != nil {
 		return f, fmt.Errorf("rebuild benchmark: %w", err)
 	}

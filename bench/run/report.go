@@ -210,7 +210,7 @@ func buildTable(o options, results map[string]map[string][]*result, skipped map[
 		rows = append(rows,
 			row{"event store", "append, SQLite, 16 writers (events/s)", f(store.append16), "—", "—", "", ""},
 			row{"event store", "read the whole log, SQLite (events/s)", f(store.readAll), "—", "—", "", ""},
-			row{"projections", "rebuild chat history, 200,000 events, SQLite (events/s)", f(store.rebuild), "—", "—", "", ""})
+			row{"projections", "rebuild chat history, " + thousands(float64(store.rebuildEvents)) + " events, SQLite (events/s)", f(store.rebuild), "—", "—", "", ""})
 	}
 	return rows
 }
@@ -482,7 +482,7 @@ func renderSection(o options, m *machine, rows []row) string {
 		fmt.Sprintf("Presence storm: N websockets connect, then send `join_user_room` evenly over %v; the time runs until every client's latest `online_users` lists all N users (entries counted by their `\"socketId\"` keys), from the first join and from the last; given up %v after the first join (shown as `>`). MB are websocket bytes the clients read from the first join on. `online_users_diff` clients connect with `auth: { presence: 'diff' }` and keep the set the diffs build (a full list replaces it).", o.stormSpread, o.stormTimeout),
 		fmt.Sprintf("Slow consumers: the fan-out with %d rooms × %d members and, in each room, one more member that joins and then never reads (a raw websocket with a 4 KiB receive buffer that sends an Engine.IO pong every 2 s, so a heartbeat alone keeps it), against the same run without them; disconnected means its connection was closed when read after the run (and, for ours, `auraos_slow_disconnects_total` on `/metrics`).", o.slowRooms, o.members),
 		"Idle memory: the server's VmRSS before and 3 s after N websockets completed the Socket.IO handshake, divided by the connections. Each process needs N open files besides its own; a size over the hard open-files limit (`ulimit -Hn`) is shown as not runnable.",
-		"Event store and projections (ours only): `go test -run '^$' -bench 'SQLite/append/writers=16|SQLite/readall' -benchtime 2s ./eventstore/sqlstore` and `AURAOS_BENCH_EVENTS=200000 go test -run '^$' -bench RebuildChatHistory/sqlite -benchtime 1x ./projections`.",
+		"Event store and projections (ours only): `go test -run '^$' -bench 'SQLite/append/writers=16|SQLite/readall' -benchtime 2s ./eventstore/sqlstore` and `AURAOS_BENCH_EVENTS=200000 go test -run '^$' -bench RebuildChatHistory/sqlite -benchtime 1x ./projections` (with `-smoke`: `-benchtime 1x` and 2000 events).",
 	}
 	for _, n := range notes {
 		fmt.Fprintf(&b, "- %s\n", n)
