@@ -47,6 +47,8 @@ type options struct {
 	rooms        int // fan-out: rooms
 	members      int // fan-out and slow: members per room
 	slowRooms    int
+	slowInflight int           // slow: messages each sender keeps in flight
+	slowDuration time.Duration // slow: measured time
 	stormSizes   []int
 	stormSpread  time.Duration
 	stormTimeout time.Duration
@@ -68,11 +70,17 @@ func main() {
 	var scenarios, stormSizes, idleSizes string
 	flag.IntVar(&o.runs, "runs", 3, "runs per server and scenario (alternating ours, Node.js)")
 	flag.StringVar(&scenarios, "scenarios", strings.Join(scenarioNames, ","), "scenarios to run, comma-separated")
-	flag.DurationVar(&o.duration, "duration", 10*time.Second, "fan-out and slow: measured time")
+	flag.DurationVar(&o.duration, "duration", 10*time.Second, "fan-out: measured time")
 	flag.DurationVar(&o.warmup, "warmup", 3*time.Second, "fan-out and slow: warm-up")
 	flag.IntVar(&o.rooms, "rooms", 50, "fan-out: chat rooms")
 	flag.IntVar(&o.members, "members", 20, "fan-out and slow: members per room")
 	flag.IntVar(&o.slowRooms, "slow-rooms", 10, "slow: busy rooms, each with one non-reading member")
+	// A room is busy when a non-reading member falls megabytes behind
+	// within the run: past the server's queue bound and the kernel's
+	// socket buffers (up to 4 MiB on loopback), which 4 in flight do not
+	// reach in seconds.
+	flag.IntVar(&o.slowInflight, "slow-inflight", 32, "slow: messages each room's sender keeps in flight")
+	flag.DurationVar(&o.slowDuration, "slow-duration", 20*time.Second, "slow: measured time")
 	flag.StringVar(&stormSizes, "storm-sizes", "1000,5000,10000", "presence storm: users joining, comma-separated")
 	flag.DurationVar(&o.stormSpread, "storm-spread", 5*time.Second, "presence storm: the joins are spread over this time")
 	flag.DurationVar(&o.stormTimeout, "storm-timeout", 30*time.Second, "presence storm: give up converging after this long")

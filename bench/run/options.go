@@ -43,6 +43,7 @@ func (o *options) makeSmoke(set map[string]bool) {
 	smoke("rooms", func() { o.rooms = 4 })
 	smoke("members", func() { o.members = 5 })
 	smoke("slow-rooms", func() { o.slowRooms = 2 })
+	smoke("slow-duration", func() { o.slowDuration = 2 * time.Second })
 	smoke("storm-sizes", func() { o.stormSizes = []int{20, 50, 100} })
 	smoke("storm-spread", func() { o.stormSpread = time.Second })
 	smoke("storm-timeout", func() { o.stormTimeout = 10 * time.Second })

@@ -378,7 +378,7 @@ func slowRows(o options, base, slow map[string][]*result) []row {
 	if base == nil || slow == nil {
 		return nil
 	}
-	scenario := fmt.Sprintf("slow consumers, %d busy rooms × %d members + 1 not reading", o.slowRooms, o.members)
+	scenario := fmt.Sprintf("slow consumers, %d busy rooms × %d members + 1 not reading, %d in flight", o.slowRooms, o.members, o.slowInflight)
 	hwm := func(r *result) float64 { return float64(r.ServerHWMKiB) / 1024 }
 	p := func(r *result) float64 { return r.P99Ms }
 	// change is "before → after (after ÷ before)" for one server.
@@ -480,7 +480,7 @@ func renderSection(o options, m *machine, rows []row) string {
 			o.rooms, o.members, thousands(float64(o.rooms*o.members)), o.warmup, o.duration),
 		"Centrifugo (with `-centrifugo`, reference only): v" + centrifugoVersion + " built by `go install github.com/centrifugal/centrifugo/v6@v" + centrifugoVersion + "`, memory engine, history 50 per channel with recovery on (in memory: not durable), insecure client mode (no tokens), driven by the same fan-out through its JSON websocket protocol (connect, subscribe, publish) by `bench/loadgen`.",
 		fmt.Sprintf("Presence storm: N websockets connect, then send `join_user_room` evenly over %v; the time runs until every client's latest `online_users` lists all N users (entries counted by their `\"socketId\"` keys), from the first join and from the last; given up %v after the first join (shown as `>`). MB are websocket bytes the clients read from the first join on. `online_users_diff` clients connect with `auth: { presence: 'diff' }` and keep the set the diffs build (a full list replaces it).", o.stormSpread, o.stormTimeout),
-		fmt.Sprintf("Slow consumers: the fan-out with %d rooms × %d members and, in each room, one more member that joins and then never reads (a raw websocket with a 4 KiB receive buffer that sends an Engine.IO pong every 2 s, so a heartbeat alone keeps it), against the same run without them; disconnected means its connection was closed when read after the run (and, for ours, `auraos_slow_disconnects_total` on `/metrics`).", o.slowRooms, o.members),
+		fmt.Sprintf("Slow consumers: the fan-out with %d rooms × %d members, %d messages in flight per sender and %v measured (busy rooms: a member that stops reading falls megabytes behind, past the server's queue bound and the kernel's socket buffers) and, in each room, one more member that joins and then never reads (a raw websocket with a 4 KiB receive buffer that sends an Engine.IO pong every 2 s, so a heartbeat alone keeps it), against the same run without them; disconnected means its connection was closed when read after the run (and, for ours, `auraos_slow_disconnects_total` on `/metrics`).", o.slowRooms, o.members, o.slowInflight, o.slowDuration),
 		"Idle memory: the server's VmRSS before and 3 s after N websockets completed the Socket.IO handshake, divided by the connections. Each process needs N open files besides its own; a size over the hard open-files limit (`ulimit -Hn`) is shown as not runnable.",
 		"Event store and projections (ours only): `go test -run '^$' -bench 'SQLite/append/writers=16|SQLite/readall' -benchtime 2s ./eventstore/sqlstore` and `AURAOS_BENCH_EVENTS=200000 go test -run '^$' -bench RebuildChatHistory/sqlite -benchtime 1x ./projections` (with `-smoke`: `-benchtime 1x` and 2000 events).",
 	}

@@ -85,7 +85,7 @@ func variants(name string, o options, t tools) (vs []variant, ok bool) {
 	case "slow":
 		for _, slow := range []int{0, 1} {
 			argv := t.goLoadgen("-scenario", "slow", "-slow-members", strconv.Itoa(slow), "-rooms", strconv.Itoa(o.slowRooms),
-				"-members", strconv.Itoa(o.members), "-inflight", "4", "-warmup", o.warmup.String(), "-duration", o.duration.String())
+				"-members", strconv.Itoa(o.members), "-inflight", strconv.Itoa(o.slowInflight), "-warmup", o.warmup.String(), "-duration", o.slowDuration.String())
 			vs = append(vs, variant{key: slowKey(slow > 0), servers: []string{serverOurs, serverNode}, argv: func(base string, pid int, srv string) []string {
 				return append(argv(base, pid, srv), "-metrics-url", base+"/metrics")
 			}})
