@@ -70,17 +70,20 @@ fuzz:
 	done
 
 BENCH_NODE := bench/node-server
+BENCH_JS := bench/jsload
 BENCH_FLAGS ?=
 
 # Our server against the Node.js socket.io baseline (load generator on this
 # machine), plus the store and projection benchmarks; prints the table and
 # rewrites the Performance section of README.md. BENCH_FLAGS go to
 # bench/run (e.g. BENCH_FLAGS='-runs 2 -no-readme').
-bench: build $(BENCH_NODE)/node_modules/.package-lock.json
+bench: build $(BENCH_NODE)/node_modules/.package-lock.json $(BENCH_JS)/node_modules/.package-lock.json
 	$(GO) run ./bench/run $(BENCH_FLAGS)
 
-$(BENCH_NODE)/node_modules/.package-lock.json: $(BENCH_NODE)/package-lock.json
-	npm ci --prefix $(BENCH_NODE) --no-audit --no-fund
+# The Node.js reference server and the official-client load generator,
+# each from its lockfile.
+%/node_modules/.package-lock.json: %/package-lock.json
+	npm ci --prefix $* --no-audit --no-fund
 
 clean:
 	rm -rf bin

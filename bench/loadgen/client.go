@@ -53,6 +53,9 @@ type client struct {
 	wmu sync.Mutex // writers: the reading goroutine (pongs, follow-ups) and scenario code
 
 	handle handler
+	// centrifugo: the connection speaks Centrifugo's JSON protocol
+	// (centrifugo.go), not Socket.IO.
+	centrifugo bool
 
 	// acks awaited by call(); used at set-up, not on hot paths.
 	amu     sync.Mutex
@@ -105,13 +108,39 @@ var dialer = &websocket.Dialer{
 	WriteBufferSize:  2048,
 }
 
-// dial opens a websocket, completes the Engine.IO and Socket.IO handshakes
-// and starts the reading goroutine with h as the packet handler.
-func dial(ctx context.Context, endpoint string, id int, h handler) (*client, error) {
+// connsPerSourceAddr is how many connections share one loopback source
+// address: one address has about 28,000 ephemeral ports
+// (net.ipv4.ip_local_port_range), so 50,000 websockets need two.
+const connsPerSourceAddr = 25_000
+
+// sourceAddr is the local address of connection id: 127.0.0.1 for the first
+// connsPerSourceAddr, then 127.0.0.2, … (all of 127/8 is loopback).
+func sourceAddr(id int) *net.TCPAddr {
+	return &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(1+id/connsPerSourceAddr))}
+}
+
+// A dialFunc opens one client connection: the handshakes done, its
+// reading goroutine started with h as the packet handler.
+type dialFunc func(ctx context.Context, endpoint string, id int, h handler) (*client, error)
+
+// socketIODial dials Socket.IO clients whose CONNECT packet carries auth
+// (nil: none).
+func socketIODial(auth []byte) dialFunc {
+	return func(ctx context.Context, endpoint string, id int, h handler) (*client, error) {
+		return dial(ctx, endpoint, id, h, auth)
+	}
+}
+
+// openWS opens the websocket of connection id, counting what it reads.
+func openWS(ctx context.Context, endpoint string, id int) (*websocket.Conn, *countingConn, error) {
 	var nc *countingConn
 	d := *dialer
 	d.NetDialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		conn, err := (&net.Dialer{Timeout: 10 * time.Second}).DialContext(ctx, network, addr)
+		nd := &net.Dialer{Timeout: 10 * time.Second}
+		if id >= connsPerSourceAddr {
+			nd.LocalAddr = sourceAddr(id)
+		}
+		conn, err := nd.DialContext(ctx, network, addr)
 		if err != nil {
 			return nil, err
 		}
@@ -123,14 +152,30 @@ func dial(ctx context.Context, endpoint string, id int, h handler) (*client, err
 		resp.Body.Close()
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	c := &client{id: id, ws: ws, nc: nc, handle: h, acks: map[int]chan []byte{}, done: make(chan struct{})}
+	return ws, nc, nil
+}
+
+// handshakeDeadline bounds a connection's handshake by ctx and 15 s.
+func handshakeDeadline(ctx context.Context) time.Time {
 	deadline := time.Now().Add(15 * time.Second)
 	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
 		deadline = dl
 	}
-	_ = ws.SetReadDeadline(deadline)
+	return deadline
+}
+
+// dial opens a websocket, completes the Engine.IO and Socket.IO handshakes
+// (auth, when not nil, is the CONNECT packet's auth object) and starts the
+// reading goroutine with h as the packet handler.
+func dial(ctx context.Context, endpoint string, id int, h handler, auth []byte) (*client, error) {
+	ws, nc, err := openWS(ctx, endpoint, id)
+	if err != nil {
+		return nil, err
+	}
+	c := &client{id: id, ws: ws, nc: nc, handle: h, acks: map[int]chan []byte{}, done: make(chan struct{})}
+	_ = ws.SetReadDeadline(handshakeDeadline(ctx))
 	// Engine.IO open packet.
 	_, open, err := ws.ReadMessage()
 	if err != nil {
@@ -142,7 +187,7 @@ func dial(ctx context.Context, endpoint string, id int, h handler) (*client, err
 		return nil, fmt.Errorf("expected an open packet, got %.60q", open)
 	}
 	// Socket.IO CONNECT to the default namespace.
-	if err := c.write([]byte("40")); err != nil {
+	if err := c.write(append([]byte("40"), auth...)); err != nil {
 		ws.Close()
 		return nil, err
 	}
@@ -180,7 +225,7 @@ func dial(ctx context.Context, endpoint string, id int, h handler) (*client, err
 
 // dialRetry dials with a few retries: a burst of connections can overflow
 // a listen backlog.
-func dialRetry(ctx context.Context, endpoint string, id int, h handler) (*client, error) {
+func dialRetry(ctx context.Context, dial dialFunc, endpoint string, id int, h handler) (*client, error) {
 	var err error
 	for attempt := 0; attempt < 6; attempt++ {
 		var c *client
@@ -200,6 +245,10 @@ func dialRetry(ctx context.Context, endpoint string, id int, h handler) (*client
 }
 
 func (c *client) readLoop() {
+	if c.centrifugo {
+		c.readCentrifugo()
+		return
+	}
 	defer close(c.done)
 	var buf []byte
 	for {
@@ -289,7 +338,8 @@ func eventPacket(dst []byte, ackID int, event string, payload []byte) []byte {
 }
 
 // call emits an event with an ack id and waits for the ack's arguments
-// (the JSON array after 43<id>).
+// (the JSON array after 43<id>); a Centrifugo client sends the command
+// event instead and gets the whole reply.
 func (c *client) call(ctx context.Context, event string, payload []byte) ([]byte, error) {
 	ch := make(chan []byte, 1)
 	c.amu.Lock()
@@ -302,7 +352,11 @@ func (c *client) call(ctx context.Context, event string, payload []byte) ([]byte
 		delete(c.acks, id)
 		c.amu.Unlock()
 	}()
-	if err := c.write(eventPacket(nil, id, event, payload)); err != nil {
+	pkt := eventPacket(nil, id, event, payload)
+	if c.centrifugo {
+		pkt = commandPacket(nil, id, event, payload)
+	}
+	if err := c.write(pkt); err != nil {
 		return nil, err
 	}
 	select {
@@ -326,6 +380,11 @@ func (c *client) deliverAck(pkt []byte) bool {
 	if err != nil {
 		return false
 	}
+	return c.deliverAckID(id, pkt[i:])
+}
+
+// deliverAckID hands an ack's payload to the call waiting for id.
+func (c *client) deliverAckID(id int, payload []byte) bool {
 	c.amu.Lock()
 	ch, ok := c.acks[id]
 	c.amu.Unlock()
@@ -333,7 +392,7 @@ func (c *client) deliverAck(pkt []byte) bool {
 		return false
 	}
 	select {
-	case ch <- bytes.Clone(pkt[i:]):
+	case ch <- bytes.Clone(payload):
 	default:
 	}
 	return true
@@ -360,9 +419,9 @@ func eventName(pkt []byte) []byte {
 	return rest[:end]
 }
 
-// connectAll dials n clients, at most par at a time, and returns them in
-// order. On error it closes what it opened.
-func connectAll(ctx context.Context, endpoint string, n, par int, h func(i int) handler, progress func(done int)) ([]*client, error) {
+// connectAll dials n clients with dial, at most par at a time, and returns
+// them in order. On error it closes what it opened.
+func connectAll(ctx context.Context, endpoint string, n, par int, dial dialFunc, h func(i int) handler, progress func(done int)) ([]*client, error) {
 	clients := make([]*client, n)
 	var next atomic.Int64
 	var connected atomic.Int64
@@ -380,7 +439,7 @@ func connectAll(ctx context.Context, endpoint string, n, par int, h func(i int) 
 				if i >= n || ctx.Err() != nil {
 					return
 				}
-				c, err := dialRetry(ctx, endpoint, i, h(i))
+				c, err := dialRetry(ctx, dial, endpoint, i, h(i))
 				if err != nil {
 					emu.Lock()
 					if firstErr == nil {

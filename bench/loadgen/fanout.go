@@ -22,6 +22,30 @@ type fanoutConfig struct {
 	warmup, duration         time.Duration
 	ack                      bool
 	serverPID                int
+	// slowPerRoom non-reading members join every room (slow.go); the
+	// result is then the "slow" scenario's, with metricsURL's
+	// auraos_slow_disconnects_total when given.
+	slowPerRoom int
+	metricsURL  string
+	// centrifugo: the server is Centrifugo (centrifugo.go): members
+	// subscribe to the room's channel and the senders publish into it.
+	centrifugo bool
+}
+
+func (cfg fanoutConfig) dial() dialFunc {
+	if cfg.centrifugo {
+		return dialCentrifugo
+	}
+	return socketIODial(nil)
+}
+
+// join is the member's room join: its command and what refuses it.
+func (cfg fanoutConfig) join(m *member) (event string, payload, refused []byte) {
+	if cfg.centrifugo {
+		return "subscribe", fmt.Appendf(nil, `{"channel":"bench_room_%d"}`, m.room), []byte(`"error"`)
+	}
+	return "join_chat_room", fmt.Appendf(nil, `{"roomName":"bench_room_%d","userProfile":{"uid":%q,"email":"%s@bench.example","displayName":"Bench %s"}}`,
+		m.room, m.uid, m.uid, m.uid), okFalse
 }
 
 // member is one connection's state, touched only by its reading goroutine
@@ -68,7 +92,7 @@ func runFanout(ctx context.Context, endpoint string, cfg fanoutConfig) (*Result,
 	}
 	logf("fanout: connecting %d clients (%d rooms × %d members)", n, cfg.rooms, cfg.members)
 	start := time.Now()
-	clients, err := connectAll(ctx, endpoint, n, 64, func(i int) handler {
+	clients, err := connectAll(ctx, endpoint, n, 64, cfg.dial(), func(i int) handler {
 		m := run.members[i]
 		return func(c *client, pkt []byte, now int64) { run.onPacket(c, m, pkt, now) }
 	}, nil)
@@ -82,23 +106,36 @@ func runFanout(ctx context.Context, endpoint string, cfg fanoutConfig) (*Result,
 	// after joined_chat and chat_history).
 	start = time.Now()
 	if err := parallel(ctx, n, 64, func(i int) error {
-		m := run.members[i]
-		payload := fmt.Appendf(nil, `{"roomName":"bench_room_%d","userProfile":{"uid":%q,"email":"%s@bench.example","displayName":"Bench %s"}}`,
-			m.room, m.uid, m.uid, m.uid)
+		event, payload, refused := cfg.join(run.members[i])
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
-		res, err := clients[i].call(cctx, "join_chat_room", payload)
+		res, err := clients[i].call(cctx, event, payload)
 		if err != nil {
 			return fmt.Errorf("member %d: %w", i, err)
 		}
-		if bytes.Contains(res, okFalse) {
-			return fmt.Errorf("member %d: join_chat_room refused: %s", i, res)
+		if bytes.Contains(res, refused) {
+			return fmt.Errorf("member %d: %s refused: %s", i, event, res)
 		}
 		return nil
 	}); err != nil {
 		return nil, err
 	}
-	logf("fanout: joined in %v; warm-up %v, then %v measured", time.Since(start).Round(time.Millisecond), cfg.warmup, cfg.duration)
+	var slow []*slowMember
+	defer func() {
+		for _, s := range slow {
+			_ = s.ws.Close()
+		}
+	}()
+	for r := 0; r < cfg.rooms; r++ {
+		for k := 0; k < cfg.slowPerRoom; k++ {
+			s, err := dialSlow(ctx, endpoint, r, fmt.Sprintf("bench_r%d_slow%d", r, k))
+			if err != nil {
+				return nil, err
+			}
+			slow = append(slow, s)
+		}
+	}
+	logf("fanout: joined in %v (%d slow members); warm-up %v, then %v measured", time.Since(start).Round(time.Millisecond), len(slow), cfg.warmup, cfg.duration)
 	time.Sleep(200 * time.Millisecond) // let user_joined_chat broadcasts settle
 
 	// The senders start; the window opens after the warm-up.
@@ -132,6 +169,16 @@ func runFanout(ctx context.Context, endpoint string, cfg fanoutConfig) (*Result,
 	rssKiB, _ := procRSS(cfg.serverPID)
 	hwmKiB, _ := procHWM(cfg.serverPID)
 	closeAll(clients)
+	slowGone := 0
+	var smu sync.Mutex
+	_ = parallel(ctx, len(slow), 16, func(i int) error {
+		if slow[i].disconnected(2 * time.Second) {
+			smu.Lock()
+			slowGone++
+			smu.Unlock()
+		}
+		return nil
+	})
 	window := time.Duration(we - ws)
 
 	// The reading goroutines have ended: their state is ours to merge.
@@ -151,10 +198,19 @@ func runFanout(ctx context.Context, endpoint string, cfg fanoutConfig) (*Result,
 			senderReceipts += int64(len(m.latencies))
 		}
 	}
-	res := &Result{Scenario: "fanout", Clients: n, Rooms: cfg.rooms, Members: cfg.members, Inflight: cfg.inflight,
+	scenario := "fanout"
+	if cfg.centrifugo {
+		scenario = "centrifugo"
+	}
+	res := &Result{Scenario: scenario, Clients: n, Rooms: cfg.rooms, Members: cfg.members, Inflight: cfg.inflight,
 		WindowSeconds: window.Seconds(), Delivered: int64(len(all)),
 		DeliveredPerSec: float64(len(all)) / window.Seconds(), SentPerSec: float64(senderReceipts) / window.Seconds(),
 		Reordered: reordered, Errors: errs, ServerRSSKiB: rssKiB, ServerHWMKiB: hwmKiB}
+	if cfg.slowPerRoom > 0 {
+		res.Scenario = "slow"
+		res.SlowMembers, res.SlowDisconnected = len(slow), slowGone
+		res.SlowDisconnectsMetric = slowDisconnectsMetric(ctx, cfg.metricsURL)
+	}
 	res.setLatencies(all)
 	if cfg.serverPID > 0 && cpu1 >= cpu0 {
 		res.ServerCPU = (cpu1 - cpu0) / window.Seconds()
@@ -172,13 +228,22 @@ func (r *fanoutRun) send(c *client, m *member) error {
 	seq := m.seq
 	m.seq++
 	b := m.sendBuf[:0]
-	b = append(b, `42`...)
-	if r.cfg.ack {
-		b = strconv.AppendInt(b, seq, 10)
+	if r.cfg.centrifugo {
+		// The reply ids stay clear of the set-up calls'.
+		b = append(b, `{"id":`...)
+		b = strconv.AppendInt(b, 1_000_000+seq, 10)
+		b = append(b, `,"publish":{"channel":"bench_room_`...)
+		b = strconv.AppendInt(b, int64(m.room), 10)
+		b = append(b, `","data":{"message":"m`...)
+	} else {
+		b = append(b, `42`...)
+		if r.cfg.ack {
+			b = strconv.AppendInt(b, seq, 10)
+		}
+		b = append(b, `["send_message",{"roomName":"bench_room_`...)
+		b = strconv.AppendInt(b, int64(m.room), 10)
+		b = append(b, `","message":"m`...)
 	}
-	b = append(b, `["send_message",{"roomName":"bench_room_`...)
-	b = strconv.AppendInt(b, int64(m.room), 10)
-	b = append(b, `","message":"m`...)
 	b = strconv.AppendInt(b, seq, 10)
 	b = append(b, ':')
 	b = strconv.AppendInt(b, nanotime(), 10)
@@ -189,32 +254,69 @@ func (r *fanoutRun) send(c *client, m *member) error {
 	b = append(b, m.uid...)
 	b = append(b, `@bench.example","displayName":"Bench `...)
 	b = append(b, m.uid...)
-	b = append(b, `"}}]`...)
+	b = append(b, `"}}`...)
+	if r.cfg.centrifugo {
+		b = append(b, `}}`...)
+	} else {
+		b = append(b, ']')
+	}
 	m.sendBuf = b
 	return c.writeLocked(b)
 }
 
-// onPacket runs on each connection's reading goroutine.
-func (r *fanoutRun) onPacket(c *client, m *member, pkt []byte, now int64) {
+// What a packet is to the fan-out.
+type packetKind int
+
+const (
+	pktOther   packetKind = iota
+	pktMessage            // a chat message: new_message, a Centrifugo publication
+	pktError              // an error that does not cost the sender a message
+	pktRefused            // a refused send: the sender sends another to stay full
+)
+
+// classify tells what a packet is.
+func (r *fanoutRun) classify(pkt []byte) packetKind {
+	if r.cfg.centrifugo {
+		switch {
+		case bytes.HasPrefix(pkt, []byte(`{"push"`)):
+			return pktMessage
+		case bytes.HasPrefix(pkt, []byte(`{"id"`)) && bytes.Contains(pkt, []byte(`"error"`)):
+			return pktRefused
+		}
+		return pktOther
+	}
 	if len(pkt) > 1 && pkt[1] == '3' { // an ack of send_message
 		if bytes.Contains(pkt, okFalse) {
-			m.errors++
-			if m.sender && !r.stopping.Load() {
-				_ = r.send(c, m) // keep the pipeline full
-			}
+			return pktRefused
 		}
-		return
+		return pktOther
 	}
-	name := eventName(pkt)
-	switch {
+	switch name := eventName(pkt); {
 	case bytes.Equal(name, evNewMsg):
+		return pktMessage
 	case bytes.Equal(name, evError):
-		m.errors++
-		if m.sender && !r.cfg.ack && bytes.Contains(pkt, []byte(`"send_message"`)) && !r.stopping.Load() {
-			_ = r.send(c, m)
+		// With acks, the failed ack refills the pipeline.
+		if !r.cfg.ack && bytes.Contains(pkt, []byte(`"send_message"`)) {
+			return pktRefused
 		}
+		return pktError
+	}
+	return pktOther
+}
+
+// onPacket runs on each connection's reading goroutine.
+func (r *fanoutRun) onPacket(c *client, m *member, pkt []byte, now int64) {
+	switch r.classify(pkt) {
+	case pktOther:
 		return
-	default:
+	case pktError:
+		m.errors++
+		return
+	case pktRefused:
+		m.errors++
+		if m.sender && !r.stopping.Load() {
+			_ = r.send(c, m) // keep the pipeline full
+		}
 		return
 	}
 	seq, sentAt, ok := parseMarker(pkt)

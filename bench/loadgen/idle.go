@@ -27,7 +27,7 @@ func runIdle(ctx context.Context, endpoint string, cfg idleConfig) (*Result, err
 	logf("idle: server RSS %d KiB; connecting %d idle clients", before, cfg.conns)
 	start := time.Now()
 	step := max(cfg.conns/5, 1)
-	clients, err := connectAll(ctx, endpoint, cfg.conns, 32, func(int) handler { return nil }, func(done int) {
+	clients, err := connectAll(ctx, endpoint, cfg.conns, 32, socketIODial(nil), func(int) handler { return nil }, func(done int) {
 		if done%step == 0 {
 			logf("idle: %d connected", done)
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"os"
 	"slices"
@@ -32,6 +33,11 @@ type Result struct {
 	MaxMs           float64 `json:"maxMs,omitempty"`
 	Reordered       int64   `json:"reordered,omitempty"`
 
+	// slow (a fan-out with non-reading members)
+	SlowMembers           int     `json:"slowMembers,omitempty"`
+	SlowDisconnected      int     `json:"slowDisconnected,omitempty"`
+	SlowDisconnectsMetric float64 `json:"slowDisconnectsMetric,omitempty"` // -1: no metric
+
 	// storm
 	SpreadSeconds      float64 `json:"spreadSeconds,omitempty"`
 	JoinSeconds        float64 `json:"joinSeconds,omitempty"`
@@ -42,6 +48,7 @@ type Result struct {
 	MinListSize        int64   `json:"minListSize,omitempty"`
 	BytesReceived      int64   `json:"bytesReceived,omitempty"`
 	OnlineUsersPackets int64   `json:"onlineUsersPackets,omitempty"`
+	PresenceDiff       bool    `json:"presenceDiff,omitempty"`
 
 	// idle
 	Alive          int     `json:"alive,omitempty"`
@@ -79,11 +86,14 @@ func ms(ns int64) float64 { return float64(ns) / 1e6 }
 // print writes the human summary.
 func (r *Result) print(w *os.File) {
 	switch r.Scenario {
-	case "fanout":
+	case "fanout", "slow", "centrifugo":
 		fmt.Fprintf(w, "fanout %s: %d rooms × %d members, %d in flight per sender, %.1fs measured\n", r.URL, r.Rooms, r.Members, r.Inflight, r.WindowSeconds)
 		fmt.Fprintf(w, "  delivered   %.0f messages/s (%d receipts; senders' echoes %.0f/s)\n", r.DeliveredPerSec, r.Delivered, r.SentPerSec)
 		fmt.Fprintf(w, "  latency     p50 %.2f ms  p99 %.2f ms  p999 %.2f ms  max %.2f ms\n", r.P50Ms, r.P99Ms, r.P999Ms, r.MaxMs)
 		fmt.Fprintf(w, "  errors %d, reordered %d\n", r.Errors, r.Reordered)
+		if r.SlowMembers > 0 {
+			fmt.Fprintf(w, "  slow members %d, disconnected by the server %d (auraos_slow_disconnects_total %g)\n", r.SlowMembers, r.SlowDisconnected, r.SlowDisconnectsMetric)
+		}
 	case "storm":
 		state := "converged"
 		if r.TimedOut {
@@ -104,11 +114,62 @@ func (r *Result) print(w *os.File) {
 	}
 }
 
-// procStatus reads a field of /proc/<pid>/status in KiB.
-func procStatus(pid int, field string) (int64, error) {
-	if pid <= 0 {
-		return 0, nil
+// groupPIDs returns the processes of the process group pgid: the bench
+// starts every server as the leader of its own group, so a server that
+// forks workers (Node.js with two) is measured whole. A pid that leads no
+// group is measured alone.
+func groupPIDs(pgid int) []int {
+	if pgid <= 0 {
+		return nil
 	}
+	var pids []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if f, err := statFields(pid); err == nil && len(f) > 2 && f[2] == strconv.Itoa(pgid) {
+			pids = append(pids, pid)
+		}
+	}
+	if len(pids) == 0 {
+		pids = []int{pgid}
+	}
+	return pids
+}
+
+// statFields returns the fields of /proc/<pid>/stat after the command
+// (state is [0], utime [11], stime [12]).
+func statFields(pid int) ([]string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil, err
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return nil, fmt.Errorf("unexpected /proc/%d/stat", pid)
+	}
+	return strings.Fields(string(b[i+1:])), nil
+}
+
+// procStatus sums a field of /proc/<pid>/status in KiB over the server's
+// process group.
+func procStatus(pgid int, field string) (int64, error) {
+	var sum int64
+	var firstErr error
+	for _, pid := range groupPIDs(pgid) {
+		v, err := statusField(pid, field)
+		if err != nil {
+			firstErr = cmp.Or(firstErr, err)
+			continue
+		}
+		sum += v
+	}
+	return sum, firstErr
+}
+
+func statusField(pid int, field string) (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, err
@@ -125,34 +186,33 @@ func procStatus(pid int, field string) (int64, error) {
 	return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
 }
 
-func procRSS(pid int) (int64, error) { return procStatus(pid, "VmRSS") }
-func procHWM(pid int) (int64, error) { return procStatus(pid, "VmHWM") }
+func procRSS(pgid int) (int64, error) { return procStatus(pgid, "VmRSS") }
+func procHWM(pgid int) (int64, error) { return procStatus(pgid, "VmHWM") }
 
-// procCPU returns a process's user+system CPU seconds.
-func procCPU(pid int) (float64, error) {
-	if pid <= 0 {
-		return 0, nil
+// procCPU returns the user+system CPU seconds of the server's process
+// group.
+func procCPU(pgid int) (float64, error) {
+	var sum float64
+	var firstErr error
+	for _, pid := range groupPIDs(pgid) {
+		f, err := statFields(pid)
+		if err == nil && len(f) < 13 {
+			err = fmt.Errorf("unexpected /proc/%d/stat", pid)
+		}
+		if err != nil {
+			firstErr = cmp.Or(firstErr, err)
+			continue
+		}
+		ut, err1 := strconv.ParseFloat(f[11], 64)
+		st, err2 := strconv.ParseFloat(f[12], 64)
+		if err1 != nil || err2 != nil {
+			firstErr = cmp.Or(firstErr, fmt.Errorf("unexpected /proc/%d/stat", pid))
+			continue
+		}
+		const clkTck = 100 // USER_HZ on Linux
+		sum += (ut + st) / clkTck
 	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("unexpected /proc/%d/stat", pid)
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0, fmt.Errorf("unexpected /proc/%d/stat", pid)
-	}
-	// After the command come state (field 3), …, utime (14), stime (15).
-	ut, err1 := strconv.ParseFloat(f[11], 64)
-	st, err2 := strconv.ParseFloat(f[12], 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("unexpected /proc/%d/stat", pid)
-	}
-	const clkTck = 100 // USER_HZ on Linux
-	return (ut + st) / clkTck, nil
+	return sum, firstErr
 }
 
 // selfCPU returns this process's user+system CPU seconds.

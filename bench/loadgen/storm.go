@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -14,6 +15,10 @@ import (
 // measured from the first join; the entries of a list are counted by their
 // "socketId" keys in the raw packet. Bytes are what the clients read from
 // the network (websocket framing included) from the first join on.
+//
+// With diff, the clients connect with auth {presence: 'diff'}: they get one
+// full online_users, then online_users_diff {joins, leaves} (entries keyed
+// by id), and keep the set those build; a full list replaces it.
 
 type stormConfig struct {
 	clients        int
@@ -21,19 +26,62 @@ type stormConfig struct {
 	timeout        time.Duration
 	serverPID      int
 	connectWorkers int
+	diff           bool
+	auth           []byte // the CONNECT auth object (diff's)
 }
 
 type stormClient struct {
 	convergedAt atomic.Int64 // ns since origin; 0 until its list is full
 	lastCount   atomic.Int64 // entries of its latest online_users
-	lists       int64        // online_users packets (reading goroutine only)
+	lists       int64        // online_users(_diff) packets (reading goroutine only)
 	errors      int64
+	users       map[string]struct{} // diff clients: the users online as the diffs built them
 }
 
 var (
-	evOnlineUsers = []byte("online_users")
-	socketIDKey   = []byte(`"socketId"`)
+	evOnlineUsers     = []byte("online_users")
+	evOnlineUsersDiff = []byte("online_users_diff")
+	socketIDKey       = []byte(`"socketId"`)
 )
+
+// presenceEntry is what a diff client keeps of an online_users entry.
+type presenceEntry struct {
+	ID string `json:"id"`
+}
+
+// applyPresence updates a diff client's set from an online_users list or
+// online_users_diff packet and returns its size.
+func (st *stormClient) applyPresence(pkt []byte, diff bool) int64 {
+	var args []json.RawMessage // ["event", payload, offset?]
+	if json.Unmarshal(pkt[2:], &args) != nil || len(args) < 2 {
+		st.errors++
+		return int64(len(st.users))
+	}
+	if !diff {
+		var list []presenceEntry
+		if json.Unmarshal(args[1], &list) != nil {
+			st.errors++
+		}
+		st.users = make(map[string]struct{}, len(list))
+		for _, e := range list {
+			st.users[e.ID] = struct{}{}
+		}
+		return int64(len(st.users))
+	}
+	var d struct {
+		Joins, Leaves []presenceEntry
+	}
+	if json.Unmarshal(args[1], &d) != nil {
+		st.errors++
+	}
+	for _, e := range d.Leaves {
+		delete(st.users, e.ID)
+	}
+	for _, e := range d.Joins {
+		st.users[e.ID] = struct{}{}
+	}
+	return int64(len(st.users))
+}
 
 func runStorm(ctx context.Context, endpoint string, cfg stormConfig) (*Result, error) {
 	n := cfg.clients
@@ -47,9 +95,15 @@ func runStorm(ctx context.Context, endpoint string, cfg stormConfig) (*Result, e
 		return func(_ *client, pkt []byte, now int64) {
 			name := eventName(pkt)
 			switch {
-			case bytes.Equal(name, evOnlineUsers):
+			case bytes.Equal(name, evOnlineUsers), bytes.Equal(name, evOnlineUsersDiff):
 				st.lists++
-				count := int64(bytes.Count(pkt, socketIDKey))
+				var count int64
+				if cfg.diff {
+					count = st.applyPresence(pkt, len(name) == len(evOnlineUsersDiff))
+				} else {
+					// Counting keys is enough, and cheap, for full lists.
+					count = int64(bytes.Count(pkt, socketIDKey))
+				}
 				st.lastCount.Store(count)
 				if count >= int64(n) && st.convergedAt.Load() == 0 {
 					st.convergedAt.Store(now)
@@ -64,7 +118,7 @@ func runStorm(ctx context.Context, endpoint string, cfg stormConfig) (*Result, e
 	}
 	logf("storm: connecting %d clients", n)
 	start := time.Now()
-	clients, err := connectAll(ctx, endpoint, n, cfg.connectWorkers, func(i int) handler { return onPacket(states[i]) }, nil)
+	clients, err := connectAll(ctx, endpoint, n, cfg.connectWorkers, socketIODial(cfg.auth), func(i int) handler { return onPacket(states[i]) }, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -112,7 +166,7 @@ func runStorm(ctx context.Context, endpoint string, cfg stormConfig) (*Result, e
 	hwm, _ := procHWM(cfg.serverPID)
 	closeAll(clients)
 
-	res := &Result{Scenario: "storm", Clients: n, SpreadSeconds: cfg.spread.Seconds(), TimedOut: timedOut,
+	res := &Result{Scenario: "storm", Clients: n, PresenceDiff: cfg.diff, SpreadSeconds: cfg.spread.Seconds(), TimedOut: timedOut,
 		JoinSeconds: float64(lastJoin-first) / 1e9, BytesReceived: bytesConv, ServerRSSKiB: rss, ServerHWMKiB: hwm}
 	var last int64
 	minCount := int64(n)

@@ -7,8 +7,10 @@
 // Each scenario runs -runs times per server, alternating (ours, Node.js,
 // ours, Node.js, …), each run against a freshly started server; the table
 // shows each server's median run and the spread (min–max) of the runs.
+// The fan-out scenarios add reference servers (Node.js with two workers;
+// Centrifugo with -centrifugo), -smoke runs every scenario tiny.
 //
-// Run it from the module root: go run ./bench/run [-runs 3] [-scenarios fanout,storm,idle,store,rebuild] [-no-readme]
+// Run it from the module root: go run ./bench/run [-runs 3] [-scenarios fanout,fanout-js,storm,slow,idle,store,rebuild] [-smoke] [-centrifugo] [-no-readme]
 package main
 
 import (
@@ -44,8 +46,20 @@ type options struct {
 	scenarios    []string
 	duration     time.Duration
 	warmup       time.Duration
+	rooms        int // fan-out: rooms
+	members      int // fan-out and slow: members per room
+	slowRooms    int
+	slowInflight int           // slow: messages each sender keeps in flight
+	slowDuration time.Duration // slow: measured time
+	stormSizes   []int
+	stormSpread  time.Duration
 	stormTimeout time.Duration
-	idle         int
+	stormNodeMax int // the largest storm Node.js runs
+	stormDiff    bool
+	idleSizes    []int
+	storeSmall   bool // one iteration of the store benchmarks, a small log
+	centrifugo   bool
+	smoke        bool
 	readme       string
 	noReadme     bool
 	bin          string
@@ -55,13 +69,28 @@ type options struct {
 
 func main() {
 	var o options
-	var scenarios string
+	var scenarios, stormSizes, idleSizes string
 	flag.IntVar(&o.runs, "runs", 3, "runs per server and scenario (alternating ours, Node.js)")
-	flag.StringVar(&scenarios, "scenarios", "fanout,storm,idle,store,rebuild", "scenarios to run, comma-separated")
+	flag.StringVar(&scenarios, "scenarios", strings.Join(scenarioNames, ","), "scenarios to run, comma-separated")
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "fan-out: measured time")
-	flag.DurationVar(&o.warmup, "warmup", 3*time.Second, "fan-out: warm-up")
+	flag.DurationVar(&o.warmup, "warmup", 3*time.Second, "fan-out and slow: warm-up")
+	flag.IntVar(&o.rooms, "rooms", 50, "fan-out: chat rooms")
+	flag.IntVar(&o.members, "members", 20, "fan-out and slow: members per room")
+	flag.IntVar(&o.slowRooms, "slow-rooms", 10, "slow: busy rooms, each with one non-reading member")
+	// A room is busy when a non-reading member falls megabytes behind
+	// within the run: past the server's queue bound and the kernel's
+	// socket buffers (up to 4 MiB on loopback), which 4 in flight do not
+	// reach in seconds.
+	flag.IntVar(&o.slowInflight, "slow-inflight", 32, "slow: messages each room's sender keeps in flight")
+	flag.DurationVar(&o.slowDuration, "slow-duration", 20*time.Second, "slow: measured time")
+	flag.StringVar(&stormSizes, "storm-sizes", "1000,5000,10000", "presence storm: users joining, comma-separated")
+	flag.DurationVar(&o.stormSpread, "storm-spread", 5*time.Second, "presence storm: the joins are spread over this time")
 	flag.DurationVar(&o.stormTimeout, "storm-timeout", 30*time.Second, "presence storm: give up converging after this long")
-	flag.IntVar(&o.idle, "idle", 10000, "idle memory: connections")
+	flag.IntVar(&o.stormNodeMax, "storm-node-max", 1000, "presence storm: the largest size Node.js runs (it sends every list to everyone)")
+	flag.BoolVar(&o.stormDiff, "storm-diff", true, "presence storm: also run ours with clients asking for online_users_diff")
+	flag.StringVar(&idleSizes, "idle-sizes", "10000,50000", "idle memory: websockets, comma-separated")
+	flag.BoolVar(&o.centrifugo, "centrifugo", false, "fan-out: add Centrifugo v"+centrifugoVersion+" as a reference (built with go install the first time: minutes)")
+	flag.BoolVar(&o.smoke, "smoke", false, "run every scenario tiny (seconds each, one run, README untouched) to check the harness")
 	flag.StringVar(&o.readme, "readme", "README.md", "README to rewrite between the bench markers")
 	flag.BoolVar(&o.noReadme, "no-readme", false, "print the table only")
 	flag.StringVar(&o.bin, "bin", "bin/auraos", "our server's binary (built if missing)")
@@ -72,6 +101,19 @@ func main() {
 		if s = strings.TrimSpace(s); s != "" {
 			o.scenarios = append(o.scenarios, s)
 		}
+	}
+	var err error
+	if o.stormSizes, err = parseSizes(stormSizes); err == nil {
+		o.idleSizes, err = parseSizes(idleSizes)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(2)
+	}
+	if o.smoke {
+		set := map[string]bool{}
+		flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		o.makeSmoke(set)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -104,6 +146,10 @@ type result struct {
 	MinListSize        int64   `json:"minListSize"`
 	BytesReceived      int64   `json:"bytesReceived"`
 	OnlineUsersPackets int64   `json:"onlineUsersPackets"`
+	PresenceDiff       bool    `json:"presenceDiff"`
+	SlowMembers        int     `json:"slowMembers"`
+	SlowDisconnected   int     `json:"slowDisconnected"`
+	SlowMetric         float64 `json:"slowDisconnectsMetric"`
 	Alive              int     `json:"alive"`
 	PerConnKiB         float64 `json:"perConnKiB"`
 	RSSBeforeKiB       int64   `json:"rssBeforeKiB"`
@@ -116,8 +162,8 @@ type result struct {
 
 // A server under test.
 type server struct {
-	name  string // "ours" or "node"
-	start func(ctx context.Context, port int, dir string) (*exec.Cmd, error)
+	name  string // serverOurs, serverNode, …
+	start func(ctx context.Context, port int, dir string) (*procHandle, error)
 	ready string        // path answering 200 when it serves
 	grace time.Duration // how long a stop may take before the process is killed
 }
@@ -134,7 +180,7 @@ func run(ctx context.Context, o options) error {
 	if b, err := os.ReadFile("go.mod"); err != nil || !bytes.Contains(b, []byte("module github.com/auraos/realtime")) {
 		return errors.New("run me from the module root (make bench)")
 	}
-	if err := fdlimit.Raise(uint64(o.idle) + 1024); err != nil {
+	if err := fdlimit.Raise(largestRunnableIdle(o)); err != nil {
 		return err
 	}
 	tmp, err := os.MkdirTemp("", "auraos-bench-")
@@ -156,9 +202,8 @@ func run(ctx context.Context, o options) error {
 		if err := command(ctx, "", nil, "go", "build", "-o", loadgen, "./bench/loadgen"); err != nil {
 			return err
 		}
-		if _, err := os.Stat("bench/node-server/node_modules/socket.io"); err != nil {
-			logf("installing the Node.js server's dependencies (npm ci)")
-			if err := command(ctx, "", nil, "npm", "ci", "--prefix", "bench/node-server", "--no-audit", "--no-fund"); err != nil {
+		for _, dir := range []string{"bench/node-server", "bench/jsload"} {
+			if err := npmCI(ctx, dir); err != nil {
 				return err
 			}
 		}
@@ -169,69 +214,89 @@ func run(ctx context.Context, o options) error {
 	}
 	machine := describeMachine(ctx, o, bin)
 	logf("%s", machine.oneLine())
-	servers := []server{
-		{name: "ours", ready: "/readyz", grace: 10 * time.Second, start: func(ctx context.Context, port int, dir string) (*exec.Cmd, error) {
-			return startProcess(dir, bin, "serve", "--addr", fmt.Sprintf("127.0.0.1:%d", port), "--data-dir", dir,
-				"--node-id", "bench", "--log-level", "warn", "--rate-message", "100000", "--burst-message", "100000")
-		}},
-		// Node.js keeps nothing: after a storm it may still be flushing
-		// gigabytes to closed sockets, so it gets a short grace.
-		{name: "node", ready: "/healthz", grace: 2 * time.Second, start: func(ctx context.Context, port int, dir string) (*exec.Cmd, error) {
-			return startProcess(dir, o.node, "bench/node-server/server.js", strconv.Itoa(port))
-		}},
+	var centrifugoBin string
+	if o.centrifugo && slices.Contains(o.scenarios, "fanout") {
+		if centrifugoBin, err = buildCentrifugo(ctx); err != nil {
+			return err
+		}
 	}
+	servers := newServers(o, bin, centrifugoBin)
+	t := tools{loadgen: loadgen, node: o.node}
 
 	var records []runRecord
-	results := map[string]map[string][]*result{} // scenario → server → runs
+	results := map[string]map[string][]*result{} // variant key → server → runs
+	skipped := map[string]string{}               // variant key → why it did not run
 	began := time.Now()
 	for _, sc := range o.scenarios {
 		if sc == "store" || sc == "rebuild" {
 			continue
 		}
-		args, ok := scenarioArgs(sc, o)
+		vs, ok := variants(sc, o, t)
 		if !ok {
-			return fmt.Errorf("unknown scenario %q (fanout, storm, idle, store, rebuild)", sc)
+			return fmt.Errorf("unknown scenario %q (%s)", sc, strings.Join(scenarioNames, ", "))
 		}
-		results[sc] = map[string][]*result{}
-		for i := 1; i <= o.runs; i++ {
-			for _, srv := range servers {
-				if ctx.Err() != nil {
-					return ctx.Err()
+		order := []string{} // every server of the scenario's variants, once
+		for _, v := range vs {
+			results[v.key] = map[string][]*result{}
+			if v.skip != "" {
+				skipped[v.key] = v.skip
+				logf("%s: %s", v.key, v.skip)
+			}
+			for _, name := range v.servers {
+				if !slices.Contains(order, name) {
+					order = append(order, name)
 				}
-				logf("%s run %d/%d: %s", sc, i, o.runs, srv.name)
-				res, err := runOne(ctx, tmp, loadgen, srv, args)
-				rec := runRecord{Scenario: sc, Server: srv.name, Run: i, Result: res}
-				if err != nil {
+			}
+		}
+		for i := 1; i <= o.runs; i++ {
+			for _, name := range order {
+				for _, v := range vs {
+					if v.skip != "" || !slices.Contains(v.servers, name) {
+						continue
+					}
 					if ctx.Err() != nil {
 						return ctx.Err()
 					}
-					logf("%s run %d (%s) failed: %v", sc, i, srv.name, err)
-					rec.Error = err.Error()
-				} else {
-					results[sc][srv.name] = append(results[sc][srv.name], res)
+					srv := servers[name]
+					logf("%s run %d/%d: %s", v.key, i, o.runs, name)
+					res, err := runOne(ctx, tmp, srv, v.argv)
+					rec := runRecord{Scenario: v.key, Server: name, Run: i, Result: res}
+					if err != nil {
+						if ctx.Err() != nil {
+							return ctx.Err()
+						}
+						logf("%s run %d (%s) failed: %v", v.key, i, name, err)
+						rec.Error = err.Error()
+					} else {
+						results[v.key][name] = append(results[v.key][name], res)
+					}
+					records = append(records, rec)
 				}
-				records = append(records, rec)
 			}
 		}
 	}
 	var store *storeFigures
 	if slices.Contains(o.scenarios, "store") {
 		logf("store and projection benchmarks")
-		if store, err = runStoreBenchmarks(ctx); err != nil {
+		if store, err = runStoreBenchmarks(ctx, o.storeSmall); err != nil {
 			logf("store benchmarks failed: %v", err)
 		}
 	}
 	var rebuilds []rebuildFigure
 	if slices.Contains(o.scenarios, "rebuild") {
 		logf("whole-process rebuild benchmarks")
-		if rebuilds, err = runRebuildBenchmarks(ctx, o.bin); err != nil {
+		sizes := rebuildSizes
+		if o.smoke {
+			sizes = []int{2000}
+		}
+		if rebuilds, err = runRebuildBenchmarks(ctx, o.bin, sizes); err != nil {
 			logf("rebuild benchmarks failed: %v", err)
 		}
 	}
 	machine.loadEnd = loadAvg()
 	machine.took = time.Since(began)
 
-	table := buildTable(o, results, store, rebuilds)
+	table := buildTable(o, results, skipped, store, rebuilds)
 	section := renderSection(o, machine, table)
 	fmt.Println(section)
 	if o.jsonOut != "" {
@@ -240,7 +305,7 @@ func run(ctx context.Context, o options) error {
 			return err
 		}
 	}
-	if !o.noReadme {
+	if !o.noReadme && !o.smoke {
 		if err := rewriteReadme(o.readme, section); err != nil {
 			return err
 		}
@@ -249,22 +314,9 @@ func run(ctx context.Context, o options) error {
 	return nil
 }
 
-func scenarioArgs(sc string, o options) ([]string, bool) {
-	switch sc {
-	case "fanout":
-		return []string{"-scenario", "fanout", "-rooms", "50", "-members", "20", "-inflight", "4",
-			"-warmup", o.warmup.String(), "-duration", o.duration.String()}, true
-	case "storm":
-		return []string{"-scenario", "storm", "-clients", "1000", "-spread", "5s", "-timeout", o.stormTimeout.String()}, true
-	case "idle":
-		return []string{"-scenario", "idle", "-idle", strconv.Itoa(o.idle), "-settle", "3s"}, true
-	}
-	return nil, false
-}
-
-// runOne starts a fresh server, runs one load-generator scenario against it
+// runOne starts a fresh server, runs one load generator (argv) against it
 // and stops it.
-func runOne(ctx context.Context, tmp, loadgen string, srv server, args []string) (*result, error) {
+func runOne(ctx context.Context, tmp string, srv server, argv func(base string, pid int, srv string) []string) (*result, error) {
 	dir, err := os.MkdirTemp(tmp, srv.name+"-")
 	if err != nil {
 		return nil, err
@@ -274,22 +326,20 @@ func runOne(ctx context.Context, tmp, loadgen string, srv server, args []string)
 	if err != nil {
 		return nil, err
 	}
-	cmd, err := srv.start(ctx, port, dir)
+	p, err := srv.start(ctx, port, dir)
 	if err != nil {
 		return nil, err
 	}
-	exited := make(chan struct{}) // closed when the server has exited
-	go func() { _ = cmd.Wait(); close(exited) }()
-	defer stopProcess(cmd, exited, srv.grace)
+	defer p.stop(srv.grace)
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	if err := waitReady(ctx, base+srv.ready, exited, 60*time.Second); err != nil {
+	if err := waitReady(ctx, base+srv.ready, p.exited, 60*time.Second); err != nil {
 		return nil, fmt.Errorf("%s did not start: %w\n%s", srv.name, err, tail(filepath.Join(dir, "server.log"), 20))
 	}
 	time.Sleep(500 * time.Millisecond) // start-up work settles before the baseline RSS
 	lctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	full := append([]string{"-url", base, "-server-pid", strconv.Itoa(cmd.Process.Pid), "-json"}, args...)
-	lg := exec.CommandContext(lctx, loadgen, full...)
+	full := argv(base, p.cmd.Process.Pid, srv.name)
+	lg := exec.CommandContext(lctx, full[0], full[1:]...)
 	var out bytes.Buffer
 	lg.Stdout = &out
 	lg.Stderr = os.Stderr
@@ -300,15 +350,22 @@ func runOne(ctx context.Context, tmp, loadgen string, srv server, args []string)
 	if err := json.Unmarshal(lastLine(out.Bytes()), &res); err != nil {
 		return nil, fmt.Errorf("load generator output: %w: %q", err, out.String())
 	}
-	if l := tail(filepath.Join(dir, "server.log"), 5); strings.TrimSpace(l) != "" && srv.name == "ours" {
+	if l := tail(filepath.Join(dir, "server.log"), 5); strings.TrimSpace(l) != "" && srv.name == serverOurs {
 		logf("server log (last lines):\n%s", l)
 	}
 	return &res, nil
 }
 
+// procHandle is a started server, the leader of its own process group
+// (its workers, if it forks any, are in the group too).
+type procHandle struct {
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when the leader has exited
+}
+
 // startProcess starts a server with its output in dir/server.log. It
 // inherits the raised open-files limit.
-func startProcess(dir, name string, args ...string) (*exec.Cmd, error) {
+func startProcess(dir, name string, args ...string) (*procHandle, error) {
 	f, err := os.Create(filepath.Join(dir, "server.log"))
 	if err != nil {
 		return nil, err
@@ -321,19 +378,23 @@ func startProcess(dir, name string, args ...string) (*exec.Cmd, error) {
 		return nil, err
 	}
 	f.Close() // the child holds its own descriptor
-	return cmd, nil
+	p := &procHandle{cmd: cmd, exited: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(p.exited) }()
+	return p, nil
 }
 
-// stopProcess asks a server to stop, and kills it after a grace period.
-func stopProcess(cmd *exec.Cmd, exited <-chan struct{}, grace time.Duration) {
-	_ = cmd.Process.Signal(syscall.SIGTERM)
+// stop asks the server's process group to stop, kills it after a grace
+// period, and kills what is left of the group (workers that outlived their
+// primary) either way.
+func (p *procHandle) stop(grace time.Duration) {
+	pgid := p.cmd.Process.Pid
+	_ = syscall.Kill(-pgid, syscall.SIGTERM)
 	select {
-	case <-exited:
-		return
+	case <-p.exited:
 	case <-time.After(grace):
 	}
-	_ = cmd.Process.Kill()
-	<-exited
+	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	<-p.exited
 }
 
 func waitReady(ctx context.Context, url string, exited <-chan struct{}, limit time.Duration) error {
@@ -394,23 +455,26 @@ func tail(path string, n int) string {
 	if err != nil {
 		return ""
 	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
+	return tailString(string(b), n)
 }
 
 // The store and projection benchmarks.
 
 type storeFigures struct {
 	append16, readAll, rebuild float64 // events/s
+	rebuildEvents              int     // the rebuild's log
 }
 
 var eventsPerSec = regexp.MustCompile(`^(Benchmark\S+)\s+\d+\s+\d+(?:\.\d+)? ns/op\s+(\d+(?:\.\d+)?) events/s`)
 
-func runStoreBenchmarks(ctx context.Context) (*storeFigures, error) {
-	f := &storeFigures{}
+// runStoreBenchmarks runs the store and projection benchmarks; small runs
+// each once on a small log (-smoke).
+func runStoreBenchmarks(ctx context.Context, small bool) (*storeFigures, error) {
+	benchtime, events := "2s", 200_000
+	if small {
+		benchtime, events = "1x", 2000
+	}
+	f := &storeFigures{rebuildEvents: events}
 	parse := func(out string) map[string]float64 {
 		m := map[string]float64{}
 		sc := bufio.NewScanner(strings.NewReader(out))
@@ -431,14 +495,14 @@ func runStoreBenchmarks(ctx context.Context) (*storeFigures, error) {
 		err := cmd.Run()
 		return out.String(), err
 	}
-	out, err := gotest(nil, "-bench", "SQLite/append/writers=16|SQLite/readall", "-benchtime", "2s", "./eventstore/sqlstore")
+	out, err := gotest(nil, "-bench", "SQLite/append/writers=16|SQLite/readall", "-benchtime", benchtime, "./eventstore/sqlstore")
 	if err != nil {
 		return f, fmt.Errorf("store benchmarks: %w", err)
 	}
 	m := parse(out)
 	f.append16 = m["BenchmarkSQLite/append/writers=16"]
 	f.readAll = m["BenchmarkSQLite/readall"]
-	out, err = gotest([]string{"AURAOS_BENCH_EVENTS=200000"}, "-bench", "RebuildChatHistory/sqlite", "-benchtime", "1x", "./projections")
+	out, err = gotest([]string{"AURAOS_BENCH_EVENTS=" + strconv.Itoa(events)}, "-bench", "RebuildChatHistory/sqlite", "-benchtime", "1x", "./projections")
 	if err != nil {
 		return f, fmt.Errorf("rebuild benchmark: %w", err)
 	}
@@ -460,7 +524,7 @@ var rebuildSizes = []int{100_000, 1_000_000}
 // schema, when AURAOS_TEST_POSTGRES_URL is set) with bench/filllog for each
 // size and times the whole `bin/auraos projections rebuild --all` process:
 // start, one read of the log, every projection's swap.
-func runRebuildBenchmarks(ctx context.Context, bin string) ([]rebuildFigure, error) {
+func runRebuildBenchmarks(ctx context.Context, bin string, sizes []int) ([]rebuildFigure, error) {
 	dir, err := os.MkdirTemp("", "auraos-rebuild-bench-")
 	if err != nil {
 		return nil, err
@@ -471,7 +535,7 @@ func runRebuildBenchmarks(ctx context.Context, bin string) ([]rebuildFigure, err
 		return nil, fmt.Errorf("build bench/filllog: %v: %s", err, out)
 	}
 	var figures []rebuildFigure
-	for _, n := range rebuildSizes {
+	for _, n := range sizes {
 		data := filepath.Join(dir, fmt.Sprintf("sqlite-%d", n))
 		f, err := timeRebuild(ctx, fill, bin, n, []string{"--data-dir", data}, []string{"-data-dir", data})
 		if err != nil {
@@ -485,7 +549,7 @@ func runRebuildBenchmarks(ctx context.Context, bin string) ([]rebuildFigure, err
 		logf("rebuild on PostgreSQL skipped: set AURAOS_TEST_POSTGRES_URL")
 		return figures, nil
 	}
-	for _, n := range rebuildSizes {
+	for _, n := range sizes {
 		url, drop, err := freshPostgresSchema(ctx, base, fmt.Sprintf("bench_rebuild_%d", n))
 		if err != nil {
 			return figures, err

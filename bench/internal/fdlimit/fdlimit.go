@@ -25,3 +25,13 @@ func Raise(need uint64) error {
 	}
 	return nil
 }
+
+// Limits returns the soft and hard open-files limits (0, 0 when they
+// cannot be read).
+func Limits() (soft, hard uint64) {
+	var l syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+		return 0, 0
+	}
+	return l.Cur, l.Max
+}
