@@ -25,9 +25,8 @@ import (
 // user. The leading NUL cannot start a clear value: validation refuses
 // control characters in every personal text field, and free-form data is
 // encrypted as a whole.
-const valuePrefix = "\x00enc1:"
-
-// jsonMarker is how valuePrefix begins a JSON string in stored data, as
+//
+// jsonMarker is how that prefix begins the JSON string in stored data, as
 // encoding/json writes it: readers look for it before parsing anything.
 var jsonMarker = []byte(`"\u0000enc1:`)
 
