@@ -18,7 +18,7 @@ import (
 // openShred wraps store with the key table in rdb, as one process does.
 func openShred(t *testing.T, store eventstore.Store, rdb schematest.ReadDB) *shred.Store {
 	t.Helper()
-	keys, err := shred.OpenSQLKeys(testCtx(t), rdb.Writer, nil)
+	keys, err := shred.OpenSQLKeys(testCtx(t), rdb.Writer, rdb.Reader, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

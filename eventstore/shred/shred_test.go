@@ -41,7 +41,7 @@ func newFixture(t *testing.T) fixture {
 // database, under kek (nil for none).
 func (f fixture) open(t *testing.T, kek []byte) *shred.Store {
 	t.Helper()
-	keys, err := shred.OpenSQLKeys(context.Background(), f.keyDB, kek)
+	keys, err := shred.OpenSQLKeys(context.Background(), f.keyDB, f.keyDB, kek)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -347,7 +347,7 @@ func TestKeyEncryptionKey(t *testing.T) {
 		{"short KEK", plain.keyDB, kek[:16], "must be 32 bytes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := shred.OpenSQLKeys(ctx, tc.db, tc.kek)
+			_, err := shred.OpenSQLKeys(ctx, tc.db, tc.db, tc.kek)
 			if domain.ErrorCode(err) != domain.EINVALID || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("OpenSQLKeys: %v; want EINVALID saying %q", err, tc.want)
 			}
@@ -386,7 +386,7 @@ func TestExportImportNeverRestoresAForgottenKey(t *testing.T) {
 		evs, _ := personalEvents(t, uid)
 		appendAll(t, s, evs)
 	}
-	keys, err := shred.OpenSQLKeys(ctx, src.keyDB, nil)
+	keys, err := shred.OpenSQLKeys(ctx, src.keyDB, src.keyDB, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -414,14 +414,15 @@ func TestExportImportNeverRestoresAForgottenKey(t *testing.T) {
 	// Into an empty key table everything is stored; under another KEK
 	// nothing is.
 	dst := newFixture(t)
-	dstKeys, err := shred.OpenSQLKeys(ctx, dst.keyDB, nil)
+	dstKeys, err := shred.OpenSQLKeys(ctx, dst.keyDB, dst.keyDB, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if res, err := dstKeys.Import(ctx, backup); err != nil || res.Stored != 2 {
 		t.Errorf("import into an empty table = %+v, %v", res, err)
 	}
-	wrappedKeys, err := shred.OpenSQLKeys(ctx, newFixture(t).keyDB, bytes.Repeat([]byte{1}, 32))
+	other := newFixture(t).keyDB
+	wrappedKeys, err := shred.OpenSQLKeys(ctx, other, other, bytes.Repeat([]byte{1}, 32))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -58,21 +58,25 @@ func ParseKEK(s string) ([]byte, error) {
 // stored wrapped (AES-256-GCM), so a copy of the databases alone reveals no
 // personal data.
 type SQLKeys struct {
-	db       bun.IDB
+	db       bun.IDB // writes
+	reader   bun.IDB // lookups
 	kek      cipher.AEAD // nil: keys are stored unwrapped
 	wrapping string      // the wrapping column of the rows this table writes
 	now      func() time.Time
 	postgres bool
 }
 
-// OpenSQLKeys returns the key table in db, whose read-model migrations have
-// run. kek is nil, or the 32-byte key-encryption key. It checks the keys
+// OpenSQLKeys returns the key table in the read database whose
+// read-model migrations have run: writer for new keys and forgets, reader
+// for lookups (the same pool on PostgreSQL; on SQLite the reader pool, so
+// that a lookup never waits for the one writer connection a projection's
+// transaction holds). kek is nil, or the 32-byte key-encryption key. It checks the keys
 // already stored against kek and refuses, with an EINVALID error that says
 // what to do, a KEK other than the one that wrapped them, a KEK for keys
 // stored unwrapped, and no KEK for wrapped keys; EUNAVAILABLE when db cannot
 // be read.
-func OpenSQLKeys(ctx context.Context, db bun.IDB, kek []byte) (*SQLKeys, error) {
-	k := &SQLKeys{db: db, now: time.Now, postgres: db.Dialect().Name() == dialect.PG}
+func OpenSQLKeys(ctx context.Context, writer, reader bun.IDB, kek []byte) (*SQLKeys, error) {
+	k := &SQLKeys{db: writer, reader: reader, now: time.Now, postgres: writer.Dialect().Name() == dialect.PG}
 	if kek != nil {
 		aead, err := newAEAD(kek)
 		if err != nil {
@@ -81,7 +85,7 @@ func OpenSQLKeys(ctx context.Context, db bun.IDB, kek []byte) (*SQLKeys, error) 
 		k.kek, k.wrapping = aead, kekFingerprint(kek)
 	}
 	var kinds []string
-	if err := db.NewSelect().Model((*keyRow)(nil)).ColumnExpr("DISTINCT wrapping").Scan(ctx, &kinds); err != nil {
+	if err := reader.NewSelect().Model((*keyRow)(nil)).ColumnExpr("DISTINCT wrapping").Scan(ctx, &kinds); err != nil {
 		return nil, unavailable("read the key table", err)
 	}
 	for _, w := range kinds {
@@ -96,6 +100,27 @@ func OpenSQLKeys(ctx context.Context, db bun.IDB, kek []byte) (*SQLKeys, error) 
 		}
 	}
 	return k, nil
+}
+
+// wrappingRow is the key id of the row that records, in a key table that
+// holds no key yet, how its keys are wrapped; its user id is empty, which
+// no user has, so no lookup finds it.
+const wrappingRow = "wrapping"
+
+// RecordWrapping records in an empty key table how this table wraps keys
+// (under which key-encryption key, or none), so that a later start with
+// another key-encryption key, or without one, is refused before any user's
+// key exists. Writers call it once at open; on a table that holds keys it
+// does nothing. It returns EUNAVAILABLE when the database fails.
+func (k *SQLKeys) RecordWrapping(ctx context.Context) error {
+	r := keyRow{KeyID: wrappingRow, UserID: "", Key: k.wrap(wrappingRow, make([]byte, keySize)), Wrapping: k.wrapping, CreatedAt: k.now().UnixMicro()}
+	if k.wrapping == "" {
+		return nil // an unwrapped table is told apart by its first key
+	}
+	if _, err := k.db.NewInsert().Model(&r).On("CONFLICT (key_id) DO NOTHING").Exec(ctx); err != nil {
+		return unavailable("record the key wrapping", err)
+	}
+	return nil
 }
 
 // kekFingerprint names a KEK without revealing it: an HMAC of a fixed text
@@ -138,7 +163,7 @@ func (k *SQLKeys) unwrap(r keyRow) ([]byte, error) {
 // Key implements Keys.
 func (k *SQLKeys) Key(ctx context.Context, keyID string) (string, []byte, bool, error) {
 	var r keyRow
-	err := k.db.NewSelect().Model(&r).Where("key_id = ?", keyID).Scan(ctx)
+	err := k.reader.NewSelect().Model(&r).Where("key_id = ?", keyID).Scan(ctx)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", nil, false, nil
 	}
@@ -152,7 +177,7 @@ func (k *SQLKeys) Key(ctx context.Context, keyID string) (string, []byte, bool, 
 // CurrentKey implements Keys: the user's newest key.
 func (k *SQLKeys) CurrentKey(ctx context.Context, userID string) (string, []byte, bool, error) {
 	var r keyRow
-	err := k.db.NewSelect().Model(&r).Where("user_id = ?", userID).OrderExpr("created_at DESC, key_id DESC").Limit(1).Scan(ctx)
+	err := k.reader.NewSelect().Model(&r).Where("user_id = ?", userID).OrderExpr("created_at DESC, key_id DESC").Limit(1).Scan(ctx)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", nil, false, nil
 	}
@@ -197,7 +222,7 @@ func (k *SQLKeys) Forget(ctx context.Context, userID string) (int, error) {
 // Forgotten implements Keys.
 func (k *SQLKeys) Forgotten(ctx context.Context) ([]string, error) {
 	var users []string
-	if err := k.db.NewSelect().Model((*tombstoneRow)(nil)).Column("user_id").Scan(ctx, &users); err != nil {
+	if err := k.reader.NewSelect().Model((*tombstoneRow)(nil)).Column("user_id").Scan(ctx, &users); err != nil {
 		return nil, unavailable("read the forgotten users", err)
 	}
 	return users, nil
@@ -235,7 +260,7 @@ type ExportedKey struct {
 // Export returns every stored key, in creation order, or EUNAVAILABLE.
 func (k *SQLKeys) Export(ctx context.Context) ([]ExportedKey, error) {
 	var rows []keyRow
-	if err := k.db.NewSelect().Model(&rows).OrderExpr("created_at, key_id").Scan(ctx); err != nil {
+	if err := k.reader.NewSelect().Model(&rows).Where("user_id <> ''").OrderExpr("created_at, key_id").Scan(ctx); err != nil {
 		return nil, unavailable("read the keys", err)
 	}
 	out := make([]ExportedKey, len(rows))
