@@ -58,8 +58,8 @@ func ParseKEK(s string) ([]byte, error) {
 // stored wrapped (AES-256-GCM), so a copy of the databases alone reveals no
 // personal data.
 type SQLKeys struct {
-	db       bun.IDB // writes
-	reader   bun.IDB // lookups
+	db       bun.IDB     // writes
+	reader   bun.IDB     // lookups
 	kek      cipher.AEAD // nil: keys are stored unwrapped
 	wrapping string      // the wrapping column of the rows this table writes
 	now      func() time.Time
