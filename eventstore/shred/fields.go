@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/auraos/realtime/domain"
@@ -97,86 +98,269 @@ func parseEncrypted(v json.RawMessage) (keyID string, sealed []byte, ok bool, er
 	return string(body[:i]), sealed, true, nil
 }
 
-// object is a JSON object whose members stay undecoded.
-type object map[string]json.RawMessage
+// member is one member of a JSON object: its name and where its value
+// lies in the data.
+type member struct {
+	name       []byte // the name as written, quotes excluded
+	escaped    bool   // the name has escapes: compare its decoded form
+	start, end int
+}
 
-// subjectOf returns the user an event's personal data is about, or "" when
-// it is about nobody (no subject, or an assistant's reply).
-func subjectOf(pd domain.PersonalData, top object) string {
-	if pd.NotAPerson != "" {
-		var not bool
-		if raw, ok := top[pd.NotAPerson]; ok && json.Unmarshal(raw, &not) == nil && not {
-			return ""
+// is reports whether m is named name.
+func (m member) is(name string) bool {
+	if !m.escaped {
+		return string(m.name) == name // compiled without allocating
+	}
+	decoded, err := stringValue(append(append([]byte{'"'}, m.name...), '"'))
+	return err == nil && decoded == name
+}
+
+// Events are opened with a small scanner rather than encoding/json: it
+// finds the members of the top-level object (and of the objects on the way
+// to nested fields) without decoding or allocating for the rest, so that
+// encryption and decryption cost one pass over the bytes plus the
+// ciphertexts, and the data is rewritten by splicing the changed values in.
+
+func skipSpace(d []byte, i int) int {
+	for i < len(d) && (d[i] == ' ' || d[i] == '\t' || d[i] == '\n' || d[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipString returns the index after the JSON string starting at d[i].
+func skipString(d []byte, i int) (int, error) {
+	for j := i + 1; j < len(d); j++ {
+		switch d[j] {
+		case '\\':
+			j++
+		case '"':
+			return j + 1, nil
 		}
 	}
-	var subject string
-	if raw, ok := top[pd.Subject]; !ok || json.Unmarshal(raw, &subject) != nil {
-		return ""
+	return 0, errMalformed
+}
+
+// skipValue returns the index after the JSON value starting at d[i].
+func skipValue(d []byte, i int) (int, error) {
+	if i >= len(d) {
+		return 0, errMalformed
 	}
-	return subject
+	switch d[i] {
+	case '"':
+		return skipString(d, i)
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(d); {
+			switch d[j] {
+			case '"':
+				var err error
+				if j, err = skipString(d, j); err != nil {
+					return 0, err
+				}
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return j + 1, nil
+				}
+			}
+			j++
+		}
+		return 0, errMalformed
+	}
+	j := i
+	for j < len(d) && d[j] != ',' && d[j] != '}' && d[j] != ']' && d[j] != ' ' && d[j] != '\n' && d[j] != '\t' && d[j] != '\r' {
+		j++
+	}
+	if j == i {
+		return 0, errMalformed
+	}
+	return j, nil
 }
 
-// fieldRef is where one personal field lives in a parsed event: the object
-// holding it and its name there.
-type fieldRef struct {
-	field  domain.PersonalField
-	parent object
-	name   string
+var errMalformed = fmt.Errorf("event data is not a JSON object")
+
+// members scans the JSON object starting at d[i] and returns its members
+// and the index of its closing brace.
+func members(d []byte, i int) ([]member, int, error) {
+	i = skipSpace(d, i)
+	if i >= len(d) || d[i] != '{' {
+		return nil, 0, errMalformed
+	}
+	ms := make([]member, 0, 12)
+	i = skipSpace(d, i+1)
+	if i < len(d) && d[i] == '}' {
+		return ms, i, nil
+	}
+	for {
+		if i >= len(d) || d[i] != '"' {
+			return nil, 0, errMalformed
+		}
+		ks := i
+		var err error
+		if i, err = skipString(d, i); err != nil {
+			return nil, 0, err
+		}
+		name := d[ks+1 : i-1]
+		escaped := bytes.IndexByte(name, '\\') >= 0
+		i = skipSpace(d, i)
+		if i >= len(d) || d[i] != ':' {
+			return nil, 0, errMalformed
+		}
+		vs := skipSpace(d, i+1)
+		ve, err := skipValue(d, vs)
+		if err != nil {
+			return nil, 0, err
+		}
+		ms = append(ms, member{name: name, escaped: escaped, start: vs, end: ve})
+		i = skipSpace(d, ve)
+		if i < len(d) && d[i] == ',' {
+			i = skipSpace(d, i+1)
+			continue
+		}
+		if i < len(d) && d[i] == '}' {
+			return ms, i, nil
+		}
+		return nil, 0, errMalformed
+	}
 }
 
-// parsedEvent is an event's data opened down to its personal fields.
+// stringValue decodes a JSON string; quick when it has no escapes.
+func stringValue(raw []byte) (string, error) {
+	if len(raw) >= 2 && raw[0] == '"' && bytes.IndexByte(raw, '\\') < 0 {
+		return string(raw[1 : len(raw)-1]), nil
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", errMalformed
+	}
+	return s, nil
+}
+
+// find returns the last member named name (the one encoding/json would
+// decode).
+func find(ms []member, name string) (member, bool) {
+	for i := len(ms) - 1; i >= 0; i-- {
+		if ms[i].is(name) {
+			return ms[i], true
+		}
+	}
+	return member{}, false
+}
+
+// fieldSpan is where one personal field lies in the data: its value's span
+// when present, else the closing brace of the object that would hold it.
+type fieldSpan struct {
+	field       domain.PersonalField
+	present     bool
+	start, end  int
+	parentClose int
+	parentEmpty bool
+}
+
+// parsedEvent is an event's data with its personal fields located.
 type parsedEvent struct {
-	top     object
-	nested  map[string]object // objects on the way to nested fields, by top-level name
+	data    []byte
 	subject string
-	refs    []fieldRef
+	fields  []fieldSpan
 }
 
-// parseEvent opens data down to the personal fields pd names. Fields whose
-// parent object is missing are skipped; absent fields are listed too (with
-// no value), so that forgetting can set every field to its placeholder.
+// parseEvent locates the personal fields pd names in data and whom they are
+// about ("" for nobody: no subject, or an assistant's reply). Fields whose
+// parent object is missing are left out; absent fields are listed too, so
+// that forgetting can set every field to its placeholder.
 func parseEvent(pd domain.PersonalData, data []byte) (*parsedEvent, error) {
-	var top object
-	if err := json.Unmarshal(data, &top); err != nil {
+	top, topClose, err := members(data, 0)
+	if err != nil {
 		return nil, err
 	}
-	p := &parsedEvent{top: top, subject: subjectOf(pd, top)}
+	p := &parsedEvent{data: data}
+	if pd.NotAPerson != "" {
+		if m, ok := find(top, pd.NotAPerson); ok && string(data[m.start:m.end]) == "true" {
+			return p, nil
+		}
+	}
+	if m, ok := find(top, pd.Subject); ok && data[m.start] == '"' {
+		if p.subject, err = stringValue(data[m.start:m.end]); err != nil {
+			return nil, err
+		}
+	}
+	// The nested fields of an event type share one parent object (the
+	// profile): it is scanned once.
+	var nestedStep string
+	var nested []member
+	nestedClose := -1
+	p.fields = make([]fieldSpan, 0, len(pd.Fields))
 	for _, f := range pd.Fields {
-		parent := top
-		for _, step := range f.Path[:len(f.Path)-1] {
-			if child, ok := p.nested[step]; ok {
-				parent = child
+		ms, closing := top, topClose
+		if len(f.Path) == 2 {
+			if step := f.Path[0]; step != nestedStep {
+				nestedStep, nested, nestedClose = step, nil, -1
+				if m, ok := find(top, step); ok && data[m.start] == '{' {
+					if nested, nestedClose, err = members(data, m.start); err != nil {
+						return nil, err
+					}
+				}
+			}
+			ms, closing = nested, nestedClose
+			if closing < 0 {
 				continue
 			}
-			raw, ok := parent[step]
-			var child object
-			if !ok || json.Unmarshal(raw, &child) != nil || child == nil {
-				parent = nil
-				break
-			}
-			if p.nested == nil {
-				p.nested = map[string]object{}
-			}
-			p.nested[step] = child
-			parent = child
 		}
-		if parent != nil {
-			p.refs = append(p.refs, fieldRef{field: f, parent: parent, name: f.Path[len(f.Path)-1]})
+		fs := fieldSpan{field: f, parentClose: closing, parentEmpty: len(ms) == 0}
+		if m, ok := find(ms, f.Path[len(f.Path)-1]); ok {
+			fs.present, fs.start, fs.end = true, m.start, m.end
 		}
+		p.fields = append(p.fields, fs)
 	}
 	return p, nil
 }
 
-// marshal writes the event back, nested objects first.
-func (p *parsedEvent) marshal() (json.RawMessage, error) {
-	for name, child := range p.nested {
-		b, err := json.Marshal(child)
-		if err != nil {
-			return nil, err
-		}
-		p.top[name] = b
+// edit replaces data[start:end] with with; start == end inserts.
+type edit struct {
+	start, end int
+	with       []byte
+}
+
+// splice applies edits (in any order, not overlapping) to data.
+func splice(data []byte, edits []edit) json.RawMessage {
+	slices.SortFunc(edits, func(a, b edit) int { return a.start - b.start })
+	n := len(data)
+	for _, e := range edits {
+		n += len(e.with) - (e.end - e.start)
 	}
-	return json.Marshal(p.top)
+	out := make([]byte, 0, n)
+	at := 0
+	for _, e := range edits {
+		out = append(out, data[at:e.start]...)
+		out = append(out, e.with...)
+		at = e.end
+	}
+	return append(out, data[at:]...)
+}
+
+// placeholders returns the edits that set every personal field to its
+// placeholder: replaced where present, added where absent.
+func (p *parsedEvent) placeholders() []edit {
+	var edits []edit
+	added := map[int]bool{} // parents that received a member already
+	for _, f := range p.fields {
+		if f.present {
+			edits = append(edits, edit{f.start, f.end, f.field.Placeholder})
+			continue
+		}
+		var b []byte
+		if !f.parentEmpty || added[f.parentClose] {
+			b = append(b, ',')
+		}
+		name, _ := json.Marshal(f.field.Path[len(f.field.Path)-1])
+		b = append(append(append(b, name...), ':'), f.field.Placeholder...)
+		edits = append(edits, edit{f.parentClose, f.parentClose, b})
+		added[f.parentClose] = true
+	}
+	return edits
 }
 
 // FieldState says how an event stores its personal fields.
@@ -207,13 +391,12 @@ func Inspect(eventType string, data []byte) (subject string, state FieldState) {
 		return "", NoPersonalData
 	}
 	present := false
-	for _, r := range p.refs {
-		v, ok := r.parent[r.name]
-		if !ok {
+	for _, f := range p.fields {
+		if !f.present {
 			continue
 		}
 		present = true
-		if _, _, enc, _ := parseEncrypted(v); enc {
+		if bytes.HasPrefix(p.data[f.start:f.end], jsonMarker) {
 			return p.subject, Encrypted
 		}
 	}

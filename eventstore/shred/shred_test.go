@@ -26,7 +26,7 @@ type fixture struct {
 	keyDB *bun.DB
 }
 
-func newFixture(t *testing.T) fixture {
+func newFixture(t testing.TB) fixture {
 	t.Helper()
 	dir := t.TempDir()
 	raw, err := sqlstore.OpenSQLite(context.Background(), dir, sqlstore.Options{})
@@ -39,7 +39,7 @@ func newFixture(t *testing.T) fixture {
 
 // open wraps the fixture's raw store with a key table over its read
 // database, under kek (nil for none).
-func (f fixture) open(t *testing.T, kek []byte) *shred.Store {
+func (f fixture) open(t testing.TB, kek []byte) *shred.Store {
 	t.Helper()
 	keys, err := shred.OpenSQLKeys(context.Background(), f.keyDB, f.keyDB, kek)
 	if err != nil {

@@ -160,18 +160,24 @@ func (k *SQLKeys) unwrap(r keyRow) ([]byte, error) {
 	return key, nil
 }
 
-// Key implements Keys.
-func (k *SQLKeys) Key(ctx context.Context, keyID string) (string, []byte, bool, error) {
-	var r keyRow
-	err := k.reader.NewSelect().Model(&r).Where("key_id = ?", keyID).Scan(ctx)
-	if errors.Is(err, sql.ErrNoRows) {
-		return "", nil, false, nil
+// Keys implements Keys: one query per 500 ids.
+func (k *SQLKeys) Keys(ctx context.Context, keyIDs []string) (map[string]StoredKey, error) {
+	out := make(map[string]StoredKey, len(keyIDs))
+	for start := 0; start < len(keyIDs); start += 500 {
+		var rows []keyRow
+		chunk := keyIDs[start:min(start+500, len(keyIDs))]
+		if err := k.reader.NewSelect().Model(&rows).Where("key_id IN (?)", bun.In(chunk)).Where("user_id <> ''").Scan(ctx); err != nil {
+			return nil, unavailable("read keys", err)
+		}
+		for _, r := range rows {
+			key, err := k.unwrap(r)
+			if err != nil {
+				return nil, err
+			}
+			out[r.KeyID] = StoredKey{UserID: r.UserID, Key: key}
+		}
 	}
-	if err != nil {
-		return "", nil, false, unavailable("read a key", err)
-	}
-	key, err := k.unwrap(r)
-	return r.UserID, key, err == nil, err
+	return out, nil
 }
 
 // CurrentKey implements Keys: the user's newest key.
@@ -338,8 +344,8 @@ func wrappingName(w string) string {
 // and nobody is forgotten. AddKey and Forget fail with EUNAVAILABLE.
 type NoKeys struct{}
 
-// Key implements Keys.
-func (NoKeys) Key(context.Context, string) (string, []byte, bool, error) { return "", nil, false, nil }
+// Keys implements Keys.
+func (NoKeys) Keys(context.Context, []string) (map[string]StoredKey, error) { return nil, nil }
 
 // CurrentKey implements Keys.
 func (NoKeys) CurrentKey(context.Context, string) (string, []byte, bool, error) {

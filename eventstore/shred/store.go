@@ -24,9 +24,9 @@ import (
 // Keys is the key table a Store needs. Implementations return EUNAVAILABLE
 // errors when their database cannot be reached.
 type Keys interface {
-	// Key returns the data key with id keyID and the user it belongs to;
-	// found is false once the key is gone (its user was forgotten).
-	Key(ctx context.Context, keyID string) (userID string, key []byte, found bool, err error)
+	// Keys returns the data keys with the ids given that exist, by id; a
+	// key that is gone (its user was forgotten) is absent.
+	Keys(ctx context.Context, keyIDs []string) (map[string]StoredKey, error)
 	// CurrentKey returns the newest key of userID; found is false when the
 	// user has none (a new user, or one forgotten since).
 	CurrentKey(ctx context.Context, userID string) (keyID string, key []byte, found bool, err error)
@@ -37,6 +37,12 @@ type Keys interface {
 	Forget(ctx context.Context, userID string) (int, error)
 	// Forgotten returns the users with a tombstone.
 	Forgotten(ctx context.Context) ([]string, error)
+}
+
+// StoredKey is a data key and the user it belongs to.
+type StoredKey struct {
+	UserID string
+	Key    []byte
 }
 
 // Store is an eventstore.Store that encrypts personal fields at append and
@@ -213,10 +219,9 @@ func (s *Store) encrypt(ctx context.Context, pd domain.PersonalData, data json.R
 	}
 	var keyID string
 	var aead cipher.AEAD
-	changed := false
-	for _, r := range p.refs {
-		v, ok := r.parent[r.name]
-		if !ok {
+	var edits []edit
+	for _, f := range p.fields {
+		if !f.present {
 			continue
 		}
 		if aead == nil {
@@ -224,13 +229,13 @@ func (s *Store) encrypt(ctx context.Context, pd domain.PersonalData, data json.R
 				return nil, err
 			}
 		}
-		r.parent[r.name] = encryptedValue(keyID, seal(aead, v, additionalData(p.subject, r.field.Path)))
-		changed = true
+		sealed := seal(aead, data[f.start:f.end], additionalData(p.subject, f.field.Path))
+		edits = append(edits, edit{f.start, f.end, encryptedValue(keyID, sealed)})
 	}
-	if !changed {
+	if edits == nil {
 		return nil, nil
 	}
-	return p.marshal()
+	return splice(data, edits), nil
 }
 
 // currentKey returns the key new events of userID are encrypted under,
@@ -291,26 +296,79 @@ func (s *Store) key(ctx context.Context, keyID string) (cipher.AEAD, error) {
 	if ok {
 		return k.aead, nil
 	}
-	user, raw, found, err := s.keys.Key(ctx, keyID)
-	if err != nil {
+	if err := s.loadKeys(ctx, []string{keyID}); err != nil {
 		return nil, err
 	}
-	k = &cachedKey{user: user}
-	if found {
-		if k.aead, err = newAEAD(raw); err != nil {
-			return nil, domain.WrapError(domain.EINTERNAL, "the key table holds a malformed key "+keyID, err)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.byKey[keyID].aead, nil
+}
+
+// loadKeys reads the keys ids from the key table into the cache, in one
+// query, remembering those that are gone.
+func (s *Store) loadKeys(ctx context.Context, ids []string) error {
+	found, err := s.keys.Keys(ctx, ids)
+	if err != nil {
+		return err
+	}
+	loaded := make(map[string]*cachedKey, len(ids))
+	for _, id := range ids {
+		k := &cachedKey{}
+		if sk, ok := found[id]; ok {
+			k.user = sk.UserID
+			if k.aead, err = newAEAD(sk.Key); err != nil {
+				return domain.WrapError(domain.EINTERNAL, "the key table holds a malformed key "+id, err)
+			}
 		}
+		loaded[id] = k
 	}
 	s.mu.Lock()
-	s.byKey[keyID] = k
+	for id, k := range loaded {
+		s.byKey[id] = k
+	}
 	s.mu.Unlock()
-	return k.aead, nil
+	return nil
+}
+
+// prefetch loads, in one query, the keys that the encrypted fields of evs
+// name and the cache lacks, so a batch read after a restart costs one key
+// lookup rather than one per user.
+func (s *Store) prefetch(ctx context.Context, evs []eventstore.RecordedEvent) error {
+	var missing []string
+	seen := map[string]bool{}
+	s.mu.RLock()
+	for _, e := range evs {
+		for d := e.Data; ; {
+			i := bytes.Index(d, jsonMarker)
+			if i < 0 {
+				break
+			}
+			d = d[i+len(jsonMarker):]
+			j := bytes.IndexByte(d, ':')
+			if j <= 0 {
+				break
+			}
+			id := string(d[:j])
+			if _, cached := s.byKey[id]; !cached && !seen[id] {
+				seen[id] = true
+				missing = append(missing, id)
+			}
+		}
+	}
+	s.mu.RUnlock()
+	if len(missing) < 2 {
+		return nil // one key is looked up when it is needed
+	}
+	return s.loadKeys(ctx, missing)
 }
 
 // decryptAll returns evs with their personal fields decrypted, or set to
 // placeholders where the key is gone; it also observes UserForgotten
 // events. The inner store's slice is not modified (it may share it).
 func (s *Store) decryptAll(ctx context.Context, evs []eventstore.RecordedEvent) ([]eventstore.RecordedEvent, error) {
+	if err := s.prefetch(ctx, evs); err != nil {
+		return nil, err
+	}
 	var out []eventstore.RecordedEvent
 	for i, e := range evs {
 		if e.Type == domain.TypeUserForgotten {
@@ -369,14 +427,13 @@ func (s *Store) decrypt(ctx context.Context, pd domain.PersonalData, data json.R
 	if err != nil || p.subject == "" {
 		return nil, nil
 	}
-	erased := false
+	var edits []edit
 	encrypted := false
-	for _, r := range p.refs {
-		v, ok := r.parent[r.name]
-		if !ok {
+	for _, f := range p.fields {
+		if !f.present {
 			continue
 		}
-		keyID, sealed, enc, err := parseEncrypted(v)
+		keyID, sealed, enc, err := parseEncrypted(data[f.start:f.end])
 		if err != nil {
 			return nil, domain.WrapError(domain.EINTERNAL, "a personal field is malformed", err)
 		}
@@ -389,24 +446,19 @@ func (s *Store) decrypt(ctx context.Context, pd domain.PersonalData, data json.R
 			return nil, err
 		}
 		if aead == nil {
-			erased = true
-			break
+			return splice(data, p.placeholders()), nil
 		}
-		plain, err := open(aead, sealed, additionalData(p.subject, r.field.Path))
+		plain, err := open(aead, sealed, additionalData(p.subject, f.field.Path))
 		if err != nil {
 			return nil, domain.WrapError(domain.EINTERNAL, "a personal field does not decrypt under its key", err)
 		}
-		r.parent[r.name] = plain
+		edits = append(edits, edit{f.start, f.end, plain})
 	}
-	if !encrypted && s.isForgotten(p.subject) {
-		erased = true
-	}
-	if erased {
-		for _, r := range p.refs {
-			r.parent[r.name] = r.field.Placeholder
+	if !encrypted {
+		if s.isForgotten(p.subject) {
+			return splice(data, p.placeholders()), nil
 		}
-	} else if !encrypted {
 		return nil, nil
 	}
-	return p.marshal()
+	return splice(data, edits), nil
 }
