@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/auraos/realtime/domain"
 )
@@ -65,9 +64,17 @@ func open(aead cipher.AEAD, sealed, ad []byte) ([]byte, error) {
 	return aead.Open(nil, sealed[:n], sealed[n:], ad)
 }
 
-// additionalData binds a field's ciphertext to its user and path.
-func additionalData(userID string, path []string) []byte {
-	return []byte(userID + "\x00" + strings.Join(path, "."))
+// additionalData binds a field's ciphertext to its user and path; it
+// appends to buf, so a caller can reuse one buffer.
+func additionalData(buf []byte, userID string, path []string) []byte {
+	buf = append(append(buf[:0], userID...), 0)
+	for i, step := range path {
+		if i > 0 {
+			buf = append(buf, '.')
+		}
+		buf = append(buf, step...)
+	}
+	return buf
 }
 
 // encryptedValue is the stored JSON string of an encrypted field.
@@ -82,20 +89,21 @@ func encryptedValue(keyID string, sealed []byte) json.RawMessage {
 }
 
 // parseEncrypted reads a stored field value: ok is false for a clear value.
-func parseEncrypted(v json.RawMessage) (keyID string, sealed []byte, ok bool, err error) {
+// sealed is appended to buf.
+func parseEncrypted(buf []byte, v json.RawMessage) (keyID []byte, sealed []byte, ok bool, err error) {
 	if !bytes.HasPrefix(v, jsonMarker) || len(v) < len(jsonMarker)+1 || v[len(v)-1] != '"' {
-		return "", nil, false, nil
+		return nil, nil, false, nil
 	}
 	body := v[len(jsonMarker) : len(v)-1]
 	i := bytes.IndexByte(body, ':')
 	if i <= 0 {
-		return "", nil, true, fmt.Errorf("encrypted value has no key id")
+		return nil, nil, true, fmt.Errorf("encrypted value has no key id")
 	}
-	sealed, err = base64.RawStdEncoding.AppendDecode(nil, body[i+1:])
+	sealed, err = base64.RawStdEncoding.AppendDecode(buf[:0], body[i+1:])
 	if err != nil {
-		return "", nil, true, fmt.Errorf("encrypted value is not base64: %w", err)
+		return nil, nil, true, fmt.Errorf("encrypted value is not base64: %w", err)
 	}
-	return string(body[:i]), sealed, true, nil
+	return body[:i], sealed, true, nil
 }
 
 // member is one member of a JSON object: its name and where its value

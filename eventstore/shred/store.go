@@ -229,7 +229,7 @@ func (s *Store) encrypt(ctx context.Context, pd domain.PersonalData, data json.R
 				return nil, err
 			}
 		}
-		sealed := seal(aead, data[f.start:f.end], additionalData(p.subject, f.field.Path))
+		sealed := seal(aead, data[f.start:f.end], additionalData(nil, p.subject, f.field.Path))
 		edits = append(edits, edit{f.start, f.end, encryptedValue(keyID, sealed)})
 	}
 	if edits == nil {
@@ -289,19 +289,20 @@ func newKeyID() string {
 // key returns the key keyID from the cache or the key table; nil when it is
 // gone. Gone keys are remembered too: a forgotten key never comes back
 // (except by `keys import`, which a restart picks up).
-func (s *Store) key(ctx context.Context, keyID string) (cipher.AEAD, error) {
+func (s *Store) key(ctx context.Context, keyID []byte) (cipher.AEAD, error) {
 	s.mu.RLock()
-	k, ok := s.byKey[keyID]
+	k, ok := s.byKey[string(keyID)] // looked up without allocating
 	s.mu.RUnlock()
 	if ok {
 		return k.aead, nil
 	}
-	if err := s.loadKeys(ctx, []string{keyID}); err != nil {
+	id := string(keyID)
+	if err := s.loadKeys(ctx, []string{id}); err != nil {
 		return nil, err
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.byKey[keyID].aead, nil
+	return s.byKey[id].aead, nil
 }
 
 // loadKeys reads the keys ids from the key table into the cache, in one
@@ -335,9 +336,10 @@ func (s *Store) loadKeys(ctx context.Context, ids []string) error {
 // lookup rather than one per user.
 func (s *Store) prefetch(ctx context.Context, evs []eventstore.RecordedEvent) error {
 	var missing []string
-	seen := map[string]bool{}
+	var seen map[string]bool
 	s.mu.RLock()
 	for _, e := range evs {
+		var last []byte // an event's fields share one key: look it up once
 		for d := e.Data; ; {
 			i := bytes.Index(d, jsonMarker)
 			if i < 0 {
@@ -348,10 +350,17 @@ func (s *Store) prefetch(ctx context.Context, evs []eventstore.RecordedEvent) er
 			if j <= 0 {
 				break
 			}
-			id := string(d[:j])
-			if _, cached := s.byKey[id]; !cached && !seen[id] {
-				seen[id] = true
-				missing = append(missing, id)
+			id := d[:j]
+			if bytes.Equal(id, last) {
+				continue
+			}
+			last = id
+			if _, cached := s.byKey[string(id)]; !cached && !seen[string(id)] {
+				if seen == nil {
+					seen = map[string]bool{}
+				}
+				seen[string(id)] = true
+				missing = append(missing, string(id))
 			}
 		}
 	}
@@ -428,12 +437,13 @@ func (s *Store) decrypt(ctx context.Context, pd domain.PersonalData, data json.R
 		return nil, nil
 	}
 	var edits []edit
+	var sealedBuf, adBuf []byte
 	encrypted := false
 	for _, f := range p.fields {
 		if !f.present {
 			continue
 		}
-		keyID, sealed, enc, err := parseEncrypted(data[f.start:f.end])
+		keyID, sealed, enc, err := parseEncrypted(sealedBuf, data[f.start:f.end])
 		if err != nil {
 			return nil, domain.WrapError(domain.EINTERNAL, "a personal field is malformed", err)
 		}
@@ -448,7 +458,9 @@ func (s *Store) decrypt(ctx context.Context, pd domain.PersonalData, data json.R
 		if aead == nil {
 			return splice(data, p.placeholders()), nil
 		}
-		plain, err := open(aead, sealed, additionalData(p.subject, f.field.Path))
+		adBuf = additionalData(adBuf, p.subject, f.field.Path)
+		plain, err := open(aead, sealed, adBuf)
+		sealedBuf = sealed
 		if err != nil {
 			return nil, domain.WrapError(domain.EINTERNAL, "a personal field does not decrypt under its key", err)
 		}
