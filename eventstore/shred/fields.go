@@ -18,17 +18,22 @@ import (
 //
 //	"\u0000enc1:<key id>:<base64 of nonce ‖ AES-256-GCM ciphertext ‖ tag>"
 //
-// The plaintext is the field's original JSON (a string, null or an object),
-// so every JSON type round-trips. The key id names the data key (one per
-// user and key generation); the additional data binds the ciphertext to the
-// user and the field's path, so it cannot be moved to another field or
-// user. The leading NUL cannot start a clear value: validation refuses
-// control characters in every personal text field, and free-form data is
-// encrypted as a whole.
+// in the event's first present personal field, and "\u0000enc1:=" in its
+// other personal fields: one ciphertext per event, whose plaintext is a JSON
+// object of the present personal fields' original values by name (every
+// JSON type round-trips). The key id names the data key (one per user and
+// key generation); the additional data binds the ciphertext to the user and
+// the field holding it, so it cannot be moved to another event's user.
+// The leading NUL cannot start a clear value: validation refuses control
+// characters in every personal text field, and free-form data is encrypted
+// as a whole.
 //
 // jsonMarker is how that prefix begins the JSON string in stored data, as
 // encoding/json writes it: readers look for it before parsing anything.
 var jsonMarker = []byte(`"\u0000enc1:`)
+
+// jsonRef is a personal field whose value is in the event's ciphertext.
+var jsonRef = []byte(`"\u0000enc1:="`)
 
 // keySize is the size of a data key and of a key-encryption key.
 const keySize = 32

@@ -166,7 +166,7 @@ func (k *SQLKeys) Keys(ctx context.Context, keyIDs []string) (map[string]StoredK
 	for start := 0; start < len(keyIDs); start += 500 {
 		var rows []keyRow
 		chunk := keyIDs[start:min(start+500, len(keyIDs))]
-		if err := k.reader.NewSelect().Model(&rows).Where("key_id IN (?)", bun.In(chunk)).Where("user_id <> ''").Scan(ctx); err != nil {
+		if err := k.reader.NewSelect().Model(&rows).Where("key_id IN (?)", bun.List(chunk)).Where("user_id <> ''").Scan(ctx); err != nil {
 			return nil, unavailable("read keys", err)
 		}
 		for _, r := range rows {

@@ -217,24 +217,36 @@ func (s *Store) encrypt(ctx context.Context, pd domain.PersonalData, data json.R
 	if err != nil || p.subject == "" {
 		return nil, nil
 	}
-	var keyID string
-	var aead cipher.AEAD
+	// One ciphertext per event, in its first present personal field: a
+	// JSON object of every present field's value by name. The others
+	// refer to it.
+	var plain []byte
 	var edits []edit
-	for _, f := range p.fields {
+	var first *fieldSpan
+	for i := range p.fields {
+		f := &p.fields[i]
 		if !f.present {
 			continue
 		}
-		if aead == nil {
-			if keyID, aead, err = s.currentKey(ctx, p.subject); err != nil {
-				return nil, err
-			}
+		if first == nil {
+			first = f
+			plain = append(plain, '{')
+		} else {
+			plain = append(plain, ',')
+			edits = append(edits, edit{f.start, f.end, jsonRef})
 		}
-		sealed := seal(aead, data[f.start:f.end], additionalData(nil, p.subject, f.field.Path))
-		edits = append(edits, edit{f.start, f.end, encryptedValue(keyID, sealed)})
+		name, _ := json.Marshal(f.field.Path[len(f.field.Path)-1])
+		plain = append(append(append(plain, name...), ':'), data[f.start:f.end]...)
 	}
-	if edits == nil {
+	if first == nil {
 		return nil, nil
 	}
+	keyID, aead, err := s.currentKey(ctx, p.subject)
+	if err != nil {
+		return nil, err
+	}
+	sealed := seal(aead, append(plain, '}'), additionalData(nil, p.subject, first.field.Path))
+	edits = append(edits, edit{first.start, first.end, encryptedValue(keyID, sealed)})
 	return splice(data, edits), nil
 }
 
@@ -351,7 +363,7 @@ func (s *Store) prefetch(ctx context.Context, evs []eventstore.RecordedEvent) er
 				break
 			}
 			id := d[:j]
-			if bytes.Equal(id, last) {
+			if d[0] == '=' || bytes.Equal(id, last) { // a reference to the event's ciphertext
 				continue
 			}
 			last = id
@@ -436,14 +448,19 @@ func (s *Store) decrypt(ctx context.Context, pd domain.PersonalData, data json.R
 	if err != nil || p.subject == "" {
 		return nil, nil
 	}
-	var edits []edit
-	var sealedBuf, adBuf []byte
+	var values []member
+	var plain []byte
 	encrypted := false
 	for _, f := range p.fields {
 		if !f.present {
 			continue
 		}
-		keyID, sealed, enc, err := parseEncrypted(sealedBuf, data[f.start:f.end])
+		v := data[f.start:f.end]
+		if bytes.Equal(v, jsonRef) {
+			encrypted = true
+			continue
+		}
+		keyID, sealed, enc, err := parseEncrypted(nil, v)
 		if err != nil {
 			return nil, domain.WrapError(domain.EINTERNAL, "a personal field is malformed", err)
 		}
@@ -458,19 +475,32 @@ func (s *Store) decrypt(ctx context.Context, pd domain.PersonalData, data json.R
 		if aead == nil {
 			return splice(data, p.placeholders()), nil
 		}
-		adBuf = additionalData(adBuf, p.subject, f.field.Path)
-		plain, err := open(aead, sealed, adBuf)
-		sealedBuf = sealed
-		if err != nil {
-			return nil, domain.WrapError(domain.EINTERNAL, "a personal field does not decrypt under its key", err)
+		if plain, err = open(aead, sealed, additionalData(nil, p.subject, f.field.Path)); err != nil {
+			return nil, domain.WrapError(domain.EINTERNAL, "the personal fields do not decrypt under their key", err)
 		}
-		edits = append(edits, edit{f.start, f.end, plain})
+		if values, _, err = members(plain, 0); err != nil {
+			return nil, domain.WrapError(domain.EINTERNAL, "the personal fields decrypt to something else than an object", err)
+		}
 	}
 	if !encrypted {
 		if s.isForgotten(p.subject) {
 			return splice(data, p.placeholders()), nil
 		}
 		return nil, nil
+	}
+	if plain == nil {
+		return nil, domain.Errorf(domain.EINTERNAL, "personal fields refer to a ciphertext the event lacks")
+	}
+	edits := make([]edit, 0, len(p.fields))
+	for _, f := range p.fields {
+		if !f.present {
+			continue
+		}
+		m, ok := find(values, f.field.Path[len(f.field.Path)-1])
+		if !ok {
+			return nil, domain.Errorf(domain.EINTERNAL, "the ciphertext lacks the personal field %v", f.field.Path)
+		}
+		edits = append(edits, edit{f.start, f.end, plain[m.start:m.end]})
 	}
 	return splice(data, edits), nil
 }
