@@ -430,3 +430,24 @@ func TestExportImportNeverRestoresAForgottenKey(t *testing.T) {
 		t.Errorf("import of unwrapped keys under a KEK: %v, want EINVALID", err)
 	}
 }
+
+func TestAppendInClearStoresClearAndStillReads(t *testing.T) {
+	f := newFixture(t)
+	s := f.open(t, nil)
+	s.AppendInClear()
+	evs, texts := personalEvents(t, "alice")
+	appendAll(t, s, evs)
+	raw := readAll(t, f.raw)
+	for _, want := range texts {
+		found := false
+		for _, e := range raw {
+			found = found || bytes.Contains(e.Data, []byte(want))
+		}
+		if !found {
+			t.Errorf("the raw log lacks %q: appends were encrypted", want)
+		}
+	}
+	if got := decoded(t, readAll(t, s)); !equalJSON(t, got, decodedData(t, evs)) {
+		t.Errorf("reads give %v", got)
+	}
+}

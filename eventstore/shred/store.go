@@ -62,6 +62,8 @@ type Store struct {
 	forgotten map[string]bool       // users with a tombstone
 
 	createMu sync.Mutex // one key creation at a time in this process
+
+	clearAppends bool // appends pass through unencrypted (AppendInClear)
 }
 
 // cachedKey is a data key ready to use.
@@ -84,6 +86,14 @@ func New(ctx context.Context, inner eventstore.Store, keys Keys) (*Store, error)
 	}
 	return s, nil
 }
+
+// AppendInClear makes s store the events it appends as they are, while
+// reads still decrypt what was encrypted and erase what was forgotten: for
+// servers that share a log but not a key table (EventStoreDB with a SQLite
+// read database each), where one server's keys would be unknown to the
+// others and their users would read as erased. Such events cannot be
+// forgotten. Call it before s is used.
+func (s *Store) AppendInClear() { s.clearAppends = true }
 
 // Inner returns the store underneath, which holds the encrypted bytes (for
 // exports of the raw log and counting what a forget erases).
@@ -185,6 +195,9 @@ func (d *subscription) Next(ctx context.Context) (eventstore.Batch, error) {
 // encryptAll returns events with their personal fields encrypted; events
 // without any are passed as they are. The caller's slice is not modified.
 func (s *Store) encryptAll(ctx context.Context, events []eventstore.EventData) ([]eventstore.EventData, error) {
+	if s.clearAppends {
+		return events, nil
+	}
 	var out []eventstore.EventData
 	for i, e := range events {
 		pd, ok := domain.PersonalDataOf(e.Type)

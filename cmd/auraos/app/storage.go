@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -34,6 +35,9 @@ type Storage struct {
 	EventStore       string
 	ReadDB           string
 	KeyEncryptionKey string
+	// PersonalDataInClear turns encryption of new events off (see
+	// shred.Store.AppendInClear).
+	PersonalDataInClear bool
 }
 
 // Register adds the storage flags to flags, with their defaults.
@@ -41,6 +45,7 @@ func (c *Storage) Register(flags *pflag.FlagSet) {
 	flags.StringVar(&c.DataDir, "data-dir", "./data", "directory of the embedded SQLite databases (event store and read models)")
 	flags.StringVar(&c.EventStore, "event-store", "sqlite", `event store: "sqlite" (embedded, in --data-dir), a postgres:// URL, or an esdb:// or esdb+discover:// EventStoreDB/KurrentDB connection string`)
 	flags.StringVar(&c.ReadDB, "read-db", "", `read-model database: empty for SQLite in --data-dir, or a postgres:// URL`)
+	flags.BoolVar(&c.PersonalDataInClear, "personal-data-in-clear", false, "store new events' personal fields unencrypted (they cannot be forgotten): only for servers that share an event store but not a read database, whose key tables would differ")
 	flags.StringVar(&c.KeyEncryptionKey, "key-encryption-key", "", "32 random bytes in base64 that wrap every user's data key in the key table (a secret; empty: keys are stored unwrapped); every command must then be given the same one")
 }
 
@@ -97,6 +102,9 @@ func (c *Storage) shredded(ctx context.Context, store eventstore.Store, rdb Read
 	var s *shred.Store
 	if err == nil {
 		s, err = shred.New(ctx, store, keys)
+	}
+	if err == nil && c.PersonalDataInClear {
+		s.AppendInClear()
 	}
 	if err != nil {
 		store.Close()
@@ -330,6 +338,7 @@ func (c *Storage) OpenLogReadOnly(ctx context.Context, opts sqlstore.Options) (e
 	}
 	sqlite := c.ReadDB == "" || c.ReadDB == "sqlite"
 	if _, statErr := os.Stat(filepath.Join(c.DataDir, readModelFile)); sqlite && errors.Is(statErr, fs.ErrNotExist) {
+		slog.Warn("no read database, so no key table: encrypted personal fields show as erased; give the --data-dir or --read-db of the read models to read them", "data_dir", c.DataDir)
 		s, err := shred.New(ctx, store, shred.NoKeys{})
 		if err != nil {
 			store.Close()
