@@ -107,3 +107,53 @@ func TestLiveEqualsRebuildWithForgottenUsers(t *testing.T) {
 		}
 	})
 }
+
+// Forgetting a user rewrites the profiles their recoverable sessions hold
+// and leaves the rest of each state, and other users' sessions, alone.
+func TestRecoverySessionsForgetUser(t *testing.T) {
+	t.Parallel()
+	for _, kind := range schematest.Kinds() {
+		t.Run(kind, func(t *testing.T) {
+			ctx := testCtx(t)
+			rdb := schematest.OpenReadDB(t, kind)
+			rs := projections.RecoverySessions{DB: rdb.Writer}
+			state := func(uid string) string {
+				b, _ := json.Marshal(map[string]any{
+					"userId":   uid,
+					"profile":  profile(uid),
+					"presence": map[string]any{"sessionId": "s-" + uid, "profile": profile(uid)},
+					"chats":    []any{map[string]any{"roomName": "lobby", "profile": profile(uid)}},
+				})
+				return string(b)
+			}
+			for _, uid := range []string{"ana", "bo"} {
+				if err := rs.Save(ctx, projections.RecoverySession{PIDHash: "h-" + uid, SessionID: "s-" + uid, NodeID: "n", Generation: 1, Revision: 1, UserID: uid, State: state(uid)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			n, err := rs.ForgetUser(ctx, "ana")
+			if err != nil || n != 1 {
+				t.Fatalf("ForgetUser = %d, %v; want 1 row", n, err)
+			}
+			got := map[string]string{}
+			rows, err := rdb.Reader.QueryContext(ctx, "SELECT user_id, state FROM recovery_sessions")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rows.Close()
+			for rows.Next() {
+				var uid, st string
+				if err := rows.Scan(&uid, &st); err != nil {
+					t.Fatal(err)
+				}
+				got[uid] = st
+			}
+			if strings.Contains(got["ana"], "ana@example.com") || strings.Count(got["ana"], domain.PlaceholderName) != 3 || !strings.Contains(got["ana"], `"roomName":"lobby"`) {
+				t.Errorf("ana's state after the forget: %s", got["ana"])
+			}
+			if got["bo"] != state("bo") {
+				t.Errorf("bo's state changed: %s", got["bo"])
+			}
+		})
+	}
+}
