@@ -245,3 +245,19 @@ func stamp(at time.Time) time.Time { return at.UTC().Truncate(time.Microsecond) 
 func StartNode(nodeID string, at time.Time) NodeStarted {
 	return NodeStarted{SchemaVersion: SchemaVersion, NodeID: nodeID, At: stamp(at)}
 }
+
+// ForgetUser decides the record of erasing a user: the user id must be a
+// valid id and the reason must say why (1–200 characters, it stays in clear
+// in the log). It returns EINVALID errors.
+func ForgetUser(userID, reason, by string, at time.Time) (UserForgotten, error) {
+	if err := CheckID("userId", userID); err != nil {
+		return UserForgotten{}, err
+	}
+	if err := checkText("reason", reason, 1, MaxForgetReasonLength, false); err != nil {
+		return UserForgotten{}, err
+	}
+	if err := CheckID("by", by); err != nil {
+		return UserForgotten{}, err
+	}
+	return UserForgotten{SchemaVersion: SchemaVersion, UserID: userID, Reason: reason, By: by, At: stamp(at)}, nil
+}

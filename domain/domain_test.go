@@ -2,6 +2,7 @@ package domain_test
 
 import (
 	"encoding/json"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -194,6 +195,7 @@ func TestDecodeRoundTripsEveryEvent(t *testing.T) {
 		domain.AppStatusChanged{SchemaVersion: 1, AppID: "a", Status: domain.AppActive, At: at},
 		domain.DataAgentUpdated{SchemaVersion: 1, AgentID: "g", Status: "ok", Data: json.RawMessage(`[1]`), At: at},
 		domain.NodeStarted{SchemaVersion: 1, NodeID: "n", At: at},
+		domain.UserForgotten{SchemaVersion: 1, UserID: "u", Reason: "asked", By: "ops", At: at},
 	}
 	var types []string
 	for _, e := range events {
@@ -270,5 +272,75 @@ func TestBlankTextIsRefused(t *testing.T) {
 	p.DisplayName = "  "
 	if err := p.Validate("userProfile"); err != nil {
 		t.Errorf("blank display name: %v", err)
+	}
+}
+
+func TestPersonalFieldsNameFieldsOfTheirEvents(t *testing.T) {
+	t.Parallel()
+	avatar := "https://x/y.png"
+	full := profile("u")
+	full.PhotoURL = avatar
+	for _, e := range []domain.Event{
+		domain.PresenceJoined{UserID: "u", Profile: full},
+		domain.ChatMemberJoined{UserID: "u", Profile: full},
+		domain.ChatMemberLeft{UserID: "u", Profile: full},
+		domain.MessagePosted{UserID: "u", UserName: "U", UserAvatar: &avatar, Message: "hi"},
+		domain.NotificationSent{From: "u", Title: "t", Message: "m", Data: json.RawMessage(`{}`)},
+	} {
+		pd, ok := domain.PersonalDataOf(e.EventType())
+		if !ok {
+			t.Fatalf("%s has no personal data", e.EventType())
+		}
+		raw, _ := json.Marshal(e)
+		var top map[string]any
+		if err := json.Unmarshal(raw, &top); err != nil {
+			t.Fatal(err)
+		}
+		if top[pd.Subject] != "u" {
+			t.Errorf("%s: subject field %q is %v", e.EventType(), pd.Subject, top[pd.Subject])
+		}
+		for _, f := range pd.Fields {
+			var v any = top
+			for _, step := range f.Path {
+				v = v.(map[string]any)[step]
+			}
+			if v == nil {
+				t.Errorf("%s: personal field %v is not in %s", e.EventType(), f.Path, raw)
+			}
+			if !json.Valid(f.Placeholder) {
+				t.Errorf("%s: placeholder of %v is not JSON", e.EventType(), f.Path)
+			}
+		}
+	}
+	for _, typ := range []string{domain.TypePresenceLeft, domain.TypeSystemAlertBroadcast, domain.TypeUserForgotten, domain.TypeNodeStarted} {
+		if _, ok := domain.PersonalDataOf(typ); ok {
+			t.Errorf("%s declares personal data", typ)
+		}
+	}
+}
+
+func TestForgetUser(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		uid, reason, by string
+		field           string
+	}{
+		{"u", "asked by email", "ops", ""},
+		{"", "asked", "ops", "userId"},
+		{"u", "", "ops", "reason"},
+		{"u", strings.Repeat("r", domain.MaxForgetReasonLength+1), "ops", "reason"},
+		{"u", "asked", "", "by"},
+	} {
+		e, err := domain.ForgetUser(tc.uid, tc.reason, tc.by, at)
+		if tc.field == "" {
+			if err != nil || e.UserID != tc.uid || e.Stream() != "user-"+tc.uid || e.SchemaVersion != domain.SchemaVersion {
+				t.Errorf("ForgetUser(%q) = %+v, %v", tc.uid, e, err)
+			}
+			continue
+		}
+		var de *domain.Error
+		if !errors.As(err, &de) || de.Code != domain.EINVALID || de.Field != tc.field {
+			t.Errorf("ForgetUser(%q, %q, %q): %v; want EINVALID on %s", tc.uid, tc.reason, tc.by, err, tc.field)
+		}
 	}
 }

@@ -24,6 +24,7 @@ const (
 	TypeAppStatusChanged     = "AppStatusChanged"
 	TypeDataAgentUpdated     = "DataAgentUpdated"
 	TypeNodeStarted          = "NodeStarted"
+	TypeUserForgotten        = "UserForgotten"
 )
 
 // EventTypes returns every event type above, in the order of their streams'
@@ -32,6 +33,7 @@ func EventTypes() []string {
 	return []string{
 		TypePresenceJoined, TypePresenceLeft, TypeChatMemberJoined, TypeChatMemberLeft, TypeMessagePosted,
 		TypeNotificationSent, TypeSystemAlertBroadcast, TypeAppStatusChanged, TypeDataAgentUpdated, TypeNodeStarted,
+		TypeUserForgotten,
 	}
 }
 
@@ -55,6 +57,10 @@ func AgentStream(agentID string) string { return "agent-" + agentID }
 
 // NodeStream is the stream of a server process's lifecycle.
 func NodeStream(nodeID string) string { return "node-" + nodeID }
+
+// UserStream is the stream of what happens to a user as a data subject:
+// being forgotten.
+func UserStream(userID string) string { return "user-" + userID }
 
 // SystemStream is the stream of system alerts.
 func SystemStream() string { return "system" }
@@ -186,6 +192,19 @@ type NodeStarted struct {
 	At            time.Time `json:"at"`
 }
 
+// UserForgotten records that an operator erased a user's personal data: the
+// user's keys were deleted, so every personal field encrypted under them now
+// reads as its placeholder, and read models rewrite the rows they hold about
+// the user. By is the operator who asked; Reason why. Neither should carry
+// personal data: they stay in clear.
+type UserForgotten struct {
+	SchemaVersion int       `json:"schemaVersion"`
+	UserID        string    `json:"userId"`
+	Reason        string    `json:"reason"`
+	By            string    `json:"by"`
+	At            time.Time `json:"at"`
+}
+
 func (PresenceJoined) EventType() string       { return TypePresenceJoined }
 func (PresenceLeft) EventType() string         { return TypePresenceLeft }
 func (ChatMemberJoined) EventType() string     { return TypeChatMemberJoined }
@@ -196,6 +215,7 @@ func (SystemAlertBroadcast) EventType() string { return TypeSystemAlertBroadcast
 func (AppStatusChanged) EventType() string     { return TypeAppStatusChanged }
 func (DataAgentUpdated) EventType() string     { return TypeDataAgentUpdated }
 func (NodeStarted) EventType() string          { return TypeNodeStarted }
+func (UserForgotten) EventType() string        { return TypeUserForgotten }
 
 func (e PresenceJoined) Stream() string       { return PresenceStream(e.UserID) }
 func (e PresenceLeft) Stream() string         { return PresenceStream(e.UserID) }
@@ -207,6 +227,7 @@ func (e SystemAlertBroadcast) Stream() string { return SystemStream() }
 func (e AppStatusChanged) Stream() string     { return AppStream(e.AppID) }
 func (e DataAgentUpdated) Stream() string     { return AgentStream(e.AgentID) }
 func (e NodeStarted) Stream() string          { return NodeStream(e.NodeID) }
+func (e UserForgotten) Stream() string        { return UserStream(e.UserID) }
 
 // Decode reads the data of a stored event of the given type. It returns an
 // EINVALID error for an unknown type or data that does not decode, and
@@ -234,6 +255,8 @@ func Decode(eventType string, data []byte) (Event, error) {
 		e = decodeAs[DataAgentUpdated](data)
 	case TypeNodeStarted:
 		e = decodeAs[NodeStarted](data)
+	case TypeUserForgotten:
+		e = decodeAs[UserForgotten](data)
 	default:
 		return nil, Errorf(EINVALID, "unknown event type %q", eventType)
 	}
@@ -276,6 +299,7 @@ func (e SystemAlertBroadcast) schemaVersion() int { return e.SchemaVersion }
 func (e AppStatusChanged) schemaVersion() int     { return e.SchemaVersion }
 func (e DataAgentUpdated) schemaVersion() int     { return e.SchemaVersion }
 func (e NodeStarted) schemaVersion() int          { return e.SchemaVersion }
+func (e UserForgotten) schemaVersion() int        { return e.SchemaVersion }
 
 // Metadata says who and what caused an event. Every event the commands
 // append carries it, so auditors can read who did what.

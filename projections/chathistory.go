@@ -24,8 +24,11 @@ func (ChatHistory) Version() int { return 1 }
 // Tables implements Projection.
 func (ChatHistory) Tables() []string { return []string{"chat_messages"} }
 
-// EventTypes implements Projection.
-func (ChatHistory) EventTypes() []string { return []string{domain.TypeMessagePosted} }
+// EventTypes implements Projection: messages, and forgotten users, whose
+// messages are rewritten.
+func (ChatHistory) EventTypes() []string {
+	return []string{domain.TypeMessagePosted, domain.TypeUserForgotten}
+}
 
 // messageRow is a row of chat_messages.
 type messageRow struct {
@@ -50,15 +53,27 @@ type messageRow struct {
 var messageColumns = []string{"commit_position", "prepare_position", "id", "room_name", "user_id", "user_name",
 	"user_avatar", "message", "message_type", "is_ai", "in_reply_to", "created_at"}
 
-// AppendOnlyTables implements AppendOnly: chat history only ever inserts
-// messages.
+// AppendOnlyTables implements AppendOnly: chat history inserts messages,
+// and rewrites a forgotten user's by a scan that no secondary index serves.
 func (ChatHistory) AppendOnlyTables() []string { return []string{"chat_messages"} }
 
 // Apply implements Projection: multi-row inserts of the messages. A message
-// already present (a replay) is left as it is.
+// already present (a replay) is left as it is. A UserForgotten rewrites the
+// user's messages stored so far, after inserting the messages before it.
 func (ChatHistory) Apply(ctx context.Context, tx bun.Tx, t Tables, events []Envelope) error {
 	rows := make([][]any, 0, len(events))
+	ins := bulkInsert{table: t.Name("chat_messages"), columns: messageColumns, conflict: "ON CONFLICT DO NOTHING", fresh: t == Rebuilding}
 	for _, rec := range events {
+		if f, ok := rec.Event.(domain.UserForgotten); ok {
+			if err := ins.exec(ctx, tx, rows); err != nil {
+				return fmt.Errorf("insert messages: %w", err)
+			}
+			rows = rows[:0]
+			if err := forgetMessages(ctx, tx, t, f.UserID); err != nil {
+				return err
+			}
+			continue
+		}
 		m, ok := rec.Event.(domain.MessagePosted)
 		if !ok {
 			continue
@@ -74,9 +89,39 @@ func (ChatHistory) Apply(ctx context.Context, tx bun.Tx, t Tables, events []Enve
 		rows = append(rows, []any{c, p, m.ID, m.RoomName, m.UserID, m.UserName, avatar, m.Message,
 			string(m.MessageType), m.IsAI, m.InReplyTo, micros(m.At)})
 	}
-	ins := bulkInsert{table: t.Name("chat_messages"), columns: messageColumns, conflict: "ON CONFLICT DO NOTHING", fresh: t == Rebuilding}
 	if err := ins.exec(ctx, tx, rows); err != nil {
 		return fmt.Errorf("insert messages: %w", err)
+	}
+	return nil
+}
+
+// forgetMessages rewrites userID's messages (not the assistant's, which
+// are about nobody) to the placeholders their events now read as.
+func forgetMessages(ctx context.Context, db bun.IDB, t Tables, userID string) error {
+	_, err := db.NewUpdate().TableExpr("?", t.Ident("chat_messages")).
+		Set("user_name = ?", domain.PlaceholderName).Set("user_avatar = NULL").Set("message = ?", domain.PlaceholderText).
+		Where("user_id = ? AND NOT is_ai", userID).Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("forget the messages of %s: %w", userID, err)
+	}
+	return nil
+}
+
+// ForgetUser rewrites, in the live tables of db, every read-model row that
+// holds userID's personal data to the placeholders their events read as once
+// the user's keys are gone: what the projections do when they reach the
+// user's UserForgotten event, done at once by `auraos users forget` so the
+// rows are rewritten even when no server runs. It is idempotent. It returns
+// EUNAVAILABLE when the database fails.
+func ForgetUser(ctx context.Context, db bun.IDB, userID string) error {
+	err := db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		if err := forgetProfiles(ctx, tx, Live, userID); err != nil {
+			return err
+		}
+		return forgetMessages(ctx, tx, Live, userID)
+	})
+	if err != nil {
+		return readError("forget a user", err)
 	}
 	return nil
 }

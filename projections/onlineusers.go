@@ -26,9 +26,11 @@ func (OnlineUsers) Version() int { return 1 }
 // Tables implements Projection.
 func (OnlineUsers) Tables() []string { return []string{"online_sessions", "chat_members"} }
 
-// EventTypes implements Projection. Messages move lastSeen.
+// EventTypes implements Projection. Messages move lastSeen; a forgotten
+// user's profile is rewritten.
 func (OnlineUsers) EventTypes() []string {
-	return []string{domain.TypePresenceJoined, domain.TypePresenceLeft, domain.TypeChatMemberJoined, domain.TypeChatMemberLeft, domain.TypeMessagePosted}
+	return []string{domain.TypePresenceJoined, domain.TypePresenceLeft, domain.TypeChatMemberJoined, domain.TypeChatMemberLeft, domain.TypeMessagePosted,
+		domain.TypeUserForgotten}
 }
 
 // sessionRow is a row of online_sessions.
@@ -129,6 +131,8 @@ func (OnlineUsers) Apply(ctx context.Context, tx bun.Tx, t Tables, events []Enve
 				Exec(ctx)
 		case domain.ChatMemberLeft:
 			_, err = tx.NewDelete().TableExpr("?", members).Where("room_name = ? AND session_id = ?", e.RoomName, e.SessionID).Exec(ctx)
+		case domain.UserForgotten:
+			err = forgetProfiles(ctx, tx, t, e.UserID)
 		}
 		if err != nil {
 			return fmt.Errorf("%s at %v: %w", rec.Type, rec.Position, err)
@@ -262,4 +266,19 @@ func (q OnlineCountQuery) Handle(ctx context.Context) (int, error) {
 		return 0, readError("online count", err)
 	}
 	return n, nil
+}
+
+// forgetProfiles rewrites the profile of every live session and chat
+// membership of userID to the placeholders its events now read as (see
+// domain.PersonalDataOf), so rows written before the forget equal the rows
+// a rebuild after it writes.
+func forgetProfiles(ctx context.Context, db bun.IDB, t Tables, userID string) error {
+	for _, table := range []string{"online_sessions", "chat_members"} {
+		if _, err := db.NewUpdate().TableExpr("?", t.Ident(table)).
+			Set("email = ''").Set("display_name = ?", domain.PlaceholderName).Set("photo_url = ''").
+			Where("user_id = ?", userID).Exec(ctx); err != nil {
+			return fmt.Errorf("forget %s in %s: %w", userID, table, err)
+		}
+	}
+	return nil
 }

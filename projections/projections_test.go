@@ -451,7 +451,7 @@ func dump(t *testing.T, db bun.IDB) map[string][]string {
 // randomHistory appends a random but plausible sequence of events through
 // the command handlers, in random concurrent bursts, while the caller's
 // runners process them live.
-func randomHistory(t *testing.T, rng *rand.Rand, store *sqlstore.Store, n int) eventstore.Position {
+func randomHistory(t *testing.T, rng *rand.Rand, store commands.EventStore, n int) eventstore.Position {
 	t.Helper()
 	ctx := testCtx(t)
 	d := deps(store, steppingClock())

@@ -178,10 +178,11 @@ func newRebuildPart(p Projection) rebuildPart {
 	return rebuildPart{p: p, shadow: p.Name() + rebuildSuffix, types: types, appendOnly: appendOnly}
 }
 
-// AppendOnly is implemented by a projection whose Apply only inserts into
-// some of its tables and never looks rows up in them: a rebuild fills those
-// without their secondary indexes and builds the indexes once, sorted,
-// which is faster than keeping them up to date row by row.
+// AppendOnly is implemented by a projection whose Apply inserts into some
+// of its tables without looking rows up in them by a secondary index: a
+// rebuild fills those without their secondary indexes and builds the
+// indexes once, sorted, which is faster than keeping them up to date row by
+// row.
 type AppendOnly interface {
 	AppendOnlyTables() []string
 }

@@ -3,10 +3,13 @@ package projections
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"time"
 
 	"github.com/uptrace/bun"
+
+	"github.com/auraos/realtime/domain"
 )
 
 // RecoverySession is a socket session that its client may recover after a
@@ -181,4 +184,61 @@ func affected(res sql.Result, err error, what string) (bool, error) {
 		return false, readError(what, err)
 	}
 	return n > 0, nil
+}
+
+// ForgetUser rewrites the profiles of userID that the recoverable sessions'
+// states hold (every JSON object whose uid is userID and that has an email)
+// to the placeholders, keeping the rest of each state, so that those
+// sessions still recover or end as before. A session a server serves at
+// this moment may write its profile back from memory: forget users after
+// they have disconnected. It returns how many rows it rewrote, or an
+// EUNAVAILABLE error.
+func (r RecoverySessions) ForgetUser(ctx context.Context, userID string) (int, error) {
+	var rows []RecoverySession
+	if err := r.DB.NewSelect().Model(&rows).Where("user_id = ?", userID).Scan(ctx); err != nil {
+		return 0, readError("read recoverable sessions", err)
+	}
+	n := 0
+	for _, row := range rows {
+		var state any
+		if err := json.Unmarshal([]byte(row.State), &state); err != nil {
+			continue // not the adapter's JSON: nothing it could hold
+		}
+		if !scrubProfiles(state, userID) {
+			continue
+		}
+		b, err := json.Marshal(state)
+		if err != nil {
+			return n, err
+		}
+		if _, err := r.DB.NewUpdate().Model((*RecoverySession)(nil)).Set("state = ?", string(b)).
+			Where("pid_hash = ?", row.PIDHash).Exec(ctx); err != nil {
+			return n, readError("rewrite a recoverable session", err)
+		}
+		n++
+	}
+	return n, nil
+}
+
+// scrubProfiles sets, in v, every profile of userID to the placeholders,
+// and reports whether it changed anything.
+func scrubProfiles(v any, userID string) bool {
+	changed := false
+	switch v := v.(type) {
+	case map[string]any:
+		if uid, _ := v["uid"].(string); uid == userID {
+			if _, isProfile := v["email"]; isProfile {
+				v["email"], v["displayName"], v["photoURL"] = "", domain.PlaceholderName, ""
+				changed = true
+			}
+		}
+		for _, child := range v {
+			changed = scrubProfiles(child, userID) || changed
+		}
+	case []any:
+		for _, child := range v {
+			changed = scrubProfiles(child, userID) || changed
+		}
+	}
+	return changed
 }

@@ -45,6 +45,10 @@ type SQLiteOptions struct {
 	Synchronous string
 	// MaxReaders caps the reader pool (default 4).
 	MaxReaders int
+	// SecureDelete overwrites deleted content with zeros (PRAGMA
+	// secure_delete), so that deleted keys and rewritten personal data do
+	// not stay behind in free pages of the file.
+	SecureDelete bool
 }
 
 func init() {
@@ -78,6 +82,9 @@ func OpenSQLite(path string, opts SQLiteOptions) (*bun.DB, error) {
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous("+sync+")")
 	q.Add("_pragma", "foreign_keys(ON)")
+	if opts.SecureDelete {
+		q.Add("_pragma", "secure_delete(ON)")
+	}
 	if opts.Mode == SQLiteWriter {
 		q.Set("_txlock", "immediate")
 		// Checkpoint the WAL into the database every 16 MiB rather than

@@ -19,7 +19,7 @@ import (
 // flag's default.
 
 // secretFlags are masked by `config print` and never logged.
-var secretFlags = map[string]bool{"jwt-secret": true, "ai-key": true, "admin-ui-password-hash": true}
+var secretFlags = map[string]bool{"jwt-secret": true, "ai-key": true, "admin-ui-password-hash": true, "key-encryption-key": true}
 
 // urlFlags may carry a password in their URL, masked by `config print`.
 var urlFlags = map[string]bool{"signals": true, "event-store": true, "read-db": true, "ai-url": true, "jwks-url": true}

@@ -61,8 +61,8 @@ func TestServeOnEventStoreDB(t *testing.T) {
 	_ = st
 	srv2.stop()
 
-	// Auditors read the same log.
-	out, err := exec.Command(auraosBin, "events", "read", "--event-store", db.URL(), "--type", "MessagePosted").CombinedOutput()
+	// Auditors read the same log, with the key table in the read models.
+	out, err := exec.Command(auraosBin, "events", "read", "--event-store", db.URL(), "--data-dir", dir, "--type", "MessagePosted").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "stored in EventStoreDB") || !strings.Contains(string(out), `"command":"send_message"`) {
 		t.Fatalf("events read: %v\n%s", err, out)
 	}

@@ -109,7 +109,7 @@ func runEventsRead(ctx context.Context, out io.Writer, o eventsReadOptions) erro
 	if err != nil {
 		return err
 	}
-	store, err := o.storage.OpenEventStoreReadOnly(ctx, sqlstore.Options{})
+	store, err := o.storage.OpenLogReadOnly(ctx, sqlstore.Options{})
 	if err != nil {
 		return err
 	}

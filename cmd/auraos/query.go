@@ -268,7 +268,7 @@ func openLiveModel(ctx context.Context, storage app.Storage, p projections.Proje
 // foldModel folds the log up to cut into a temporary database. A position
 // past the log's head is refused (EINVALID): the log never stood there.
 func foldModel(ctx context.Context, storage app.Storage, p projections.Projection, cut projections.Cut, atPosition *eventstore.Position) (*bun.DB, projections.FoldResult, error) {
-	store, err := storage.OpenEventStoreReadOnly(ctx, sqlstore.Options{})
+	store, err := storage.OpenLogReadOnly(ctx, sqlstore.Options{})
 	if err != nil {
 		return nil, projections.FoldResult{}, err
 	}

@@ -37,7 +37,7 @@ func newRootCommand() *cobra.Command {
 	root.PersistentFlags().String("log-level", "info", "log level: debug, info, warn or error")
 	serve := newServeCommand()
 	root.AddCommand(serve, newEventsCommand(), newProjectionsCommand(), newQueryCommand(), newTokenCommand(),
-		newConfigCommand(serve), newVersionCommand(), newMigrateCommand(), newHashPasswordCommand())
+		newConfigCommand(serve), newVersionCommand(), newMigrateCommand(), newHashPasswordCommand(), newUsersCommand(), newKeysCommand())
 	refuseUnknownSubcommands(root)
 	return root
 }

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -16,6 +18,7 @@ import (
 	"github.com/auraos/realtime/domain"
 	"github.com/auraos/realtime/eventstore"
 	"github.com/auraos/realtime/eventstore/esdb"
+	"github.com/auraos/realtime/eventstore/shred"
 	"github.com/auraos/realtime/eventstore/sqlstore"
 	"github.com/auraos/realtime/internal/redact"
 	"github.com/auraos/realtime/schema"
@@ -25,11 +28,16 @@ import (
 // storage flags every command shares set it: DataDir holds the embedded
 // SQLite databases; EventStore is "sqlite" (or empty), a postgres:// URL,
 // or an esdb:// or esdb+discover:// connection string; ReadDB is empty
-// (SQLite in DataDir) or a postgres:// URL.
+// (SQLite in DataDir) or a postgres:// URL; KeyEncryptionKey is empty or
+// the base64 key-encryption key that wraps the data keys of personal data.
 type Storage struct {
-	DataDir    string
-	EventStore string
-	ReadDB     string
+	DataDir          string
+	EventStore       string
+	ReadDB           string
+	KeyEncryptionKey string
+	// PersonalDataInClear turns encryption of new events off (see
+	// shred.Store.AppendInClear).
+	PersonalDataInClear bool
 }
 
 // Register adds the storage flags to flags, with their defaults.
@@ -37,6 +45,73 @@ func (c *Storage) Register(flags *pflag.FlagSet) {
 	flags.StringVar(&c.DataDir, "data-dir", "./data", "directory of the embedded SQLite databases (event store and read models)")
 	flags.StringVar(&c.EventStore, "event-store", "sqlite", `event store: "sqlite" (embedded, in --data-dir), a postgres:// URL, or an esdb:// or esdb+discover:// EventStoreDB/KurrentDB connection string`)
 	flags.StringVar(&c.ReadDB, "read-db", "", `read-model database: empty for SQLite in --data-dir, or a postgres:// URL`)
+	flags.BoolVar(&c.PersonalDataInClear, "personal-data-in-clear", false, "store new events' personal fields unencrypted (they cannot be forgotten): only for servers that share an event store but not a read database, whose key tables would differ")
+	flags.StringVar(&c.KeyEncryptionKey, "key-encryption-key", "", "32 random bytes in base64 that wrap every user's data key in the key table (a secret; empty: keys are stored unwrapped); every command must then be given the same one")
+}
+
+// kek returns the key-encryption key, nil when none is set, or an EINVALID
+// error for a malformed one.
+func (c *Storage) kek() ([]byte, error) {
+	if c.KeyEncryptionKey == "" {
+		return nil, nil
+	}
+	return shred.ParseKEK(c.KeyEncryptionKey)
+}
+
+// keysTable is the read-model table of the data keys.
+const keysTable = "user_keys"
+
+// Keys returns the key table in the read database rdb under the
+// key-encryption key the flags give: EINVALID for a malformed or wrong
+// key-encryption key, EUNAVAILABLE when rdb fails. A read database
+// without the table (one written before encryption existed, opened
+// read-only) holds no keys. A writable rdb records in an empty table how
+// its keys will be wrapped, so a later start with another
+// key-encryption key is refused even before any key exists.
+func (c *Storage) Keys(ctx context.Context, rdb ReadDB) (shred.Keys, error) {
+	return c.keys(ctx, rdb, false)
+}
+
+func (c *Storage) keys(ctx context.Context, rdb ReadDB, writable bool) (shred.Keys, error) {
+	kek, err := c.kek()
+	if err != nil {
+		return nil, err
+	}
+	ok, err := schema.HasTable(ctx, rdb.Reader, keysTable)
+	if err != nil {
+		return nil, domain.WrapError(domain.EUNAVAILABLE, "read database unavailable", err)
+	}
+	if !ok {
+		return shred.NoKeys{}, nil
+	}
+	keys, err := shred.OpenSQLKeys(ctx, rdb.Writer, rdb.Reader, kek)
+	if err == nil && writable {
+		err = keys.RecordWrapping(ctx)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return keys, nil
+}
+
+// shredded wraps store so that personal fields are encrypted at append and
+// decrypted (or shown as erased) on every read, with the keys in rdb. On
+// failure it closes both.
+func (c *Storage) shredded(ctx context.Context, store eventstore.Store, rdb ReadDB, writable bool) (*shred.Store, ReadDB, error) {
+	keys, err := c.keys(ctx, rdb, writable)
+	var s *shred.Store
+	if err == nil {
+		s, err = shred.New(ctx, store, keys)
+	}
+	if err == nil && c.PersonalDataInClear {
+		s.AppendInClear()
+	}
+	if err != nil {
+		store.Close()
+		rdb.Close()
+		return nil, ReadDB{}, err
+	}
+	return s, rdb, nil
 }
 
 // UsesDataDir reports whether the event store or the read models are the
@@ -71,11 +146,13 @@ func (c *Storage) OpenReadDB(ctx context.Context) (ReadDB, error) {
 	switch {
 	case c.ReadDB == "" || c.ReadDB == "sqlite":
 		path := filepath.Join(c.DataDir, readModelFile)
-		w, err := schema.OpenSQLite(path, schema.SQLiteOptions{Mode: schema.SQLiteWriter, Synchronous: "NORMAL"})
+		// Secure delete: forgotten keys and the rewritten rows of forgotten
+		// users must not stay behind in free pages.
+		w, err := schema.OpenSQLite(path, schema.SQLiteOptions{Mode: schema.SQLiteWriter, Synchronous: "NORMAL", SecureDelete: true})
 		if err != nil {
 			return r, domain.WrapError(domain.EUNAVAILABLE, "read database unavailable", err)
 		}
-		rd, err := schema.OpenSQLite(path, schema.SQLiteOptions{Mode: schema.SQLiteReader, Synchronous: "NORMAL", MaxReaders: 8})
+		rd, err := schema.OpenSQLite(path, schema.SQLiteOptions{Mode: schema.SQLiteReader, Synchronous: "NORMAL", MaxReaders: 8, SecureDelete: true})
 		if err != nil {
 			w.Close()
 			return r, domain.WrapError(domain.EUNAVAILABLE, "read database unavailable", err)
@@ -222,17 +299,74 @@ const checkpointsTable = "projection_checkpoints"
 
 // OpenReadOnly is Open for the commands that only read: it creates and
 // migrates nothing.
-func (c *Storage) OpenReadOnly(ctx context.Context, opts sqlstore.Options) (eventstore.Store, ReadDB, error) {
-	return openBoth(func() (eventstore.Store, error) { return c.OpenEventStoreReadOnly(ctx, opts) },
+func (c *Storage) OpenReadOnly(ctx context.Context, opts sqlstore.Options) (*shred.Store, ReadDB, error) {
+	store, rdb, err := openBoth(func() (eventstore.Store, error) { return c.OpenEventStoreReadOnly(ctx, opts) },
 		func() (ReadDB, error) { return c.OpenReadDBReadOnly(ctx) })
+	if err != nil {
+		return nil, ReadDB{}, err
+	}
+	return c.shredded(ctx, store, rdb, false)
 }
 
 // Open opens (creating and migrating what is missing) the event store and
-// then the read-model database. The caller closes both.
-func (c *Storage) Open(ctx context.Context, opts sqlstore.Options) (eventstore.Store, ReadDB, error) {
-	return openBoth(func() (eventstore.Store, error) { return c.OpenEventStore(ctx, opts) },
+// then the read-model database, and returns the event store wrapped so
+// that personal fields are encrypted at append and decrypted on every read
+// with the keys of the read database (every read path of a process goes
+// through it). The caller closes both.
+func (c *Storage) Open(ctx context.Context, opts sqlstore.Options) (*shred.Store, ReadDB, error) {
+	store, rdb, err := openBoth(func() (eventstore.Store, error) { return c.OpenEventStore(ctx, opts) },
 		func() (ReadDB, error) { return c.OpenReadDB(ctx) })
+	if err != nil {
+		return nil, ReadDB{}, err
+	}
+	return c.shredded(ctx, store, rdb, true)
 }
+
+// OpenLogReadOnly opens the event store read-only, as
+// OpenEventStoreReadOnly does, wrapped so that personal fields read
+// decrypted, or erased for forgotten users, with the keys of the read
+// database opened read-only: what `events read` and `query --at` show.
+// With the SQLite read database not there yet, no key exists, and every
+// encrypted field reads as erased. Closing the store closes the keys' database.
+func (c *Storage) OpenLogReadOnly(ctx context.Context, opts sqlstore.Options) (eventstore.Store, error) {
+	if _, err := c.kek(); err != nil {
+		return nil, err
+	}
+	store, err := c.OpenEventStoreReadOnly(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	sqlite := c.ReadDB == "" || c.ReadDB == "sqlite"
+	if _, statErr := os.Stat(filepath.Join(c.DataDir, readModelFile)); sqlite && errors.Is(statErr, fs.ErrNotExist) {
+		slog.Warn("no read database, so no key table: encrypted personal fields show as erased; give the --data-dir or --read-db of the read models to read them", "data_dir", c.DataDir)
+		s, err := shred.New(ctx, store, shred.NoKeys{})
+		if err != nil {
+			store.Close()
+			return nil, err
+		}
+		return s, nil
+	}
+	rdb, err := c.OpenReadDBReadOnly(ctx)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	s, rdb, err := c.shredded(ctx, store, rdb, false)
+	if err != nil {
+		return nil, err
+	}
+	return closingStore{Store: s, also: rdb.Close}, nil
+}
+
+// closingStore is a store whose Close also closes what its wrapping
+// needed.
+type closingStore struct {
+	eventstore.Store
+	also func() error
+}
+
+// Close closes the store, then the rest.
+func (s closingStore) Close() error { return errors.Join(s.Store.Close(), s.also()) }
 
 // openBoth opens the event store and then the read-model database with the
 // openers given; if the second fails, the first is closed again.
