@@ -24,7 +24,7 @@ func newEventsCommand() *cobra.Command {
 		Use:   "events",
 		Short: "Read, verify, export and import the event log",
 	}
-	cmd.AddCommand(newEventsReadCommand(), newEventsVerifyCommand(), newEventsHeadCommand())
+	cmd.AddCommand(newEventsReadCommand(), newEventsVerifyCommand(), newEventsHeadCommand(), newEventsExportCommand(), newEventsImportCommand())
 	return cmd
 }
 

@@ -122,9 +122,7 @@ func runProjectionsRebuild(ctx context.Context, out io.Writer, storage app.Stora
 		if bar {
 			opts.Progress = func(through, head eventstore.Position) {
 				if pb == nil {
-					pb = progressbar.NewOptions64(int64(head.Commit),
-						progressbar.OptionSetWriter(out), progressbar.OptionSetDescription(p.Name()),
-						progressbar.OptionShowCount(), progressbar.OptionSetPredictTime(true), progressbar.OptionClearOnFinish())
+					pb = newProgressBar(out, int64(head.Commit), p.Name())
 				}
 				_ = pb.Set64(int64(min(through.Commit, head.Commit)))
 			}
