@@ -151,7 +151,7 @@ func (p progress) finish() {
 type exportWriter struct {
 	w      *bufio.Writer
 	enc    *json.Encoder
-	line   exportLine
+	line   []byte
 	hasher *chain.Hasher
 	v      *chain.Verifier
 }
@@ -172,12 +172,9 @@ func (x *exportWriter) event(e *chain.Event, stored []byte) error {
 	if !x.v.Add(e, stored) {
 		return x.v.Err()
 	}
-	x.line = exportLine{
-		Position: e.Position, ID: e.ID, Stream: e.Stream, Version: e.Version, Type: e.Type,
-		Time: time.UnixMicro(e.Time).UTC().Format(exportTime), Data: e.Data, Metadata: e.Metadata,
-		Hash: x.v.Head().Hash.String(),
-	}
-	return x.enc.Encode(&x.line)
+	x.line = appendEventLine(x.line[:0], e, x.v.Head().Hash)
+	_, err := x.w.Write(x.line)
+	return err
 }
 
 func runEventsExport(ctx context.Context, stdout, stderr io.Writer, storage app.Storage, outPath string) error {
@@ -239,6 +236,9 @@ func runEventsExport(ctx context.Context, stdout, stderr io.Writer, storage app.
 	}
 	return nil
 }
+
+// timeFromMicros returns the UTC time at micros, Unix microseconds.
+func timeFromMicros(micros int64) time.Time { return time.UnixMicro(micros).UTC() }
 
 // exportUnchained exports a store without a global chain (EventStoreDB):
 // positions are the events' ordinals, hashes are computed here.
@@ -323,7 +323,7 @@ func (r *exportReader) next(l *exportLine) error {
 	}
 	r.line++
 	*l = exportLine{}
-	if err := json.Unmarshal(b, l); err != nil {
+	if err := parseEventLine(b, l); err != nil {
 		return domain.Errorf(domain.EINVALID, "import: line %d is not a line of an auraos export: %v", r.line, err)
 	}
 	return nil
@@ -385,7 +385,7 @@ func (l *exportLine) chainEvent(n int) (chain.Event, error) {
 		return chain.Event{}, domain.Errorf(domain.EINVALID, "import: line %d is not an event (no position or id)", n)
 	}
 	t, err := time.Parse(time.RFC3339Nano, l.Time)
-	if err != nil {
+	if err != nil || t.Year() < 1 || t.Year() > 9999 {
 		return chain.Event{}, domain.Errorf(domain.EINVALID, "import: line %d: time %q is not RFC 3339", n, l.Time)
 	}
 	return chain.Event{Position: l.Position, ID: l.ID, Stream: l.Stream, Version: l.Version, Type: l.Type,
@@ -415,7 +415,7 @@ func exportEvents(in io.Reader) iter.Seq2[eventstore.RecordedEvent, error] {
 				return
 			}
 			if !yield(eventstore.RecordedEvent{ID: e.ID, Stream: e.Stream, Version: e.Version, Type: e.Type,
-				Time: time.UnixMicro(e.Time).UTC(), Data: e.Data, Metadata: e.Metadata}, nil) {
+				Time: timeFromMicros(e.Time), Data: e.Data, Metadata: e.Metadata}, nil) {
 				return
 			}
 		}

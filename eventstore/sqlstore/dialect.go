@@ -27,6 +27,10 @@ type dialect interface {
 	// setHashes stores hashes[i] as the hash of the row at positions[i],
 	// inside tx.
 	setHashes(ctx context.Context, tx *sql.Tx, positions []int64, hashes [][]byte, fail failFunc) error
+	// newLoader starts a bulk load of rows into the events table inside tx,
+	// as Import writes them: faster than insert, with no conflict handling
+	// (a duplicate is an error).
+	newLoader(ctx context.Context, tx *sql.Tx, fail failFunc) (loader, error)
 	// afterImport runs inside an import's transaction once its rows, at
 	// positions 1 to last, are inserted.
 	afterImport(ctx context.Context, tx *sql.Tx, last int64, fail failFunc) error
@@ -54,6 +58,16 @@ type reservation struct {
 	after   int64
 	through int64
 }
+
+// loader writes rows in bulk: add takes up to insertChunk rows at a time
+// (it may keep them until later), close writes what is left.
+type loader interface {
+	add(rows []eventRow) error
+	close() error
+}
+
+// eventColumns are the events table's columns in insertStatement's order.
+var eventColumns = []string{"position", "event_id", "stream", "version", "type", "data", "metadata", "created_at", "hash"}
 
 // insertColumns is the number of columns insertStatement binds per row.
 const insertColumns = 9

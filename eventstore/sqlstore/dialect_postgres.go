@@ -86,6 +86,42 @@ func (pgDialect) setHashes(ctx context.Context, tx *sql.Tx, positions []int64, h
 	return nil
 }
 
+// PostgreSQL loads with COPY, which streams rows without a statement per
+// chunk.
+func (pgDialect) newLoader(ctx context.Context, tx *sql.Tx, fail failFunc) (loader, error) {
+	stmt, err := tx.PrepareContext(ctx, pq.CopyIn("events", eventColumns...))
+	if err != nil {
+		return nil, fail("start the import", err)
+	}
+	return &pgLoader{ctx: ctx, stmt: stmt, fail: fail}, nil
+}
+
+type pgLoader struct {
+	ctx  context.Context
+	stmt *sql.Stmt
+	fail failFunc
+}
+
+func (l *pgLoader) add(rows []eventRow) error {
+	for _, r := range rows {
+		if _, err := l.stmt.ExecContext(l.ctx, r.Position, r.EventID, r.Stream, r.Version, r.Type, r.Data, r.Metadata, r.CreatedAt, r.Hash); err != nil {
+			return l.fail("import events", err)
+		}
+	}
+	return nil
+}
+
+func (l *pgLoader) close() error {
+	if _, err := l.stmt.ExecContext(l.ctx); err != nil {
+		l.stmt.Close()
+		return l.fail("import events", err)
+	}
+	if err := l.stmt.Close(); err != nil {
+		return l.fail("import events", err)
+	}
+	return nil
+}
+
 // The position sequence moves past the imported rows (never back), so the
 // next append continues the log.
 func (pgDialect) afterImport(ctx context.Context, tx *sql.Tx, last int64, fail failFunc) error {

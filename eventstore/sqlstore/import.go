@@ -14,7 +14,8 @@ import (
 // ErrNotEmpty is the error of Import into a store that holds events.
 var ErrNotEmpty = domain.Errorf(domain.ECONFLICT, "the target event store is not empty: import loads a log into an empty store only")
 
-// importTxRows is how many rows Import writes between progress reports.
+// importProgressEvery is how many rows Import writes between progress
+// reports.
 const importProgressEvery = 10000
 
 // Import loads a whole log into this store, which must be empty: the events
@@ -22,7 +23,7 @@ const importProgressEvery = 10000
 // and times, and take positions 1, 2, … in the order given; the hash chain is
 // computed for the new positions. Each stream's versions must run 0, 1, 2, …
 // in that order. Everything is written in one transaction under the log's
-// write lock, many rows per statement, so an import that fails stores
+// write lock, in bulk (a prepared multi-row INSERT on SQLite, COPY on PostgreSQL), so an import that fails stores
 // nothing. progress, when set, is called with the number of events written
 // so far every few thousand events.
 //
@@ -57,15 +58,22 @@ func (s *Store) Import(ctx context.Context, events iter.Seq2[eventstore.Recorded
 	rows := make([]eventRow, 0, insertChunk)
 	hashes := make([]chain.Hash, insertChunk)
 	n := 0
-	flush := func(last bool) error {
+	load, err := s.dialect.newLoader(ctx, tx.Tx, fail)
+	if err != nil {
+		return 0, err
+	}
+	loading := true
+	defer func() {
+		if loading {
+			_ = load.close()
+		}
+	}()
+	flush := func() error {
 		if len(rows) == 0 {
 			return nil
 		}
-		if err := s.dialect.insert(ctx, tx.Tx, rows, last, fail); err != nil {
-			if err == errRowsSkipped {
-				return domain.Errorf(domain.ECONFLICT, "import: an event id appears twice in the log")
-			}
-			return err
+		if err := load.add(rows); err != nil {
+			return duplicateInImport(err)
 		}
 		rows = rows[:0]
 		return nil
@@ -88,7 +96,7 @@ func (s *Store) Import(ctx context.Context, events iter.Seq2[eventstore.Recorded
 			Data: string(e.Data), Metadata: string(e.Metadata), CreatedAt: s.dialect.timeValue(at), Hash: hashes[i][:],
 		})
 		if len(rows) == insertChunk {
-			if err := flush(false); err != nil {
+			if err := flush(); err != nil {
 				return 0, err
 			}
 		}
@@ -96,8 +104,12 @@ func (s *Store) Import(ctx context.Context, events iter.Seq2[eventstore.Recorded
 			progress(n)
 		}
 	}
-	if err := flush(true); err != nil {
+	if err := flush(); err != nil {
 		return 0, err
+	}
+	loading = false
+	if err := load.close(); err != nil {
+		return 0, duplicateInImport(err)
 	}
 	if err := s.dialect.afterImport(ctx, tx.Tx, int64(n), fail); err != nil {
 		return 0, err
@@ -131,4 +143,13 @@ func validateImported(e *eventstore.RecordedEvent, versions map[string]uint64) e
 	}
 	versions[e.Stream] = want + 1
 	return nil
+}
+
+// duplicateInImport names the constraint an import can violate: into an
+// empty store, only an event id (or a stream version) given twice.
+func duplicateInImport(err error) error {
+	if domain.ErrorCode(err) == domain.ECONFLICT {
+		return domain.WrapError(domain.ECONFLICT, "import: an event id, or a version of a stream, appears twice in the log", err)
+	}
+	return err
 }
