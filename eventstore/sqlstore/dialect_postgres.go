@@ -89,7 +89,7 @@ func (pgDialect) setHashes(ctx context.Context, tx *sql.Tx, positions []int64, h
 // PostgreSQL loads with COPY, which streams rows without a statement per
 // chunk.
 func (pgDialect) newLoader(ctx context.Context, tx *sql.Tx, fail failFunc) (loader, error) {
-	stmt, err := tx.PrepareContext(ctx, pq.CopyIn("events", eventColumns...))
+	stmt, err := tx.PrepareContext(ctx, "COPY events ("+strings.Join(eventColumns, ", ")+") FROM STDIN")
 	if err != nil {
 		return nil, fail("start the import", err)
 	}
