@@ -11,6 +11,14 @@
 // position order and a reader never sees a position commit below one it has
 // already read (gap safety).
 //
+// Every row carries a hash chained over the previous row's (package
+// eventstore/chain documents the encoding): the writer computes it under the
+// same lock, as it inserts the rows, so the chain follows position order
+// across processes. A log written before the chain existed is hashed when a
+// store opens it for writing (see OpenSQLite). ScanLog and ChainHead read the
+// chain for verification; Import loads a whole log into an empty store in
+// bulk, computing the chain for the new positions.
+//
 // Subscribers wake on commit: a channel in process, and LISTEN/NOTIFY for
 // commits of other PostgreSQL processes. Other SQLite processes (such as
 // `auraos events read --follow` beside a server) are noticed by checking
