@@ -392,8 +392,14 @@ func (l *exportLine) chainEvent(n int) (chain.Event, error) {
 		Data: l.Data, Metadata: l.Metadata, Time: t.UnixMicro()}, nil
 }
 
-// exportEvents yields the events of a checked export file.
+// exportEvents yields the events of a checked export file, decoded on a
+// goroutine of their own ahead of the consumer.
 func exportEvents(in io.Reader) iter.Seq2[eventstore.RecordedEvent, error] {
+	return ahead(readExportEvents(in))
+}
+
+// readExportEvents yields the events of a checked export file.
+func readExportEvents(in io.Reader) iter.Seq2[eventstore.RecordedEvent, error] {
 	return func(yield func(eventstore.RecordedEvent, error) bool) {
 		r := &exportReader{r: bufio.NewReaderSize(in, 1<<20)}
 		var l exportLine
@@ -417,6 +423,58 @@ func exportEvents(in io.Reader) iter.Seq2[eventstore.RecordedEvent, error] {
 			if !yield(eventstore.RecordedEvent{ID: e.ID, Stream: e.Stream, Version: e.Version, Type: e.Type,
 				Time: timeFromMicros(e.Time), Data: e.Data, Metadata: e.Metadata}, nil) {
 				return
+			}
+		}
+	}
+}
+
+// aheadBatch is how many events ahead hands over at a time.
+const aheadBatch = 256
+
+// ahead runs seq on its own goroutine, a few batches ahead of the consumer,
+// so that decoding the file and writing the store use two cores. The
+// goroutine ends with seq or as soon as the consumer stops, before ahead's
+// sequence returns.
+func ahead(seq iter.Seq2[eventstore.RecordedEvent, error]) iter.Seq2[eventstore.RecordedEvent, error] {
+	type item struct {
+		e   eventstore.RecordedEvent
+		err error
+	}
+	return func(yield func(eventstore.RecordedEvent, error) bool) {
+		batches := make(chan []item, 4)
+		stop, done := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(done)
+			defer close(batches)
+			batch := make([]item, 0, aheadBatch)
+			for e, err := range seq {
+				batch = append(batch, item{e, err})
+				if len(batch) < aheadBatch && err == nil {
+					continue
+				}
+				select {
+				case batches <- batch:
+				case <-stop:
+					return
+				}
+				batch = make([]item, 0, aheadBatch)
+			}
+			if len(batch) > 0 {
+				select {
+				case batches <- batch:
+				case <-stop:
+				}
+			}
+		}()
+		defer func() {
+			close(stop)
+			<-done
+		}()
+		for b := range batches {
+			for _, it := range b {
+				if !yield(it.e, it.err) {
+					return
+				}
 			}
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/auraos/realtime/eventstore"
 	"github.com/auraos/realtime/eventstore/chain"
 )
 
@@ -41,5 +42,38 @@ func TestEventLineRoundTrip(t *testing.T) {
 		if err := parseEventLine(append(other, '\n'), &fallback); err != nil || !reflect.DeepEqual(fallback, viaJSON) {
 			t.Fatalf("%q: re-encoded line read as %+v (%v)", stream, fallback, err)
 		}
+	}
+}
+
+// ahead delivers everything in order, and a consumer that stops early stops
+// its goroutine (ahead's sequence returns only after it has ended).
+func TestAheadStopsWithTheConsumer(t *testing.T) {
+	t.Parallel()
+	const n = 10 * aheadBatch
+	produced := 0
+	seq := func(yield func(eventstore.RecordedEvent, error) bool) {
+		for i := range n {
+			produced++
+			if !yield(eventstore.RecordedEvent{Version: uint64(i)}, nil) {
+				return
+			}
+		}
+	}
+	got := 0
+	for e, err := range ahead(seq) {
+		if err != nil || e.Version != uint64(got) {
+			t.Fatalf("event %d: %+v, %v", got, e, err)
+		}
+		got++
+	}
+	if got != n {
+		t.Fatalf("%d events, want %d", got, n)
+	}
+	produced = 0
+	for range ahead(seq) {
+		break
+	}
+	if produced == n {
+		t.Fatalf("the producer ran to the end after the consumer stopped")
 	}
 }
