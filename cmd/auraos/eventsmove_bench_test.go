@@ -20,7 +20,7 @@ import (
 const benchLogSize = 200000
 
 // BenchmarkEventsMove reports the events per second of verify, export and
-// import (into SQLite, and into PostgreSQL when configured) on a log of
+// import (on SQLite, and on PostgreSQL when configured) on a log of
 // benchLogSize chat messages.
 func BenchmarkEventsMove(b *testing.B) {
 	ctx := context.Background()
@@ -56,24 +56,36 @@ func BenchmarkEventsMove(b *testing.B) {
 	report := func(b *testing.B, took time.Duration) {
 		b.ReportMetric(float64(benchLogSize)/took.Seconds(), "events/s")
 	}
-	b.Run("verify", func(b *testing.B) {
-		for b.Loop() {
-			t0 := time.Now()
-			if err := runEventsVerify(ctx, io.Discard, eventsChainOptions{storage: storage, format: "table"}); err != nil {
-				b.Fatal(err)
-			}
-			report(b, time.Since(t0))
+	// verify and export read the SQLite log, and a PostgreSQL copy of it
+	// when configured.
+	sources := map[string]app.Storage{"sqlite": storage}
+	if os.Getenv(schematest.PostgresEnv) != "" {
+		pg := app.Storage{DataDir: b.TempDir(), EventStore: schematest.PostgresURL(b)}
+		if err := runEventsImport(ctx, io.Discard, io.Discard, nil, pg, file); err != nil {
+			b.Fatal(err)
 		}
-	})
-	b.Run("export", func(b *testing.B) {
-		for b.Loop() {
-			t0 := time.Now()
-			if err := runEventsExport(ctx, io.Discard, io.Discard, storage, file+".again"); err != nil {
-				b.Fatal(err)
+		sources["postgres"] = pg
+	}
+	for name, from := range sources {
+		b.Run("verify/"+name, func(b *testing.B) {
+			for b.Loop() {
+				t0 := time.Now()
+				if err := runEventsVerify(ctx, io.Discard, eventsChainOptions{storage: from, format: "table"}); err != nil {
+					b.Fatal(err)
+				}
+				report(b, time.Since(t0))
 			}
-			report(b, time.Since(t0))
-		}
-	})
+		})
+		b.Run("export/"+name, func(b *testing.B) {
+			for b.Loop() {
+				t0 := time.Now()
+				if err := runEventsExport(ctx, io.Discard, io.Discard, from, file+".again"); err != nil {
+					b.Fatal(err)
+				}
+				report(b, time.Since(t0))
+			}
+		})
+	}
 	targets := map[string]func(b *testing.B) app.Storage{
 		"sqlite": func(b *testing.B) app.Storage { return app.Storage{DataDir: b.TempDir(), EventStore: "sqlite"} },
 	}
