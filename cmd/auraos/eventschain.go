@@ -23,13 +23,21 @@ type chainedLog interface {
 	ChainHead(ctx context.Context) (chain.Anchor, error)
 }
 
+// streamChained is a store whose streams each carry a chain: EventStoreDB.
+type streamChained interface {
+	VerifyChains(ctx context.Context) (events uint64, streams int, err error)
+}
+
+// errNoGlobalChain is the error of head and --expect on EventStoreDB.
+var errNoGlobalChain = domain.Errorf(domain.EINVALID, "this event store has no global hash chain, only one per stream (EventStoreDB appends are not serialized by auraos): events verify checks the streams' chains; head and --expect need a SQL store")
+
 // chainOf returns store's chain, or an EINVALID error naming what the store
 // does instead.
 func chainOf(store eventstore.Store) (chainedLog, error) {
 	if c, ok := store.(chainedLog); ok {
 		return c, nil
 	}
-	return nil, domain.Errorf(domain.EINVALID, "this event store has no global hash chain (EventStoreDB appends are not serialized by auraos; see the README on tamper evidence)")
+	return nil, errNoGlobalChain
 }
 
 // eventsChainOptions are the flags of `auraos events verify` and `head`.
@@ -99,10 +107,12 @@ type headJSON struct {
 	Hash     string `json:"hash"`
 }
 
-// verifyJSON is verify's report as --format json prints it.
+// verifyJSON is verify's report as --format json prints it: the head of a
+// SQL store's chain, the number of streams of EventStoreDB's.
 type verifyJSON struct {
-	Events uint64   `json:"events"`
-	Head   headJSON `json:"head"`
+	Events  uint64    `json:"events"`
+	Head    *headJSON `json:"head,omitempty"`
+	Streams int       `json:"streams,omitempty"`
 }
 
 func runEventsVerify(ctx context.Context, out io.Writer, o eventsChainOptions) error {
@@ -122,6 +132,12 @@ func runEventsVerify(ctx context.Context, out io.Writer, o eventsChainOptions) e
 		return err
 	}
 	defer store.Close()
+	if sc, ok := store.(streamChained); ok {
+		if expect != nil {
+			return errNoGlobalChain
+		}
+		return verifyStreamChains(ctx, out, sc, o.format)
+	}
 	log, err := chainOf(store)
 	if err != nil {
 		return err
@@ -146,13 +162,30 @@ func runEventsVerify(ctx context.Context, out io.Writer, o eventsChainOptions) e
 	}
 	head := v.Head()
 	if o.format == "json" {
-		return writeJSONLine(out, verifyJSON{Events: v.Count(), Head: headJSON{Position: head.Position, Hash: head.Hash.String()}})
+		return writeJSONLine(out, verifyJSON{Events: v.Count(), Head: &headJSON{Position: head.Position, Hash: head.Hash.String()}})
 	}
 	msg := fmt.Sprintf("the chain is intact: checked %d events; head %s\n", v.Count(), head)
 	if expect != nil {
 		msg = fmt.Sprintf("the chain is intact and holds %s: checked %d events; head %s\n", expect, v.Count(), head)
 	}
 	_, err = io.WriteString(out, msg)
+	return err
+}
+
+// verifyStreamChains checks each stream's chain of an EventStoreDB store.
+func verifyStreamChains(ctx context.Context, out io.Writer, sc streamChained, format string) error {
+	events, streams, err := sc.VerifyChains(ctx)
+	if err != nil {
+		var be *chain.BreakError
+		if errors.As(err, &be) {
+			return fmt.Errorf("%d events before it chain: %w", events, be.Coded())
+		}
+		return err
+	}
+	if format == "json" {
+		return writeJSONLine(out, verifyJSON{Events: events, Streams: streams})
+	}
+	_, err = fmt.Fprintf(out, "the stream chains are intact: checked %d events in %d streams\n", events, streams)
 	return err
 }
 

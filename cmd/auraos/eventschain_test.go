@@ -8,9 +8,13 @@ import (
 	"strings"
 	"testing"
 
+	esdbclient "github.com/EventStore/EventStore-Client-Go/v4/esdb"
+	"github.com/google/uuid"
 	"github.com/uptrace/bun"
 
 	"github.com/auraos/realtime/eventstore"
+	"github.com/auraos/realtime/eventstore/esdb"
+	"github.com/auraos/realtime/eventstore/esdb/esdbtest"
 	"github.com/auraos/realtime/eventstore/sqlstore"
 	"github.com/auraos/realtime/schema"
 	"github.com/auraos/realtime/schema/schematest"
@@ -186,5 +190,58 @@ func TestEventsVerifyExpect(t *testing.T) {
 	stdout, _, code = l.run(t, "head")
 	if code != 0 || !strings.HasPrefix(stdout, "POSITION  HASH\n59 ") {
 		t.Fatalf("head: exit %d, %q", code, stdout)
+	}
+}
+
+// On EventStoreDB each stream carries its own chain: verify checks them all
+// through the real binary, names the first event whose link was forged
+// (appended behind the store's back), and head and --expect are refused.
+func TestEventsVerifyOnEventStoreDB(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := esdbtest.StartServer(t, esdbtest.Options{})
+	s, err := esdb.Open(ctx, db.URL(), esdb.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 30 {
+		e := eventstore.EventData{Type: "MessagePosted", Data: json.RawMessage(fmt.Sprintf(`{"i": %d}`, i)), Metadata: json.RawMessage(`{"userId":"u1"}`)}
+		if _, err := s.Append(ctx, fmt.Sprintf("chat-%d", i%3), eventstore.Any, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	flags := []string{"--data-dir", t.TempDir(), "--event-store", db.URL()}
+	stdout, stderr, code := runAuraos(t, nil, append([]string{"events", "verify"}, flags...)...)
+	if code != 0 || stdout != "the stream chains are intact: checked 30 events in 3 streams\n" {
+		t.Fatalf("verify: exit %d, %q, %q", code, stdout, stderr)
+	}
+	for _, args := range [][]string{{"events", "head"}, {"events", "verify", "--expect", "1:" + strings.Repeat("0", 64)}} {
+		if _, stderr, code := runAuraos(t, nil, append(args, flags...)...); code != 1 || !strings.Contains(stderr, "INVALID_PAYLOAD: this event store has no global hash chain") {
+			t.Errorf("%v: exit %d, %q", args, code, stderr)
+		}
+	}
+	// An event appended with the client itself, its link made up.
+	cfg, err := esdbclient.ParseConnectionString(db.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := esdbclient.NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	forged := esdbclient.EventData{EventID: uuid.New(), EventType: "MessagePosted", ContentType: esdbclient.ContentTypeJson,
+		Data: []byte(`{"i":99}`), Metadata: []byte(`{"auraosChain":"` + strings.Repeat("ab", 32) + `","metadata":{"userId":"u1"}}`)}
+	if _, err := client.AppendToStream(ctx, "chat-1", esdbclient.AppendToStreamOptions{}, forged); err != nil {
+		t.Fatal(err)
+	}
+	last, err := s.ReadStream(ctx, "chat-1", eventstore.ReadStreamOptions{Direction: eventstore.Backwards, From: eventstore.End, Limit: 1})
+	if err != nil || len(last) != 1 || string(last[0].Metadata) != `{"userId":"u1"}` {
+		t.Fatalf("the forged event reads as %+v (%v)", last, err)
+	}
+	s.Close()
+	want := fmt.Sprintf(`the chain breaks at position %d: stream "chat-1", version 10: the event does not match its link`, last[0].Position.Commit)
+	if _, stderr, code := runAuraos(t, nil, append([]string{"events", "verify"}, flags...)...); code != 1 || !strings.Contains(stderr, want) {
+		t.Fatalf("verify after the forgery: exit %d, %q; want %q", code, stderr, want)
 	}
 }
