@@ -23,9 +23,9 @@ import (
 func newEventsCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "events",
-		Short: "Read the event log",
+		Short: "Read, verify, export and import the event log",
 	}
-	cmd.AddCommand(newEventsReadCommand())
+	cmd.AddCommand(newEventsReadCommand(), newEventsVerifyCommand(), newEventsHeadCommand(), newEventsExportCommand(), newEventsImportCommand())
 	return cmd
 }
 

@@ -133,9 +133,7 @@ func runProjectionsRebuild(ctx context.Context, out io.Writer, storage app.Stora
 		// One bar for the one read of the log that feeds every projection.
 		opts.Progress = func(through, head eventstore.Position) {
 			if pb == nil {
-				pb = progressbar.NewOptions64(int64(head.Commit),
-					progressbar.OptionSetWriter(out), progressbar.OptionSetDescription(rebuildDescription(ps)),
-					progressbar.OptionShowCount(), progressbar.OptionSetPredictTime(true), progressbar.OptionClearOnFinish())
+				pb = newProgressBar(out, int64(head.Commit), rebuildDescription(ps))
 			}
 			_ = pb.Set64(int64(min(through.Commit, head.Commit)))
 		}

@@ -62,7 +62,7 @@ func sameFiles(t *testing.T, what string, before, after map[string][32]byte) {
 func TestOpsReadCommandsNeedAStore(t *testing.T) {
 	t.Parallel()
 	missing := filepath.Join(t.TempDir(), "typo")
-	for _, args := range [][]string{{"events", "read"}, {"projections", "status"}} {
+	for _, args := range [][]string{{"events", "read"}, {"events", "verify"}, {"events", "head"}, {"events", "export"}, {"projections", "status"}} {
 		_, stderr, code := runAuraos(t, nil, append(args, "--data-dir", missing)...)
 		want := "auraos: no event store in " + missing + " (events.db not found); serve creates it, or check --data-dir\n"
 		if code != 1 || stderr != want {
@@ -169,6 +169,15 @@ func TestOpsReadCommandsWorkOnAReadOnlyCopy(t *testing.T) {
 	if !strings.Contains(out, "chat-history") || !strings.Contains(out, "never run") {
 		t.Errorf("projections status:\n%s", out)
 	}
+	if out, _ = run("events", "verify"); !strings.Contains(out, "the chain is intact: checked 5 events") {
+		t.Errorf("events verify:\n%s", out)
+	}
+	if out, _ = run("events", "head"); !strings.HasPrefix(out, "POSITION  HASH\n5 ") {
+		t.Errorf("events head:\n%s", out)
+	}
+	if out, _ = run("events", "export"); strings.Count(out, "\n") != 7 {
+		t.Errorf("events export:\n%s", out)
+	}
 	after := dirState(t, data)
 	sameFiles(t, "the read commands", before, after)
 	var extra []string
@@ -190,6 +199,9 @@ func TestOpsReadCommandsCreateNoTablesOnPostgres(t *testing.T) {
 	dsn := schematest.PostgresURL(t)
 	for _, args := range [][]string{
 		{"events", "read", "--event-store", dsn},
+		{"events", "verify", "--event-store", dsn},
+		{"events", "head", "--event-store", dsn},
+		{"events", "export", "--event-store", dsn},
 		{"projections", "status", "--event-store", dsn, "--read-db", dsn},
 	} {
 		_, stderr, code := runAuraos(t, nil, append(args, "--data-dir", t.TempDir())...)

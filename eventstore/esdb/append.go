@@ -50,13 +50,6 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventstore.E
 	if res, ok, err := s.ids.repeat(name, ids); ok || err != nil {
 		return res, err
 	}
-	// 2. With Any and StreamExists the server recognises a repeat only while
-	// the ids are in its cache: look through the stream's latest events.
-	if expected.IsAny() || expected.IsStreamExists() {
-		if res, ok, err := s.repeatInTail(ctx, name, ids); ok || err != nil {
-			return res, err
-		}
-	}
 	// 3. Append; a wrong expected version may be a repeat the server did not
 	// recognise as one.
 	if v, exact := expected.Version(); exact && v >= 1<<62 {
@@ -64,15 +57,51 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventstore.E
 		// cannot be the stream's.
 		return eventstore.AppendResult{}, s.wrongVersion(ctx, name, stream, expected, nil)
 	}
-	last, err := s.appendRaw(ctx, name, expected, evs, ids)
-	if isCode(err, esdbclient.ErrorCodeWrongExpectedVersion) {
-		if res, ok, rerr := s.repeatInTail(ctx, name, ids); ok || rerr != nil {
-			return res, rerr
+	// The stream's chain continues from its last event (see chain.go):
+	// this process's appends to the stream take turns.
+	unlock := s.chains.lock(name)
+	defer unlock()
+	var last uint64
+	for attempt := 0; ; attempt++ {
+		send, linked, tip, err := s.linkAppend(ctx, name, stream, expected, evs)
+		if err != nil {
+			return eventstore.AppendResult{}, err
 		}
-		return eventstore.AppendResult{}, s.wrongVersion(ctx, name, stream, expected, err)
-	}
-	if err != nil {
-		return eventstore.AppendResult{}, s.translate("append to "+stream, ctxErr(ctx, err))
+		// 2. With Any and StreamExists the server recognises a repeat only
+		// while the ids are in its cache, and not at all once the append
+		// is sent with an exact revision: look through the stream's latest
+		// events, read after the tip was known (a repeat stored since is
+		// seen here, or moves the revision and fails the append).
+		if expected.IsAny() || expected.IsStreamExists() {
+			if res, ok, err := s.repeatInTail(ctx, name, ids); ok || err != nil {
+				s.chains.forget(name)
+				return res, err
+			}
+		}
+		last, err = s.appendRaw(ctx, name, send, linked, ids)
+		if isCode(err, esdbclient.ErrorCodeWrongExpectedVersion) {
+			s.chains.forget(name) // another process appended: read the tip again
+			if res, ok, rerr := s.repeatInTail(ctx, name, ids); ok || rerr != nil {
+				return res, rerr
+			}
+			if send != expected {
+				if attempt < chainRetries {
+					continue
+				}
+				return eventstore.AppendResult{}, errChainRace
+			}
+			return eventstore.AppendResult{}, s.wrongVersion(ctx, name, stream, expected, err)
+		}
+		if err != nil {
+			s.chains.forget(name)
+			return eventstore.AppendResult{}, s.translate("append to "+stream, ctxErr(ctx, err))
+		}
+		if last == tip.revision {
+			s.chains.setTip(name, tip)
+		} else {
+			s.chains.forget(name) // the server answered a repeat of events stored earlier
+		}
+		break
 	}
 	// 4. The result: the appended events' positions, read back, since the
 	// server answers with one position for the whole append.

@@ -67,6 +67,20 @@
 // another process whose original events lie further back in the stream than
 // the window, once the server's cache has forgotten them, is stored again.
 //
+// # Hash chains per stream
+//
+// Appends are not serialized by auraos (the server orders them, across
+// processes), so there is no global chain as in the SQL stores; each stream
+// carries its own instead, in the event metadata: the stored metadata is
+// {"auraosChain":"<hex link>","metadata":<the metadata as appended>}, and
+// every read unwraps it, so the port returns the metadata byte for byte.
+// The link is package chain's function over the stream's previous link
+// with position and time 0 (see chain.go). To keep a stream's links in
+// order, Append sends Any and StreamExists as the exact revision it linked
+// to (retrying, re-linked, when another process took it), and this
+// process's appends to one stream take turns. VerifyChains recomputes every
+// stream's chain.
+//
 // # Reads, filters and subscriptions
 //
 // ReadStream reads the stream in either direction; a missing stream reads as

@@ -335,7 +335,8 @@ func (s *Store) keep(e *esdbclient.RecordedEvent, f eventstore.Filter) (eventsto
 // convert maps a recorded event of the client to the port's, keeping both
 // parts of its position.
 func convert(e *esdbclient.RecordedEvent, stream string) eventstore.RecordedEvent {
-	meta := json.RawMessage(e.UserMetadata)
+	stored, _, _ := unwrapMetadata(e.UserMetadata) // the metadata as appended, without the stream's chain
+	meta := json.RawMessage(stored)
 	if len(meta) == 0 {
 		meta = json.RawMessage(`{}`)
 	}

@@ -90,6 +90,8 @@ type Store struct {
 	opts Options
 	cfg  *esdbclient.Configuration
 	ids  *idCache
+	// chains serializes this process's appends per stream (chain.go).
+	chains *streamChains
 
 	pool *pool
 
@@ -143,7 +145,7 @@ func Open(ctx context.Context, connString string, opts Options) (*Store, error) 
 	if err := cfg.Validate(); err != nil {
 		return nil, domain.WrapError(domain.EINVALID, "invalid EventStoreDB configuration", err)
 	}
-	s := &Store{opts: opts, cfg: cfg, ids: newIDCache(opts.IDCache)}
+	s := &Store{opts: opts, cfg: cfg, ids: newIDCache(opts.IDCache), chains: newStreamChains()}
 	s.life, s.stopLife = context.WithCancel(context.Background())
 	s.pool = newPool(cfg, opts.Connections, s.life)
 	if _, _, err := s.rawHead(ctx); err != nil {

@@ -21,6 +21,19 @@ type dialect interface {
 	// return errRowsSkipped, so the batch is decided again with every id
 	// looked up.
 	insert(ctx context.Context, tx *sql.Tx, rows []eventRow, last bool, fail failFunc) error
+	// lockLog takes the log's write lock inside tx without reserving
+	// positions, for work on stored rows (the chain backfill).
+	lockLog(ctx context.Context, tx *sql.Tx, fail failFunc) error
+	// setHashes stores hashes[i] as the hash of the row at positions[i],
+	// inside tx.
+	setHashes(ctx context.Context, tx *sql.Tx, positions []int64, hashes [][]byte, fail failFunc) error
+	// newLoader starts a bulk load of rows into the events table inside tx,
+	// as Import writes them: faster than insert, with no conflict handling
+	// (a duplicate is an error).
+	newLoader(ctx context.Context, tx *sql.Tx, fail failFunc) (loader, error)
+	// afterImport runs inside an import's transaction once its rows, at
+	// positions 1 to last, are inserted.
+	afterImport(ctx context.Context, tx *sql.Tx, last int64, fail failFunc) error
 	// placeholder writes the driver's placeholder for the nth (from 1) bound
 	// argument of a statement.
 	placeholder(q *strings.Builder, n int)
@@ -46,26 +59,39 @@ type reservation struct {
 	through int64
 }
 
+// loader writes rows in bulk: add takes up to insertChunk rows at a time
+// (it may keep them until later), close writes what is left.
+type loader interface {
+	add(rows []eventRow) error
+	close() error
+}
+
+// eventColumns are the events table's columns in insertStatement's order.
+var eventColumns = []string{"position", "event_id", "stream", "version", "type", "data", "metadata", "created_at", "hash"}
+
+// insertColumns is the number of columns insertStatement binds per row.
+const insertColumns = 9
+
 // insertStatement builds one multi-row INSERT with d's placeholders, so
 // payloads are bound, not quoted.
 func insertStatement(d dialect, rows []eventRow) (string, []any) {
 	var q strings.Builder
 	q.Grow(96 + len(rows)*48)
-	q.WriteString("INSERT INTO events (position, event_id, stream, version, type, data, metadata, created_at) VALUES ")
-	args := make([]any, 0, len(rows)*8)
+	q.WriteString("INSERT INTO events (position, event_id, stream, version, type, data, metadata, created_at, hash) VALUES ")
+	args := make([]any, 0, len(rows)*insertColumns)
 	for i, r := range rows {
 		if i > 0 {
 			q.WriteByte(',')
 		}
 		q.WriteByte('(')
-		for c := 1; c <= 8; c++ {
+		for c := 1; c <= insertColumns; c++ {
 			if c > 1 {
 				q.WriteByte(',')
 			}
-			d.placeholder(&q, i*8+c)
+			d.placeholder(&q, i*insertColumns+c)
 		}
 		q.WriteByte(')')
-		args = append(args, r.Position, r.EventID, r.Stream, r.Version, r.Type, r.Data, r.Metadata, r.CreatedAt)
+		args = append(args, r.Position, r.EventID, r.Stream, r.Version, r.Type, r.Data, r.Metadata, r.CreatedAt, r.Hash)
 	}
 	q.WriteString(" ON CONFLICT DO NOTHING")
 	return q.String(), args

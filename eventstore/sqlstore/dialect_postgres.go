@@ -64,6 +64,76 @@ func (d pgDialect) reservePositions(ctx context.Context, tx *sql.Tx, events int,
 	return reservation{after: first - 1, through: first - 1 + int64(events)}, nil
 }
 
+// lockLog takes the advisory lock every writer of the schema takes.
+func (d pgDialect) lockLog(ctx context.Context, tx *sql.Tx, fail failFunc) error {
+	if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", d.lockKey); err != nil {
+		return fail("lock the log", err)
+	}
+	return nil
+}
+
+// All of a batch's hashes go in one statement, as arrays: one round trip.
+func (pgDialect) setHashes(ctx context.Context, tx *sql.Tx, positions []int64, hashes [][]byte, fail failFunc) error {
+	if len(positions) == 0 {
+		return nil
+	}
+	_, err := tx.ExecContext(ctx,
+		"UPDATE events AS e SET hash = u.h FROM unnest($1::bigint[], $2::bytea[]) AS u(p, h) WHERE e.position = u.p",
+		pq.Array(positions), pq.ByteaArray(hashes))
+	if err != nil {
+		return fail("store hashes", err)
+	}
+	return nil
+}
+
+// PostgreSQL loads with COPY, which streams rows without a statement per
+// chunk.
+func (pgDialect) newLoader(ctx context.Context, tx *sql.Tx, fail failFunc) (loader, error) {
+	stmt, err := tx.PrepareContext(ctx, "COPY events ("+strings.Join(eventColumns, ", ")+") FROM STDIN")
+	if err != nil {
+		return nil, fail("start the import", err)
+	}
+	return &pgLoader{ctx: ctx, stmt: stmt, fail: fail}, nil
+}
+
+type pgLoader struct {
+	ctx  context.Context
+	stmt *sql.Stmt
+	fail failFunc
+}
+
+func (l *pgLoader) add(rows []eventRow) error {
+	for _, r := range rows {
+		if _, err := l.stmt.ExecContext(l.ctx, r.Position, r.EventID, r.Stream, r.Version, r.Type, r.Data, r.Metadata, r.CreatedAt, r.Hash); err != nil {
+			return l.fail("import events", err)
+		}
+	}
+	return nil
+}
+
+func (l *pgLoader) close() error {
+	if _, err := l.stmt.ExecContext(l.ctx); err != nil {
+		l.stmt.Close()
+		return l.fail("import events", err)
+	}
+	if err := l.stmt.Close(); err != nil {
+		return l.fail("import events", err)
+	}
+	return nil
+}
+
+// The position sequence moves past the imported rows (never back), so the
+// next append continues the log.
+func (pgDialect) afterImport(ctx context.Context, tx *sql.Tx, last int64, fail failFunc) error {
+	if last == 0 {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, "SELECT setval('events_position_seq', GREATEST($1::bigint, (SELECT last_value FROM events_position_seq)))", last); err != nil {
+		return fail("move the position sequence past the import", err)
+	}
+	return nil
+}
+
 // The last chunk's statement also sends the notice that wakes other
 // processes' subscribers when the transaction commits; PostgreSQL delivers
 // it only then, and never for a rolled-back transaction. The rows are

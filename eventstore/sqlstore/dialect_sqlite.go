@@ -44,6 +44,84 @@ func (d sqliteDialect) insert(ctx context.Context, tx *sql.Tx, rows []eventRow, 
 	return nil
 }
 
+// BEGIN IMMEDIATE took the lock already.
+func (sqliteDialect) lockLog(context.Context, *sql.Tx, failFunc) error { return nil }
+
+// One prepared UPDATE per row is what SQLite does fastest: there is no
+// network round trip to save.
+func (sqliteDialect) setHashes(ctx context.Context, tx *sql.Tx, positions []int64, hashes [][]byte, fail failFunc) error {
+	if len(positions) == 0 {
+		return nil
+	}
+	stmt, err := tx.PrepareContext(ctx, "UPDATE events SET hash = ? WHERE position = ?")
+	if err != nil {
+		return fail("store hashes", err)
+	}
+	defer stmt.Close()
+	for i, p := range positions {
+		if _, err := stmt.ExecContext(ctx, hashes[i], p); err != nil {
+			return fail("store hashes", err)
+		}
+	}
+	return nil
+}
+
+// SQLite loads with one prepared multi-row INSERT reused for every full
+// chunk: parsing a statement of insertChunk rows costs as much as running it.
+//
+// A bulk load also keeps its statement journals in memory and a larger page
+// cache (until it ends): otherwise SQLite spills both to disk as the indexes
+// grow, writing every page twice.
+func (d sqliteDialect) newLoader(ctx context.Context, tx *sql.Tx, fail failFunc) (loader, error) {
+	for _, pragma := range []string{"PRAGMA temp_store = MEMORY", "PRAGMA cache_size = -262144"} {
+		if _, err := tx.ExecContext(ctx, pragma); err != nil {
+			return nil, fail("prepare the import", err)
+		}
+	}
+	query, _ := insertStatement(d, make([]eventRow, insertChunk))
+	stmt, err := tx.PrepareContext(ctx, strings.TrimSuffix(query, " ON CONFLICT DO NOTHING"))
+	if err != nil {
+		return nil, fail("prepare the import", err)
+	}
+	return &sqliteLoader{ctx: ctx, tx: tx, d: d, full: stmt, fail: fail}, nil
+}
+
+type sqliteLoader struct {
+	ctx  context.Context
+	tx   *sql.Tx
+	d    sqliteDialect
+	full *sql.Stmt
+	fail failFunc
+}
+
+func (l *sqliteLoader) add(rows []eventRow) error {
+	query, args := insertStatement(l.d, rows)
+	var err error
+	if len(rows) == insertChunk {
+		_, err = l.full.ExecContext(l.ctx, args...)
+	} else {
+		_, err = l.tx.ExecContext(l.ctx, strings.TrimSuffix(query, " ON CONFLICT DO NOTHING"), args...)
+	}
+	if err != nil {
+		return l.fail("import events", err)
+	}
+	return nil
+}
+
+func (l *sqliteLoader) close() error {
+	err := l.full.Close()
+	// The connection is the store's writer: back to its usual settings.
+	for _, pragma := range []string{"PRAGMA temp_store = DEFAULT", "PRAGMA cache_size = -2000"} {
+		if _, perr := l.tx.ExecContext(context.WithoutCancel(l.ctx), pragma); perr != nil && err == nil {
+			err = l.fail("finish the import", perr)
+		}
+	}
+	return err
+}
+
+// SQLite's positions follow the rows: nothing to move on.
+func (sqliteDialect) afterImport(context.Context, *sql.Tx, int64, failFunc) error { return nil }
+
 // SQLite gets anonymous ? placeholders: it resolves $n as names, by a linear
 // search per parameter.
 func (sqliteDialect) placeholder(q *strings.Builder, _ int) { q.WriteByte('?') }

@@ -8,20 +8,20 @@ import "testing"
 func TestInsertStatementPlaceholders(t *testing.T) {
 	t.Parallel()
 	rows := rowsAt(7, 2)
-	const prefix = "INSERT INTO events (position, event_id, stream, version, type, data, metadata, created_at) VALUES "
+	const prefix = "INSERT INTO events (position, event_id, stream, version, type, data, metadata, created_at, hash) VALUES "
 	for _, tc := range []struct {
 		name string
 		d    dialect
 		want string
 	}{
-		{"sqlite", sqliteDialect{}, prefix + "(?,?,?,?,?,?,?,?),(?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING"},
-		{"postgres", newPGDialect("public"), prefix + "($1,$2,$3,$4,$5,$6,$7,$8),($9,$10,$11,$12,$13,$14,$15,$16) ON CONFLICT DO NOTHING"},
+		{"sqlite", sqliteDialect{}, prefix + "(?,?,?,?,?,?,?,?,?),(?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING"},
+		{"postgres", newPGDialect("public"), prefix + "($1,$2,$3,$4,$5,$6,$7,$8,$9),($10,$11,$12,$13,$14,$15,$16,$17,$18) ON CONFLICT DO NOTHING"},
 	} {
 		query, args := insertStatement(tc.d, rows)
 		if query != tc.want {
 			t.Errorf("%s: got\n%s\nwant\n%s", tc.name, query, tc.want)
 		}
-		if len(args) != 16 || args[0] != int64(7) || args[8] != int64(8) || args[1] != rows[0].EventID {
+		if len(args) != 18 || args[0] != int64(7) || args[9] != int64(8) || args[1] != rows[0].EventID {
 			t.Errorf("%s: args %v", tc.name, args)
 		}
 	}

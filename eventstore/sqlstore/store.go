@@ -11,6 +11,14 @@
 // position order and a reader never sees a position commit below one it has
 // already read (gap safety).
 //
+// Every row carries a hash chained over the previous row's (package
+// eventstore/chain documents the encoding): the writer computes it under the
+// same lock, as it inserts the rows, so the chain follows position order
+// across processes. A log written before the chain existed is hashed when a
+// store opens it for writing (see OpenSQLite). ScanLog and ChainHead read the
+// chain for verification; Import loads a whole log into an empty store in
+// bulk, computing the chain for the new positions.
+//
 // Subscribers wake on commit: a channel in process, and LISTEN/NOTIFY for
 // commits of other PostgreSQL processes. Other SQLite processes (such as
 // `auraos events read --follow` beside a server) are noticed by checking
@@ -31,6 +39,7 @@ import (
 
 	"github.com/auraos/realtime/domain"
 	"github.com/auraos/realtime/eventstore"
+	"github.com/auraos/realtime/eventstore/chain"
 	"github.com/auraos/realtime/schema"
 )
 
@@ -97,6 +106,7 @@ type Store struct {
 	stopped    bool         // no more requests are queued (guarded by submitMu)
 
 	cache versionCache // owned by the writer goroutine
+	chain chainState   // owned by the writer goroutine
 	tail  tail         // the latest commits of this process
 }
 
@@ -104,7 +114,8 @@ type Store struct {
 const sqliteFile = "events.db"
 
 // OpenSQLite opens (creating if needed) the SQLite event store in dataDir and
-// applies its migrations.
+// applies its migrations, hashing the events of a log written before the
+// chain existed (see package eventstore/chain).
 func OpenSQLite(ctx context.Context, dataDir string, opts Options) (*Store, error) {
 	path := filepath.Join(dataDir, sqliteFile)
 	writeDB, err := schema.OpenSQLite(path, schema.SQLiteOptions{Mode: schema.SQLiteWriter})
@@ -120,7 +131,21 @@ func OpenSQLite(ctx context.Context, dataDir string, opts Options) (*Store, erro
 		writeDB.Close()
 		return nil, eventstore.Unavailable("open "+path, err)
 	}
-	return startSQLite(ctx, path, opts, writeDB, readDB)
+	s, err := startSQLite(ctx, path, opts, writeDB, readDB)
+	if err != nil {
+		return nil, err
+	}
+	return s.afterMigrations(ctx)
+}
+
+// afterMigrations finishes the migrations that are not SQL: it hashes the
+// events stored before the chain existed. On an error it closes s.
+func (s *Store) afterMigrations(ctx context.Context) (*Store, error) {
+	if err := s.backfill(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
 }
 
 // startSQLite starts the store on the opened databases of the file at path.
@@ -145,7 +170,7 @@ func startSQLite(ctx context.Context, path string, opts Options, writeDB, readDB
 }
 
 // OpenPostgres opens the PostgreSQL event store at dsn and applies its
-// migrations. The store lives in the connection's current schema (set
+// migrations, hashing the events of a log written before the chain existed. The store lives in the connection's current schema (set
 // search_path in the URL to keep several apart); appends of every process
 // using that schema are serialized by one advisory lock.
 func OpenPostgres(ctx context.Context, dsn string, opts Options) (*Store, error) {
@@ -157,7 +182,11 @@ func OpenPostgres(ctx context.Context, dsn string, opts Options) (*Store, error)
 		db.Close()
 		return nil, err
 	}
-	return startPostgres(ctx, dsn, opts, db)
+	s, err := startPostgres(ctx, dsn, opts, db)
+	if err != nil {
+		return nil, err
+	}
+	return s.afterMigrations(ctx)
 }
 
 // startPostgres starts the store on the opened pool db of dsn.
@@ -197,6 +226,7 @@ func newStore(opts Options, d dialect, writeDB, readDB *bun.DB) *Store {
 	}
 	s.notifier.init()
 	s.cache.reset(-1)
+	s.chain = chainState{hasher: chain.NewHasher(), at: -1}
 	go s.writeLoop()
 	return s
 }

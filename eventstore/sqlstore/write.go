@@ -10,6 +10,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/auraos/realtime/eventstore"
+	"github.com/auraos/realtime/eventstore/chain"
 )
 
 // appendRequest is one Append waiting for the writer.
@@ -41,6 +42,7 @@ type eventRow struct {
 	Data      string `bun:"data"`
 	Metadata  string `bun:"metadata"`
 	CreatedAt any    `bun:"created_at"`
+	Hash      []byte `bun:"hash"` // the chain link (package eventstore/chain)
 }
 
 // commitTimeout bounds one group transaction, so a hung database turns into
@@ -263,9 +265,15 @@ func (s *Store) commitTx(batch []*appendRequest, lookUpIDs bool) ([]appendOutcom
 	if err != nil {
 		return nil, err
 	}
+	prev, err := s.prevHash(ctx, tx, headBefore, fail)
+	if err != nil {
+		return nil, err
+	}
 
 	now := s.opts.Now().UTC().Truncate(time.Microsecond)
 	created := s.dialect.timeValue(now)
+	link := chain.Event{Time: now.UnixMicro()}
+	hashes := make([]chain.Hash, 0, events) // the rows' Hash fields point into it
 	outcomes := make([]appendOutcome, len(batch))
 	var rows []eventRow
 	for i, r := range batch {
@@ -286,9 +294,13 @@ func (s *Store) commitTx(batch []*appendRequest, lookUpIDs bool) ([]appendOutcom
 		for j, e := range r.events {
 			current++
 			head++
+			link.Position, link.ID, link.Stream, link.Version, link.Type = uint64(head), e.ID, r.stream, uint64(current), e.Type
+			link.Data, link.Metadata = e.Data, e.Metadata
+			prev = s.chain.hasher.Next(prev, &link)
+			hashes = append(hashes, prev)
 			rows = append(rows, eventRow{
 				Position: head, EventID: e.ID, Stream: r.stream, Version: current, Type: e.Type,
-				Data: string(e.Data), Metadata: string(e.Metadata), CreatedAt: created,
+				Data: string(e.Data), Metadata: string(e.Metadata), CreatedAt: created, Hash: hashes[len(hashes)-1][:],
 			})
 			known[e.ID] = storedEvent{stream: r.stream, version: current, position: head}
 			res.Positions[j] = eventstore.Pos(uint64(head))
@@ -305,6 +317,7 @@ func (s *Store) commitTx(batch []*appendRequest, lookUpIDs bool) ([]appendOutcom
 	}
 	if err := tx.Commit(); err != nil {
 		s.cache.reset(-1) // the outcome is unknown: look everything up next time
+		s.chain.at = -1
 		return nil, s.classify(ctx, "commit", err)
 	}
 	committed = true
@@ -312,6 +325,7 @@ func (s *Store) commitTx(batch []*appendRequest, lookUpIDs bool) ([]appendOutcom
 	// continues after the last reserved one.
 	through := max(head, reserved.through)
 	s.cache.update(through, versions)
+	s.chain.at, s.chain.prev = through, prev
 	s.tail.add(headBefore, through, rows, now)
 	if s.opts.OnCommit != nil {
 		s.opts.OnCommit(len(batch), len(rows), time.Since(started))
