@@ -7,6 +7,7 @@ import (
 	"github.com/auraos/realtime/cmd/auraos/console"
 	"github.com/auraos/realtime/domain"
 	"github.com/auraos/realtime/eventstore"
+	"github.com/auraos/realtime/eventstore/chain"
 	"github.com/auraos/realtime/projections"
 )
 
@@ -51,11 +52,26 @@ func (c consoleReadSide) Apps(ctx context.Context) ([]projections.App, error) {
 	return projections.AppsQuery{DB: c.s.rdb.Reader}.Handle(ctx)
 }
 
-// ChainHead is where the hash chain's head (`auraos events head`) goes
-// once the event store keeps one; until then the console shows "not
-// available".
-func (c consoleReadSide) ChainHead(context.Context) (console.ChainHead, bool, error) {
-	return console.ChainHead{}, false, nil
+// ChainHead is the hash chain's head, as `auraos events head` prints it,
+// read from the store under the personal-data layer (the chain covers the
+// stored bytes). EventStoreDB keeps a chain per stream and no global head:
+// there it reports none.
+func (c consoleReadSide) ChainHead(ctx context.Context) (console.ChainHead, bool, error) {
+	store := c.s.rawStore
+	if w, ok := store.(interface{ Inner() eventstore.Store }); ok {
+		store = w.Inner()
+	}
+	chained, ok := store.(interface {
+		ChainHead(context.Context) (chain.Anchor, error)
+	})
+	if !ok {
+		return console.ChainHead{}, false, nil
+	}
+	head, err := chained.ChainHead(ctx)
+	if err != nil {
+		return console.ChainHead{}, false, err
+	}
+	return console.ChainHead{Position: eventstore.Pos(head.Position), Hash: head.Hash.String()}, true, nil
 }
 
 // mountConsole serves /console when the Admin UI is on, with its
