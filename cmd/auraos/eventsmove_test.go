@@ -189,7 +189,8 @@ func TestEventsImportRefusesBadFiles(t *testing.T) {
 }
 
 // Issue 15's move: serve on the embedded store, post messages (acked),
-// stop; export; import into PostgreSQL; rebuild the projections there;
+// stop; export the log and the keys; import both into PostgreSQL; rebuild
+// the projections there;
 // serve on PostgreSQL: the messages acked before the move are in
 // chat_history after it.
 func TestMoveFromSQLiteToPostgres(t *testing.T) {
@@ -215,10 +216,17 @@ func TestMoveFromSQLiteToPostgres(t *testing.T) {
 	if _, stderr, code := runAuraos(t, nil, "events", "export", "--data-dir", before, "--out", file); code != 0 {
 		t.Fatalf("export: exit %d, %s", code, stderr)
 	}
+	// The personal fields are encrypted under keys that live in the read
+	// database: they move too, or the messages would read as erased.
+	keys := filepath.Join(t.TempDir(), "keys.jsonl")
+	if _, stderr, code := runAuraos(t, nil, "keys", "export", "--data-dir", before, "--out", keys); code != 0 {
+		t.Fatalf("keys export: exit %d, %s", code, stderr)
+	}
 	after := t.TempDir() // the PostgreSQL server's own data directory (nothing of SQLite in it)
 	pgFlags := []string{"--data-dir", after, "--event-store", pg, "--read-db", pg}
 	for _, args := range [][]string{
 		append([]string{"events", "import", "--in", file}, pgFlags...),
+		append([]string{"keys", "import", "--in", keys}, pgFlags...),
 		append([]string{"projections", "rebuild", "--all"}, pgFlags...),
 		append([]string{"events", "verify"}, pgFlags...),
 	} {
