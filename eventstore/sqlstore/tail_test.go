@@ -55,3 +55,33 @@ func TestTailHoldsACompleteRange(t *testing.T) {
 		t.Fatalf("first event after trimming: %v %v", evs, ok)
 	}
 }
+
+// Large events bound the tail by bytes, not only by count: it keeps the
+// newest events of about tailBytes, still a complete range.
+func TestTailIsBoundedInBytes(t *testing.T) {
+	t.Parallel()
+	var tl tail
+	big := string(make([]byte, 64<<10)) // 64 KiB of data an event
+	next := int64(1)
+	for range 400 {
+		rows := rowsAt(next, 2)
+		for i := range rows {
+			rows[i].Data = big
+		}
+		tl.add(next-1, next+1, rows, time.Now())
+		next += 2
+	}
+	if tl.bytes > 2*tailBytes+2*len(big) {
+		t.Fatalf("the tail holds %d KiB, want at most about %d KiB", tl.bytes>>10, 2*tailBytes>>10)
+	}
+	sum := 0
+	for _, e := range tl.events {
+		sum += eventBytes(e)
+	}
+	if sum != tl.bytes || tl.through != next-1 || int64(len(tl.events)) != tl.through-tl.from || len(tl.events) == 0 {
+		t.Fatalf("after trimming: %d events, %d bytes counted, %d held, (%d, %d]", len(tl.events), tl.bytes, sum, tl.from, tl.through)
+	}
+	if _, _, ok := tl.read(tl.from, eventstore.Filter{}, 1); !ok {
+		t.Fatal("the trimmed tail cannot serve its own start")
+	}
+}
