@@ -139,8 +139,7 @@ func TestANonReadingClientIsDisconnectedAndTheHeapStaysBounded(t *testing.T) {
 	grown := int64(heapAlloc()) - int64(before)
 	// What stays is the store's tail of recent commits (bounded in bytes)
 	// and the like, whatever was sent; without the bound the frozen
-	// client's queue
-	// alone would hold most of what its room was sent.
+	// client's queue alone would hold most of what its room was sent.
 	if grown > 16<<20 {
 		t.Fatalf("live heap grew by %d MiB while %d MiB went to the room; want it bounded (a few times the %d KiB queue)", grown>>20, sent.Load()>>20, queueMax>>10)
 	}
