@@ -70,7 +70,8 @@ func runBrowser(t *testing.T, chromium, scenario, url string, env ...string) {
 // message arrive in the event log, open it, rebuild a projection to the
 // end.
 func TestConsoleInBrowser(t *testing.T) {
-	t.Parallel()
+	// Not parallel: Chromium takes both cores while it starts, and the
+	// package's parallel tests run after the sequential ones.
 	chromium := requireBrowser(t)
 	srv := startConsoleServer(t)
 	alice := aliceInLobby(t, srv.URL)
@@ -81,7 +82,7 @@ func TestConsoleInBrowser(t *testing.T) {
 // The official Admin UI page, served locally, connects to our /admin and
 // lists a connected socket and its rooms.
 func TestConsoleAdminUIInBrowser(t *testing.T) {
-	t.Parallel()
+	// Not parallel, as TestConsoleInBrowser.
 	chromium := requireBrowser(t)
 	// The page connects with credentials, which needs its origin listed.
 	uiAddr := freeAddr(t)

@@ -72,8 +72,10 @@ func TryDialProbing(t testing.TB, url, transport string, auth map[string]any, pr
 }
 
 // connectTimeout bounds one connection attempt; a client that missed its
-// transport's "open" event never connects, so the attempt is retried.
-const connectTimeout = 5 * time.Second
+// transport's "open" event never connects, so the attempt is retried. It
+// is generous because the race detector and a suite's parallel servers
+// share two cores.
+const connectTimeout = 10 * time.Second
 
 func dialOnce(t testing.TB, url, transport string, auth map[string]any, probe string) (*Client, error) {
 	t.Helper()
