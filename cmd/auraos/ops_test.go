@@ -72,7 +72,13 @@ func TestHealthReadinessAndMetricsMove(t *testing.T) {
 	c.EmitAck("send_message", map[string]any{"roomName": "metrics", "message": "count me", "userProfile": sockettest.Profile("m1")})
 	c.EmitAck("send_message", map[string]any{"roomName": "metrics", "message": "", "userProfile": sockettest.Profile("m1")})
 	c.WaitEvent("online_users", nil)
+	// The ack means stored; the chat-history projection applies the
+	// message a moment later.
 	after := scrape(t, srv.URL)
+	for deadline := time.Now().Add(10 * time.Second); after[`auraos_projection_events_total{projection="chat-history"}`] <= before[`auraos_projection_events_total{projection="chat-history"}`] && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+		after = scrape(t, srv.URL)
+	}
 	grew := []string{
 		`auraos_client_events_total{event="send_message",outcome="ok"}`,
 		`auraos_client_events_total{event="send_message",outcome="INVALID_PAYLOAD"}`,
