@@ -91,12 +91,22 @@ func newCoalescingConn(c net.Conn) *coalescingConn {
 	return cc
 }
 
+// directWriteAtLeast is the size from which a write is not copied into the
+// queue but written by its caller once the queue is empty: a large write
+// gains nothing from company, and the broadcast frames that large (a
+// presence list of thousands of users) are shared by every socket, which a
+// copy per connection would multiply.
+const directWriteAtLeast = maxPendingWrites
+
 // Write queues p. It returns the error of an earlier failed write, and waits
-// while more than maxPendingWrites bytes are queued.
+// while more than maxPendingWrites bytes are queued. A write of at least
+// directWriteAtLeast bytes waits for the queue to empty and is written by
+// the caller, in order with the writes queued before and after it.
 func (c *coalescingConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for c.err == nil && !c.closed && len(c.pending) > maxPendingWrites {
+	direct := len(p) >= directWriteAtLeast
+	for c.err == nil && !c.closed && (len(c.pending) > maxPendingWrites || direct && c.flushing) {
 		c.cond.Wait()
 	}
 	if c.err != nil {
@@ -104,6 +114,24 @@ func (c *coalescingConn) Write(p []byte) (int, error) {
 	}
 	if c.closed {
 		return 0, net.ErrClosed
+	}
+	if direct {
+		// Nothing is queued nor being written (no flusher runs with an
+		// empty queue); writes that come meanwhile queue behind this one.
+		c.flushing = true
+		c.mu.Unlock()
+		n, err := c.Conn.Write(p)
+		c.mu.Lock()
+		if err != nil && c.err == nil {
+			c.err = err
+		}
+		c.flushing = false
+		if len(c.pending) > 0 && c.err == nil {
+			c.flushing = true
+			go c.flush()
+		}
+		c.cond.Broadcast()
+		return n, err
 	}
 	c.pending = append(c.pending, p...)
 	if !c.flushing {

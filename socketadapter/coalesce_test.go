@@ -9,7 +9,8 @@ import (
 	"testing"
 )
 
-// Everything written arrives, in order, however the writes are grouped.
+// Everything written arrives, in order, however the writes are grouped,
+// the large ones written directly among the queued small ones.
 func TestCoalescingConnKeepsOrder(t *testing.T) {
 	t.Parallel()
 	a, b := net.Pipe()
@@ -25,7 +26,11 @@ func TestCoalescingConnKeepsOrder(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		for i := range 2000 {
-			frame := bytes.Repeat([]byte{byte('a' + i%26)}, 1+i%700)
+			size := 1 + i%700
+			if i%97 == 0 {
+				size = directWriteAtLeast + i
+			}
+			frame := bytes.Repeat([]byte{byte('a' + i%26)}, size)
 			want.Write(frame)
 			if _, err := c.Write(frame); err != nil {
 				t.Errorf("write %d: %v", i, err)

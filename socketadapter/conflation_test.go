@@ -132,6 +132,32 @@ func TestAQueuedListIsReplacedByTheNewerOne(t *testing.T) {
 	}
 }
 
+// A list larger than the outbound queue's bound does not make its socket a
+// slow consumer: a socket holds at most one list, so lists do not count
+// towards the bound (the list of ten thousand users is megabytes, more
+// than the default bound, and its clients are not slow).
+func TestAListLargerThanTheQueueBoundIsNoSlowConsumer(t *testing.T) {
+	t.Parallel()
+	const queueMax = 2 << 10
+	st := startStack(t, socketadapter.Config{ClientQueueMax: queueMax, PingInterval: time.Minute, PingTimeout: time.Minute})
+	watcher := dialPolling(t, st.URL, nil)
+	const users = 16
+	joinUsers(t, st.URL, 0, users) // every list they wait for is larger than the bound
+	got := events(watcher.poll(), "online_users")
+	if len(got) != 1 {
+		t.Fatalf("the idle socket got %d online_users lists in one poll, want the newest", len(got))
+	}
+	if len(got[0]) <= queueMax {
+		t.Fatalf("the list is %d bytes, not larger than the %d-byte bound: the test proves nothing", len(got[0]), queueMax)
+	}
+	if ids := listIDs(t, got[0]); len(ids) != users {
+		t.Fatalf("its list has %d users, want all %d", len(ids), users)
+	}
+	if strings.Contains(st.Log.String(), "slow consumer") {
+		t.Fatalf("a socket was disconnected as a slow consumer:\n%s", st.Log.String())
+	}
+}
+
 // A diff client gets one full list, then online_users_diff for a change.
 func TestPresenceDiffClients(t *testing.T) {
 	t.Parallel()

@@ -243,27 +243,36 @@ func (b *presenceBroadcaster) send() (sent int64, replaced, total int) {
 const presenceStateKey = "presence"
 
 // statePacket is one event encoded once for every socket: the Socket.IO
-// packet and its Engine.IO websocket frame.
+// packet and its Engine.IO websocket frame. Sockets share its bytes: a
+// list of ten thousand users is megabytes, and a copy per socket would be
+// gigabytes.
 type statePacket struct {
-	data  string
+	data  []byte // the Socket.IO packet
 	frame types.BufferInterface
 }
 
 func newStatePacket(event string, payload json.RawMessage) *statePacket {
 	// A Socket.IO EVENT (2) of the default namespace; the frame adds
 	// Engine.IO's MESSAGE type (4), as the library's broadcasts do.
-	data := `2["` + event + `",` + string(payload) + `]`
-	return &statePacket{data: data, frame: types.NewStringBufferString("4" + data)}
+	frame := make([]byte, 0, len(payload)+len(event)+7)
+	frame = append(frame, `42["`...)
+	frame = append(frame, event...)
+	frame = append(frame, `",`...)
+	frame = append(frame, payload...)
+	frame = append(frame, ']')
+	return &statePacket{data: frame[1:len(frame):len(frame)], frame: types.NewStringBuffer(frame[:len(frame):len(frame)])}
 }
 
 // packet returns an Engine.IO packet of p: a websocket writes the shared
-// frame; a polling transport consumes the packet's data, so it gets its own.
+// frame. The packet's data is a buffer of its own over the shared bytes: a
+// polling transport reads it (which moves only that buffer's offset), and
+// the full slice expression makes any write to it copy first.
 func (p *statePacket) packet(websocket bool) *packet.Packet {
 	opts := &packet.Options{Compress: new(true)}
 	if websocket {
 		opts.WsPreEncodedFrame = p.frame
 	}
-	return &packet.Packet{Type: packet.MESSAGE, Data: types.NewStringBufferString(p.data), Options: opts}
+	return &packet.Packet{Type: packet.MESSAGE, Data: types.NewStringBuffer(p.data), Options: opts}
 }
 
 // adapt sets the next window: long enough that a round's bytes go out at

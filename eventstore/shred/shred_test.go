@@ -5,7 +5,10 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -446,5 +449,101 @@ func TestAppendInClearStoresClearAndStillReads(t *testing.T) {
 	}
 	if got := decoded(t, readAll(t, s)); !equalJSON(t, got, decodedData(t, evs)) {
 		t.Errorf("reads give %v", got)
+	}
+}
+
+// countingKeys counts the writes of new keys; the first waits for release,
+// so that the users who come meanwhile queue behind it.
+type countingKeys struct {
+	*shred.SQLKeys
+	entered chan struct{}
+	release chan struct{}
+	writes  atomic.Int32
+}
+
+func (k *countingKeys) AddKeys(ctx context.Context, keys []shred.NewKey) error {
+	if k.writes.Add(1) == 1 {
+		close(k.entered)
+		<-k.release
+	}
+	return k.SQLKeys.AddKeys(ctx, keys)
+}
+
+// Many new users at once get one key each, created in a few writes of the
+// key table (not one each), and their events read back decrypted.
+func TestNewUsersAtOnceShareKeyWrites(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	sqlKeys, err := shred.OpenSQLKeys(ctx, f.keyDB, f.keyDB, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := &countingKeys{SQLKeys: sqlKeys, entered: make(chan struct{}), release: make(chan struct{})}
+	s, err := shred.New(ctx, f.raw, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	join := func(uid string, session int) error {
+		e := domain.PresenceJoined{SchemaVersion: 1, UserID: uid, SessionID: fmt.Sprintf("s-%s-%d", uid, session), NodeID: "n", Profile: profile(uid), Status: "online", At: at}
+		_, err := s.Append(ctx, "presence-"+uid, eventstore.Any, toData(t, e)...)
+		return err
+	}
+	first := make(chan error, 1)
+	go func() { first <- join("first", 0) }()
+	<-keys.entered // the first user's key is being written
+	const users, sessions = 40, 3
+	var wg sync.WaitGroup
+	errs := make(chan error, users*sessions)
+	for u := range users {
+		for n := range sessions { // the same user from several sessions at once
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs <- join(fmt.Sprintf("user%02d", u), n)
+			}()
+		}
+	}
+	for deadline := time.Now().Add(time.Minute); shred.QueuedKeyCreations(s) < users; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d users queued for a key", shred.QueuedKeyCreations(s), users)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(keys.release)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if w := keys.writes.Load(); w >= users {
+		t.Fatalf("%d writes of the key table for %d new users; want them batched", w, users+1)
+	}
+	exported, err := sqlKeys.Export(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	perUser := map[string]int{}
+	for _, k := range exported {
+		perUser[k.UserID]++
+	}
+	if len(perUser) != users+1 {
+		t.Fatalf("%d users have keys, want %d", len(perUser), users+1)
+	}
+	for u, n := range perUser {
+		if n != 1 {
+			t.Fatalf("%s has %d keys, want one", u, n)
+		}
+	}
+	for _, e := range decoded(t, readAll(t, s)) {
+		j, ok := e.(domain.PresenceJoined)
+		if !ok || j.Profile != profile(j.UserID) {
+			t.Fatalf("read back %#v; want the join with %s's profile decrypted", e, j.UserID)
+		}
 	}
 }

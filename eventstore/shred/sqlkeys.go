@@ -180,7 +180,8 @@ func (k *SQLKeys) Keys(ctx context.Context, keyIDs []string) (map[string]StoredK
 	return out, nil
 }
 
-// CurrentKey implements Keys: the user's newest key.
+// CurrentKey returns the newest key of userID; found is false when the
+// user has none.
 func (k *SQLKeys) CurrentKey(ctx context.Context, userID string) (string, []byte, bool, error) {
 	var r keyRow
 	err := k.reader.NewSelect().Model(&r).Where("user_id = ?", userID).OrderExpr("created_at DESC, key_id DESC").Limit(1).Scan(ctx)
@@ -194,11 +195,51 @@ func (k *SQLKeys) CurrentKey(ctx context.Context, userID string) (string, []byte
 	return r.KeyID, key, err == nil, err
 }
 
-// AddKey implements Keys.
-func (k *SQLKeys) AddKey(ctx context.Context, userID, keyID string, key []byte) error {
-	r := keyRow{KeyID: keyID, UserID: userID, Key: k.wrap(keyID, key), Wrapping: k.wrapping, CreatedAt: k.now().UnixMicro()}
-	if _, err := k.db.NewInsert().Model(&r).Exec(ctx); err != nil {
-		return unavailable("store a new key", err)
+// CurrentKeys implements Keys: one query per 500 users.
+func (k *SQLKeys) CurrentKeys(ctx context.Context, userIDs []string) (map[string]CurrentKey, error) {
+	out := make(map[string]CurrentKey, len(userIDs))
+	newest := make(map[string]keyRow, len(userIDs))
+	for start := 0; start < len(userIDs); start += 500 {
+		var rows []keyRow
+		chunk := userIDs[start:min(start+500, len(userIDs))]
+		if err := k.reader.NewSelect().Model(&rows).Where("user_id IN (?)", bun.List(chunk)).Scan(ctx); err != nil {
+			return nil, unavailable("read users' keys", err)
+		}
+		for _, r := range rows {
+			// The newest by creation, as CurrentKey orders them.
+			if n, ok := newest[r.UserID]; !ok || r.CreatedAt > n.CreatedAt || r.CreatedAt == n.CreatedAt && r.KeyID > n.KeyID {
+				newest[r.UserID] = r
+			}
+		}
+	}
+	for user, r := range newest {
+		key, err := k.unwrap(r)
+		if err != nil {
+			return nil, err
+		}
+		out[user] = CurrentKey{KeyID: r.KeyID, Key: key}
+	}
+	return out, nil
+}
+
+// AddKeys implements Keys: one transaction, one insert per 500 keys.
+func (k *SQLKeys) AddKeys(ctx context.Context, keys []NewKey) error {
+	now := k.now().UnixMicro()
+	rows := make([]keyRow, len(keys))
+	for i, n := range keys {
+		rows[i] = keyRow{KeyID: n.KeyID, UserID: n.UserID, Key: k.wrap(n.KeyID, n.Key), Wrapping: k.wrapping, CreatedAt: now}
+	}
+	err := k.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		for start := 0; start < len(rows); start += 500 {
+			chunk := rows[start:min(start+500, len(rows))]
+			if _, err := tx.NewInsert().Model(&chunk).Exec(ctx); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return unavailable("store new keys", err)
 	}
 	return nil
 }
@@ -341,19 +382,17 @@ func wrappingName(w string) string {
 
 // NoKeys is the key table of a read database that has none (read models
 // written before encryption existed, opened read-only): every key is gone
-// and nobody is forgotten. AddKey and Forget fail with EUNAVAILABLE.
+// and nobody is forgotten. AddKeys and Forget fail with EUNAVAILABLE.
 type NoKeys struct{}
 
 // Keys implements Keys.
 func (NoKeys) Keys(context.Context, []string) (map[string]StoredKey, error) { return nil, nil }
 
-// CurrentKey implements Keys.
-func (NoKeys) CurrentKey(context.Context, string) (string, []byte, bool, error) {
-	return "", nil, false, nil
-}
+// CurrentKeys implements Keys.
+func (NoKeys) CurrentKeys(context.Context, []string) (map[string]CurrentKey, error) { return nil, nil }
 
-// AddKey implements Keys.
-func (NoKeys) AddKey(context.Context, string, string, []byte) error {
+// AddKeys implements Keys.
+func (NoKeys) AddKeys(context.Context, []NewKey) error {
 	return domain.Errorf(domain.EUNAVAILABLE, "the read database has no key table (run auraos migrate)")
 }
 

@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/auraos/realtime/domain"
 	"github.com/auraos/realtime/eventstore"
@@ -27,16 +28,30 @@ type Keys interface {
 	// Keys returns the data keys with the ids given that exist, by id; a
 	// key that is gone (its user was forgotten) is absent.
 	Keys(ctx context.Context, keyIDs []string) (map[string]StoredKey, error)
-	// CurrentKey returns the newest key of userID; found is false when the
-	// user has none (a new user, or one forgotten since).
-	CurrentKey(ctx context.Context, userID string) (keyID string, key []byte, found bool, err error)
-	// AddKey stores a new key of userID.
-	AddKey(ctx context.Context, userID, keyID string, key []byte) error
+	// CurrentKeys returns the newest key of each of the users given that
+	// has one, by user id; a user who has none (a new user, or one
+	// forgotten since) is absent.
+	CurrentKeys(ctx context.Context, userIDs []string) (map[string]CurrentKey, error)
+	// AddKeys stores new keys, each of its user, in one write.
+	AddKeys(ctx context.Context, keys []NewKey) error
 	// Forget deletes every key of userID and records the tombstone; it
 	// returns how many keys it deleted.
 	Forget(ctx context.Context, userID string) (int, error)
 	// Forgotten returns the users with a tombstone.
 	Forgotten(ctx context.Context) ([]string, error)
+}
+
+// CurrentKey is the key a user's new events are encrypted under.
+type CurrentKey struct {
+	KeyID string
+	Key   []byte
+}
+
+// NewKey is a data key created for a user, to be stored.
+type NewKey struct {
+	UserID string
+	KeyID  string
+	Key    []byte
 }
 
 // StoredKey is a data key and the user it belongs to.
@@ -61,7 +76,13 @@ type Store struct {
 	current   map[string]string     // user id → key id of new appends
 	forgotten map[string]bool       // users with a tombstone
 
-	createMu sync.Mutex // one key creation at a time in this process
+	// Keys are created in batches, so that a storm of new users is a few
+	// writes of the key table rather than one each: whoever holds the
+	// token in lead creates every key asked for meanwhile.
+	createMu sync.Mutex
+	creating map[string]*keyCreation // user id → its key being created
+	queued   []*keyCreation          // asked for, not yet in a batch
+	lead     chan struct{}           // holds the token while nobody creates
 
 	clearAppends bool // appends pass through unencrypted (AppendInClear)
 }
@@ -80,7 +101,9 @@ func New(ctx context.Context, inner eventstore.Store, keys Keys) (*Store, error)
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{Store: inner, keys: keys, byKey: map[string]*cachedKey{}, current: map[string]string{}, forgotten: map[string]bool{}}
+	s := &Store{Store: inner, keys: keys, byKey: map[string]*cachedKey{}, current: map[string]string{}, forgotten: map[string]bool{},
+		creating: map[string]*keyCreation{}, lead: make(chan struct{}, 1)}
+	s.lead <- struct{}{}
 	for _, u := range users {
 		s.forgotten[u] = true
 	}
@@ -277,29 +300,111 @@ func (s *Store) currentKey(ctx context.Context, userID string) (string, cipher.A
 		return id, k.aead, nil
 	}
 	s.createMu.Lock()
-	defer s.createMu.Unlock()
-	id, key, found, err := s.keys.CurrentKey(ctx, userID)
-	if err != nil {
-		return "", nil, err
+	c, ok := s.creating[userID]
+	if !ok {
+		c = &keyCreation{userID: userID, done: make(chan struct{})}
+		s.creating[userID] = c
+		s.queued = append(s.queued, c)
 	}
-	if !found {
-		id, key = newKeyID(), make([]byte, keySize)
+	s.createMu.Unlock()
+	for {
+		select {
+		case <-c.done:
+			return c.keyID, c.aead, c.err
+		case <-s.lead:
+			s.createQueued(ctx)
+			s.lead <- struct{}{}
+		case <-ctx.Done():
+			return "", nil, domain.WrapError(domain.EUNAVAILABLE, "no key for "+userID+" in time", ctx.Err())
+		}
+	}
+}
+
+// keyCreation is one user's current key, looked up or created in a batch;
+// done is closed once keyID and aead, or err, are set.
+type keyCreation struct {
+	userID string
+	done   chan struct{}
+	keyID  string
+	aead   cipher.AEAD
+	err    error
+}
+
+// keyCreationTimeout bounds one batch, which runs for every user in it,
+// whatever the context of the caller that happens to run it.
+const keyCreationTimeout = 30 * time.Second
+
+// createQueued looks up or creates the key of every user queued, with one
+// write of the key table for the new ones. The caller holds the lead token.
+func (s *Store) createQueued(ctx context.Context) {
+	s.createMu.Lock()
+	batch := s.queued
+	s.queued = nil
+	s.createMu.Unlock()
+	if len(batch) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), keyCreationTimeout)
+	defer cancel()
+	users := make([]string, len(batch))
+	for i, c := range batch {
+		users[i] = c.userID
+	}
+	current, err := s.keys.CurrentKeys(ctx, users)
+	if err != nil {
+		for _, c := range batch {
+			c.err = err
+		}
+		current = nil
+	}
+	keys := make([][]byte, len(batch))
+	var fresh []NewKey
+	var freshOf []int // batch index of each fresh key
+	for i, c := range batch {
+		if c.err != nil {
+			continue
+		}
+		if k, ok := current[c.userID]; ok {
+			c.keyID, keys[i] = k.KeyID, k.Key
+			continue
+		}
+		id, key := newKeyID(), make([]byte, keySize)
 		if _, err := rand.Read(key); err != nil {
-			return "", nil, fmt.Errorf("shred: no randomness: %w", err)
+			c.err = fmt.Errorf("shred: no randomness: %w", err)
+			continue
 		}
-		if err := s.keys.AddKey(ctx, userID, id, key); err != nil {
-			return "", nil, err
-		}
+		fresh = append(fresh, NewKey{UserID: c.userID, KeyID: id, Key: key})
+		freshOf = append(freshOf, i)
+		c.keyID, keys[i] = id, key
 	}
-	aead, err := newAEAD(key)
-	if err != nil {
-		return "", nil, domain.WrapError(domain.EINTERNAL, "the key table holds a malformed key for "+userID, err)
+	if len(fresh) > 0 {
+		if err := s.keys.AddKeys(ctx, fresh); err != nil {
+			for _, i := range freshOf {
+				batch[i].err = err
+			}
+		}
 	}
 	s.mu.Lock()
-	s.byKey[id] = &cachedKey{user: userID, aead: aead}
-	s.current[userID] = id
+	for i, c := range batch {
+		if c.err != nil {
+			continue
+		}
+		aead, err := newAEAD(keys[i])
+		if err != nil {
+			c.err = domain.WrapError(domain.EINTERNAL, "the key table holds a malformed key for "+c.userID, err)
+			continue
+		}
+		c.aead = aead
+		s.byKey[c.keyID] = &cachedKey{user: c.userID, aead: aead}
+		s.current[c.userID] = c.keyID
+	}
 	s.mu.Unlock()
-	return id, aead, nil
+	s.createMu.Lock()
+	for _, c := range batch {
+		delete(s.creating, c.userID)
+		close(c.done)
+	}
+	s.createMu.Unlock()
 }
 
 // newKeyID returns a random key id: 16 bytes in hex.

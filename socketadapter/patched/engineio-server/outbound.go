@@ -20,6 +20,7 @@ const SlowConsumerReason = "slow consumer"
 type outbound struct {
 	state    map[string]*packet.Packet // queued state packets by key; guarded by the socket's flushMu
 	buffered atomic.Int64              // bytes in writeBuffer, not yet handed to the transport
+	states   atomic.Int64              // of buffered, the bytes of state packets; guarded by flushMu for writes
 	enqueued atomic.Uint64             // bytes ever queued
 	flushed  atomic.Uint64             // bytes ever handed to the transport
 	slow     atomic.Bool               // closed as a slow consumer
@@ -56,9 +57,14 @@ func (s *socket) FlushedBytes() uint64 { return s.out.flushed.Load() }
 // consumer when the queue passes the server's bound. The close runs on its
 // own goroutine: the caller is usually a broadcast to many sockets, which
 // must not wait for this one.
+//
+// State packets do not count towards the bound: a socket holds at most one
+// per key (a newer one replaces it), so they cannot pile up, and one state
+// may well be larger than the bound (the presence list of ten thousand
+// users is megabytes) without its client being slow.
 func (s *socket) queued(n int64) {
 	s.out.enqueued.Add(uint64(n))
-	total := s.out.buffered.Add(n)
+	total := s.out.buffered.Add(n) - s.out.states.Load()
 	if limit := s.server.Opts().MaxBufferedBytes(); limit > 0 && total > limit && s.out.slow.CompareAndSwap(false, true) {
 		socketLog.Debug("socket %s queued %d bytes, more than %d: closing it as a slow consumer", s.id, total, limit)
 		go s.closeSlow()
@@ -81,8 +87,12 @@ func (s *socket) closeSlow() {
 	if state := s.ReadyState(); state == "closed" {
 		return
 	}
+	s.flushMu.Lock()
 	dropped := s.writeBuffer.AllAndClear()
 	s.handedOver(dropped)
+	clear(s.out.state)
+	s.out.states.Store(0)
+	s.flushMu.Unlock()
 	if t := s.Transport(); t != nil {
 		t.Discard()
 	}
@@ -110,6 +120,7 @@ func (s *socket) SendState(key string, replace, next *packet.Packet) (replaced b
 		if s.writeBuffer.FindIndex(same) >= 0 {
 			s.writeBuffer.Remove(same)
 			n := packetSize(old)
+			s.out.states.Add(-n)
 			s.out.buffered.Add(-n)
 			s.out.flushed.Add(uint64(n)) // it will never be handed over; keep the counters comparable
 			p, replaced = replace, true
@@ -121,6 +132,7 @@ func (s *socket) SendState(key string, replace, next *packet.Packet) (replaced b
 	s.out.state[key] = p
 	size := packetSize(p)
 	s.writeBuffer.Push(p)
+	s.out.states.Add(size)
 	s.queued(size)
 	s.flushMu.Unlock()
 	s.flush()

@@ -575,6 +575,7 @@ func (s *socket) flush() {
 		if wbuf := s.writeBuffer.AllAndClear(); len(wbuf) > 0 {
 			s.handedOver(wbuf) // PATCH(auraos)
 			clear(s.out.state)
+			s.out.states.Store(0)
 			socketLog.Debug("flushing buffer to transport")
 			s.Emit("flush", wbuf)
 			s.server.Emit("flush", s, wbuf)
