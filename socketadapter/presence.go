@@ -70,8 +70,10 @@ type presenceView struct {
 func (v *presenceView) sentUnknownList() { v.version.Store(0) }
 
 // maxPresenceWindow caps the coalescing window, so that a list still goes
-// out at least this often while presence keeps changing.
-const maxPresenceWindow = 2 * time.Second
+// out at least this often while presence keeps changing. Ten thousand
+// users make a list of about 2.3 MB, 23 GB for every socket to have it:
+// sooner than this the sockets are still writing the last one.
+const maxPresenceWindow = 10 * time.Second
 
 func newPresenceBroadcaster(srv *Server) *presenceBroadcaster {
 	return &presenceBroadcaster{srv: srv, signal: make(chan struct{}, 1), left: map[string]struct{}{}, window: srv.cfg.PresenceWindow}
@@ -158,8 +160,8 @@ func (b *presenceBroadcaster) broadcast(ctx context.Context, through eventstore.
 		return err
 	}
 	b.advance(wire.OnlineUsers(users))
-	sent, owed, total := b.send()
-	b.adapt(sent, owed, total)
+	sent, behind, total := b.send()
+	b.adapt(sent, behind, total)
 	return nil
 }
 
@@ -186,8 +188,9 @@ func (b *presenceBroadcaster) advance(users []wire.OnlineUser) {
 // socket whose last list (or diff) is still queued has it replaced by the
 // full list; otherwise a diff client one version behind gets the diff and
 // every other socket the full list. It returns the bytes queued, how many
-// sockets had a queued list replaced, and how many were sent to.
-func (b *presenceBroadcaster) send() (sent int64, replaced, total int) {
+// sockets were behind (a queued list replaced, or their transport still
+// writing), and how many were sent to.
+func (b *presenceBroadcaster) send() (sent int64, behind, total int) {
 	srv := b.srv
 	cur := b.current
 	full := newStatePacket("online_users", cur.list)
@@ -214,12 +217,19 @@ func (b *presenceBroadcaster) send() (sent int64, replaced, total int) {
 			next = diff
 		}
 		total++
+		// A transport that is not writable is still writing what it was
+		// given before (a list of thousands of users takes a while): the
+		// socket is behind as well.
+		busy := conn.Transport() != nil && !conn.Transport().Writable()
 		if conn.SendState(presenceStateKey, full.packet(websocket), next.packet(websocket)) {
-			replaced++
+			behind++
 			sent += int64(len(full.data))
 			fulls++
 		} else {
 			sent += int64(len(next.data))
+			if busy {
+				behind++
+			}
 			if next == diff {
 				diffs++
 			} else {
@@ -235,7 +245,7 @@ func (b *presenceBroadcaster) send() (sent int64, replaced, total int) {
 	if diffs > 0 {
 		srv.cfg.Observer.Pushed("online_users_diff")
 	}
-	return sent, replaced, total
+	return sent, behind, total
 }
 
 // presenceStateKey is the key under which a socket's queued list or diff
@@ -277,7 +287,7 @@ func (p *statePacket) packet(websocket bool) *packet.Packet {
 
 // adapt sets the next window: long enough that a round's bytes go out at
 // no more than PresenceBandwidth, doubled while more than half the sockets
-// had their last list still queued (they are behind), and never shorter
+// were behind (a list still queued or being written), and never shorter
 // than PresenceWindow nor longer than maxPresenceWindow.
 func (b *presenceBroadcaster) adapt(sent int64, behind, total int) {
 	base := b.srv.cfg.PresenceWindow

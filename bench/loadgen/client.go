@@ -37,6 +37,16 @@ import (
 // clock origin.
 type handler func(c *client, pkt []byte, now int64)
 
+// streamHandler sees a packet larger than largePacket as it arrives: the
+// first largePacket bytes, then the rest to read. The storm's lists of
+// thousands of users are megabytes: buffered whole, ten thousand
+// connections reading them at once would hold tens of gigabytes.
+type streamHandler func(c *client, prefix []byte, rest io.Reader, now int64) error
+
+// largePacket is the size from which a connection with a streamHandler
+// streams a packet instead of buffering it.
+const largePacket = 64 << 10
+
 // origin is the monotonic clock origin that send timestamps and receive
 // times are measured from: one process, one clock.
 var origin = time.Now()
@@ -53,6 +63,7 @@ type client struct {
 	wmu sync.Mutex // writers: the reading goroutine (pongs, follow-ups) and scenario code
 
 	handle handler
+	large  streamHandler // nil: every packet is buffered whole
 	// centrifugo: the connection speaks Centrifugo's JSON protocol
 	// (centrifugo.go), not Socket.IO.
 	centrifugo bool
@@ -126,8 +137,18 @@ type dialFunc func(ctx context.Context, endpoint string, id int, h handler) (*cl
 // socketIODial dials Socket.IO clients whose CONNECT packet carries auth
 // (nil: none).
 func socketIODial(auth []byte) dialFunc {
+	return socketIOStreamDial(auth, nil)
+}
+
+// socketIOStreamDial is socketIODial whose connections hand packets larger
+// than largePacket to large (when not nil) as they arrive.
+func socketIOStreamDial(auth []byte, large func(id int) streamHandler) dialFunc {
 	return func(ctx context.Context, endpoint string, id int, h handler) (*client, error) {
-		return dial(ctx, endpoint, id, h, auth)
+		var l streamHandler
+		if large != nil {
+			l = large(id)
+		}
+		return dial(ctx, endpoint, id, h, l, auth)
 	}
 }
 
@@ -169,12 +190,12 @@ func handshakeDeadline(ctx context.Context) time.Time {
 // dial opens a websocket, completes the Engine.IO and Socket.IO handshakes
 // (auth, when not nil, is the CONNECT packet's auth object) and starts the
 // reading goroutine with h as the packet handler.
-func dial(ctx context.Context, endpoint string, id int, h handler, auth []byte) (*client, error) {
+func dial(ctx context.Context, endpoint string, id int, h handler, large streamHandler, auth []byte) (*client, error) {
 	ws, nc, err := openWS(ctx, endpoint, id)
 	if err != nil {
 		return nil, err
 	}
-	c := &client{id: id, ws: ws, nc: nc, handle: h, acks: map[int]chan []byte{}, done: make(chan struct{})}
+	c := &client{id: id, ws: ws, nc: nc, handle: h, large: large, acks: map[int]chan []byte{}, done: make(chan struct{})}
 	_ = ws.SetReadDeadline(handshakeDeadline(ctx))
 	// Engine.IO open packet.
 	_, open, err := ws.ReadMessage()
@@ -257,7 +278,23 @@ func (c *client) readLoop() {
 			c.rerr = err
 			return
 		}
-		buf, err = readAll(r, buf[:0])
+		limit := -1
+		if c.large != nil {
+			limit = largePacket
+		}
+		var more bool
+		buf, more, err = readUpTo(r, buf[:0], limit)
+		if err == nil && more {
+			err = c.large(c, buf, r, nanotime())
+			if err == nil {
+				_, err = io.Copy(io.Discard, r)
+			}
+			if err != nil {
+				c.rerr = err
+				return
+			}
+			continue
+		}
 		if err != nil {
 			c.rerr = err
 			return
@@ -284,6 +321,30 @@ func (c *client) readLoop() {
 			}
 		}
 	}
+}
+
+// readUpTo reads one message into buf, growing it as needed, until its end
+// or, when limit is not negative, until buf holds limit bytes; more says
+// the message goes on.
+func readUpTo(r io.Reader, buf []byte, limit int) (_ []byte, more bool, err error) {
+	if limit < 0 {
+		buf, err = readAll(r, buf)
+		return buf, false, err
+	}
+	if cap(buf) < limit {
+		buf = make([]byte, 0, limit)
+	}
+	for len(buf) < limit {
+		n, err := r.Read(buf[len(buf):limit])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, false, nil
+		}
+		if err != nil {
+			return buf, false, err
+		}
+	}
+	return buf, true, nil
 }
 
 // readAll reads one message into buf, growing it as needed.
