@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/zishang520/socket.io/servers/socket/v3"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/auraos/realtime/domain"
 	"github.com/auraos/realtime/eventstore"
-	"github.com/auraos/realtime/eventstore/follow"
 	"github.com/auraos/realtime/projections"
 )
 
@@ -188,7 +186,7 @@ func (srv *Server) restore(pid, offset string) (*socket.Session, error) {
 		head = from
 	}
 	through := srv.dispatch.openReplay(gate, head)
-	missed, err := srv.missed(ctx, row.SessionID, rooms, from, through)
+	missed, err := srv.replays.missed(ctx, row.SessionID, rooms, from, through)
 	if err != nil {
 		srv.dispatch.closeReplay(gate, nil)
 		srv.giveUpSession(row, st, err.Error())
@@ -212,42 +210,6 @@ func (srv *Server) restore(pid, offset string) (*socket.Session, error) {
 
 // replayPage is how many events one read of a replay takes.
 const replayPage = 1000
-
-// missed reads the deliveries a session in rooms missed after from, through
-// through, in log order. It returns errTooFarBehind past
-// RecoveryMaxEvents.
-func (srv *Server) missed(ctx context.Context, sid string, rooms map[socket.Room]bool, from, through eventstore.Position) ([]replayed, error) {
-	var out []replayed
-	filter := eventstore.Filter{EventTypes: deliveredEventTypes}
-	for cursor := from; cursor.Less(through); {
-		recs, err := srv.feed.ReadAll(ctx, eventstore.ReadAllOptions{From: cursor, Limit: replayPage, Filter: filter})
-		if err != nil {
-			return nil, err
-		}
-		events, err := follow.Decode(skipThrough(recs, cursor))
-		if err != nil {
-			return nil, err
-		}
-		for _, e := range events {
-			if through.Less(e.Position) {
-				return out, nil
-			}
-			for _, dl := range deliveries(e.Event) {
-				if dl.reaches(sid, rooms) {
-					out = append(out, replayed{delivery: dl, position: e.Position})
-				}
-			}
-			if len(out) > srv.cfg.RecoveryMaxEvents {
-				return nil, fmt.Errorf("%w: more than %d", errTooFarBehind, srv.cfg.RecoveryMaxEvents)
-			}
-		}
-		if len(recs) < replayPage {
-			break
-		}
-		cursor = recs[len(recs)-1].Position
-	}
-	return out, nil
-}
 
 // skipThrough drops the events at or before p (ReadAll starts at p, which
 // is already delivered).

@@ -272,6 +272,7 @@ type Server struct {
 
 	dispatch *dispatcher
 	presence *presenceBroadcaster
+	replays  *replayReader
 	admin    *adminUI // nil unless Config.Admin is set
 
 	ctx      context.Context // ends at Shutdown; parent of command contexts
@@ -290,6 +291,7 @@ func New(cfg Config, h Handlers, q Queries, m ReadModels, feed Feed) *Server {
 	srv := &Server{cfg: cfg, handlers: h, queries: q, models: m, feed: feed, started: cfg.Now(), ctx: ctx, cancel: cancel,
 		inflight: newTracker()}
 	srv.presence = newPresenceBroadcaster(srv)
+	srv.replays = newReplayReader(srv)
 
 	opts := socket.DefaultServerOptions()
 	opts.SetTransports(types.NewSet(socket.Polling, socket.WebSocket))
