@@ -21,6 +21,14 @@ type variant struct {
 	// skip, when set, says why the variant cannot run here; the table shows
 	// it instead of figures.
 	skip string
+	// ourFlags are more flags for our server in this variant's runs.
+	ourFlags []string
+	// debug gives our server a --debug-addr listener (Go's pprof) on a free
+	// port; the load generator gets its URL as --debug-url.
+	debug bool
+	// restart lets the load generator have the server killed and started
+	// again mid-run (see runOne).
+	restart bool
 }
 
 // tools are the load generators' paths.
