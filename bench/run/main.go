@@ -10,7 +10,7 @@
 // The fan-out scenarios add reference servers (Node.js with two workers;
 // Centrifugo with -centrifugo), -smoke runs every scenario tiny.
 //
-// Run it from the module root: go run ./bench/run [-runs 3] [-scenarios fanout,fanout-js,storm,slow,idle,store,rebuild] [-smoke] [-centrifugo] [-no-readme]
+// Run it from the module root: go run ./bench/run [-runs 3] [-scenarios fanout,fanout-js,storm,slow,idle,recovery,store,rebuild] [-smoke] [-centrifugo] [-no-readme]
 package main
 
 import (
@@ -57,7 +57,14 @@ type options struct {
 	stormNodeMax int // the largest storm Node.js runs
 	stormDiff    bool
 	idleSizes    []int
-	storeSmall   bool // one iteration of the store benchmarks, a small log
+	recRooms     int           // recovery: rooms
+	recMembers   int           // recovery: members per room
+	recMessages  int           // recovery: messages each member misses
+	recTimeout   time.Duration // recovery: give up recovering after this long
+	floodMsgs    int           // recovery flood: messages
+	floodMembers int           // recovery flood: members of the room
+	floodSettle  time.Duration // recovery flood: settle before each RSS reading
+	storeSmall   bool          // one iteration of the store benchmarks, a small log
 	centrifugo   bool
 	smoke        bool
 	readme       string
@@ -89,6 +96,13 @@ func main() {
 	flag.IntVar(&o.stormNodeMax, "storm-node-max", 1000, "presence storm: the largest size Node.js runs (it sends every list to everyone)")
 	flag.BoolVar(&o.stormDiff, "storm-diff", true, "presence storm: also run ours with clients asking for online_users_diff")
 	flag.StringVar(&idleSizes, "idle-sizes", "10000,50000", "idle memory: websockets, comma-separated")
+	flag.IntVar(&o.recRooms, "recovery-rooms", 50, "recovery: chat rooms")
+	flag.IntVar(&o.recMembers, "recovery-members", 20, "recovery: members per room")
+	flag.IntVar(&o.recMessages, "recovery-messages", 100, "recovery: messages each member misses")
+	flag.DurationVar(&o.recTimeout, "recovery-timeout", 2*time.Minute, "recovery: give up recovering after this long")
+	flag.IntVar(&o.floodMsgs, "flood-messages", 70000, "recovery flood: messages into one room")
+	flag.IntVar(&o.floodMembers, "flood-members", 20, "recovery flood: members of the room, all reading")
+	flag.DurationVar(&o.floodSettle, "flood-settle", 5*time.Second, "recovery flood: settle before each RSS reading")
 	flag.BoolVar(&o.centrifugo, "centrifugo", false, "fan-out: add Centrifugo v"+centrifugoVersion+" as a reference (built with go install the first time: minutes)")
 	flag.BoolVar(&o.smoke, "smoke", false, "run every scenario tiny (seconds each, one run, README untouched) to check the harness")
 	flag.StringVar(&o.readme, "readme", "README.md", "README to rewrite between the bench markers")
@@ -158,6 +172,25 @@ type result struct {
 	ServerHWMKiB       int64   `json:"serverHwmKiB"`
 	ServerCPU          float64 `json:"serverCpuCores"`
 	LoadgenCPU         float64 `json:"loadgenCpuCores"`
+	// recovery (bench/jsload/recovery.js)
+	Messages          int      `json:"messages"`
+	Recovered         int      `json:"recovered"`
+	NotReconnected    int      `json:"notReconnected"`
+	NotRecovered      int      `json:"notRecovered"`
+	Missing           int      `json:"missing"`
+	Duplicated        int      `json:"duplicated"`
+	OutOfOrder        int      `json:"outOfOrder"`
+	ConnectErrors     []string `json:"connectErrors"`
+	RestartSeconds    float64  `json:"restartSeconds"`
+	RecoverSeconds    float64  `json:"recoverSeconds"`
+	RecoverP50Seconds float64  `json:"recoverP50Seconds"`
+	ServerCPUSeconds  float64  `json:"serverCpuSeconds"`
+	FloodSeconds      float64  `json:"floodSeconds"`
+	Short             int      `json:"short"`
+	Dropped           int      `json:"dropped"`
+	Refused           int      `json:"refused"`
+	RSSFloodEndKiB    int64    `json:"rssFloodEndKiB"`
+	RSSAfterGCKiB     int64    `json:"rssAfterGcKiB"`
 }
 
 // A server under test.
