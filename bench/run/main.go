@@ -10,7 +10,7 @@
 // The fan-out scenarios add reference servers (Node.js with two workers;
 // Centrifugo with -centrifugo), -smoke runs every scenario tiny.
 //
-// Run it from the module root: go run ./bench/run [-runs 3] [-scenarios fanout,fanout-js,storm,slow,idle,store,rebuild] [-smoke] [-centrifugo] [-no-readme]
+// Run it from the module root: go run ./bench/run [-runs 3] [-scenarios fanout,fanout-js,storm,slow,idle,recovery,store,rebuild] [-smoke] [-centrifugo] [-no-readme]
 package main
 
 import (
@@ -57,7 +57,14 @@ type options struct {
 	stormNodeMax int // the largest storm Node.js runs
 	stormDiff    bool
 	idleSizes    []int
-	storeSmall   bool // one iteration of the store benchmarks, a small log
+	recRooms     int           // recovery: rooms
+	recMembers   int           // recovery: members per room
+	recMessages  int           // recovery: messages each member misses
+	recTimeout   time.Duration // recovery: give up recovering after this long
+	floodMsgs    int           // recovery flood: messages
+	floodMembers int           // recovery flood: members of the room
+	floodSettle  time.Duration // recovery flood: settle before each RSS reading
+	storeSmall   bool          // one iteration of the store benchmarks, a small log
 	centrifugo   bool
 	smoke        bool
 	readme       string
@@ -89,6 +96,13 @@ func main() {
 	flag.IntVar(&o.stormNodeMax, "storm-node-max", 1000, "presence storm: the largest size Node.js runs (it sends every list to everyone)")
 	flag.BoolVar(&o.stormDiff, "storm-diff", true, "presence storm: also run ours with clients asking for online_users_diff")
 	flag.StringVar(&idleSizes, "idle-sizes", "10000,50000", "idle memory: websockets, comma-separated")
+	flag.IntVar(&o.recRooms, "recovery-rooms", 50, "recovery: chat rooms")
+	flag.IntVar(&o.recMembers, "recovery-members", 20, "recovery: members per room")
+	flag.IntVar(&o.recMessages, "recovery-messages", 100, "recovery: messages each member misses")
+	flag.DurationVar(&o.recTimeout, "recovery-timeout", 2*time.Minute, "recovery: give up recovering after this long")
+	flag.IntVar(&o.floodMsgs, "flood-messages", 70000, "recovery flood: messages into one room")
+	flag.IntVar(&o.floodMembers, "flood-members", 20, "recovery flood: members of the room, all reading")
+	flag.DurationVar(&o.floodSettle, "flood-settle", 5*time.Second, "recovery flood: settle before each RSS reading")
 	flag.BoolVar(&o.centrifugo, "centrifugo", false, "fan-out: add Centrifugo v"+centrifugoVersion+" as a reference (built with go install the first time: minutes)")
 	flag.BoolVar(&o.smoke, "smoke", false, "run every scenario tiny (seconds each, one run, README untouched) to check the harness")
 	flag.StringVar(&o.readme, "readme", "README.md", "README to rewrite between the bench markers")
@@ -158,15 +172,38 @@ type result struct {
 	ServerHWMKiB       int64   `json:"serverHwmKiB"`
 	ServerCPU          float64 `json:"serverCpuCores"`
 	LoadgenCPU         float64 `json:"loadgenCpuCores"`
+	// recovery (bench/jsload/recovery.js)
+	Messages          int      `json:"messages"`
+	Recovered         int      `json:"recovered"`
+	NotReconnected    int      `json:"notReconnected"`
+	NotRecovered      int      `json:"notRecovered"`
+	Missing           int      `json:"missing"`
+	Duplicated        int      `json:"duplicated"`
+	OutOfOrder        int      `json:"outOfOrder"`
+	ConnectErrors     []string `json:"connectErrors"`
+	RestartSeconds    float64  `json:"restartSeconds"`
+	RecoverSeconds    float64  `json:"recoverSeconds"`
+	RecoverP50Seconds float64  `json:"recoverP50Seconds"`
+	ServerCPUSeconds  float64  `json:"serverCpuSeconds"`
+	FloodSeconds      float64  `json:"floodSeconds"`
+	Short             int      `json:"short"`
+	Dropped           int      `json:"dropped"`
+	Refused           int      `json:"refused"`
+	RSSFloodEndKiB    int64    `json:"rssFloodEndKiB"`
+	RSSAfterGCKiB     int64    `json:"rssAfterGcKiB"`
 }
 
 // A server under test.
 type server struct {
-	name  string // serverOurs, serverNode, …
-	start func(ctx context.Context, port int, dir string) (*procHandle, error)
+	name  string        // serverOurs, serverNode, …
+	start startFunc     // starts it
 	ready string        // path answering 200 when it serves
 	grace time.Duration // how long a stop may take before the process is killed
 }
+
+// startFunc starts a server on port with its data in dir; extra are more
+// flags for this run (a variant's ourFlags; only ours gets any).
+type startFunc func(ctx context.Context, port int, dir string, extra []string) (*procHandle, error)
 
 type runRecord struct {
 	Scenario string  `json:"scenario"`
@@ -259,7 +296,7 @@ func run(ctx context.Context, o options) error {
 					}
 					srv := servers[name]
 					logf("%s run %d/%d: %s", v.key, i, o.runs, name)
-					res, err := runOne(ctx, tmp, srv, v.argv)
+					res, err := runOne(ctx, tmp, srv, v)
 					rec := runRecord{Scenario: v.key, Server: name, Run: i, Result: res}
 					if err != nil {
 						if ctx.Err() != nil {
@@ -314,9 +351,16 @@ func run(ctx context.Context, o options) error {
 	return nil
 }
 
-// runOne starts a fresh server, runs one load generator (argv) against it
-// and stops it.
-func runOne(ctx context.Context, tmp string, srv server, argv func(base string, pid int, srv string) []string) (*result, error) {
+// runOne starts a fresh server, runs one load generator (v.argv) against it
+// and stops it. Our server gets the variant's extra flags, and with v.debug
+// a --debug-addr listener whose URL the load generator gets as --debug-url.
+// With v.restart the load generator may print the line `restart`: the
+// server's process group is then killed (SIGKILL, no clean stop) and the
+// server started again on the same data directory and port; once it is
+// ready the generator reads one line on its stdin,
+// {"pid":PID,"readySeconds":S} (the new process, and the time from the kill
+// until ready).
+func runOne(ctx context.Context, tmp string, srv server, v variant) (*result, error) {
 	dir, err := os.MkdirTemp(tmp, srv.name+"-")
 	if err != nil {
 		return nil, err
@@ -326,11 +370,24 @@ func runOne(ctx context.Context, tmp string, srv server, argv func(base string, 
 	if err != nil {
 		return nil, err
 	}
-	p, err := srv.start(ctx, port, dir)
+	var extra []string
+	var debugURL string
+	if srv.name == serverOurs {
+		extra = slices.Clone(v.ourFlags)
+		if v.debug {
+			dport, err := freePort()
+			if err != nil {
+				return nil, err
+			}
+			extra = append(extra, "--debug-addr", fmt.Sprintf("127.0.0.1:%d", dport))
+			debugURL = fmt.Sprintf("http://127.0.0.1:%d", dport)
+		}
+	}
+	p, err := srv.start(ctx, port, dir, extra)
 	if err != nil {
 		return nil, err
 	}
-	defer p.stop(srv.grace)
+	defer func() { p.stop(srv.grace) }() // p: the restarted server, if it was
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	if err := waitReady(ctx, base+srv.ready, p.exited, 60*time.Second); err != nil {
 		return nil, fmt.Errorf("%s did not start: %w\n%s", srv.name, err, tail(filepath.Join(dir, "server.log"), 20))
@@ -338,12 +395,40 @@ func runOne(ctx context.Context, tmp string, srv server, argv func(base string, 
 	time.Sleep(500 * time.Millisecond) // start-up work settles before the baseline RSS
 	lctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	full := argv(base, p.cmd.Process.Pid, srv.name)
+	full := v.argv(base, p.cmd.Process.Pid, srv.name)
+	if debugURL != "" {
+		full = append(full, "--debug-url", debugURL)
+	}
 	lg := exec.CommandContext(lctx, full[0], full[1:]...)
 	var out bytes.Buffer
-	lg.Stdout = &out
 	lg.Stderr = os.Stderr
-	if err := lg.Run(); err != nil {
+	if v.restart {
+		err = runRestarting(lg, &out, func() (string, error) {
+			began := time.Now()
+			logf("restarting %s as the load generator asked: kill -9, then start on the same data directory and port", srv.name)
+			p.kill()
+			if f, err := os.OpenFile(filepath.Join(dir, "server.log"), os.O_WRONLY|os.O_APPEND, 0); err == nil {
+				fmt.Fprintf(f, "--- bench: killed (SIGKILL) and started again ---\n")
+				f.Close()
+			}
+			np, err := srv.start(ctx, port, dir, extra)
+			if err != nil {
+				return "", err
+			}
+			p = np
+			if err := waitReady(lctx, base+srv.ready, p.exited, 60*time.Second); err != nil {
+				return "", fmt.Errorf("%s did not start again: %w\n%s", srv.name, err, tail(filepath.Join(dir, "server.log"), 20))
+			}
+			took := time.Since(began)
+			logf("%s ready again after %s", srv.name, took.Round(time.Millisecond))
+			b, err := json.Marshal(map[string]any{"pid": p.cmd.Process.Pid, "readySeconds": took.Seconds()})
+			return string(b), err
+		})
+	} else {
+		lg.Stdout = &out
+		err = lg.Run()
+	}
+	if err != nil {
 		return nil, fmt.Errorf("load generator: %w\n%s", err, tail(filepath.Join(dir, "server.log"), 20))
 	}
 	var res result
@@ -356,6 +441,50 @@ func runOne(ctx context.Context, tmp string, srv server, argv func(base string, 
 	return &res, nil
 }
 
+// runRestarting runs a load generator that may ask for restarts: its
+// stdout goes to out line by line, and each line `restart` calls restart,
+// whose answer (one line) goes to its stdin. A failed restart kills the
+// generator and is the error.
+func runRestarting(lg *exec.Cmd, out *bytes.Buffer, restart func() (string, error)) error {
+	stdin, err := lg.StdinPipe()
+	if err != nil {
+		return err
+	}
+	stdout, err := lg.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := lg.Start(); err != nil {
+		return err
+	}
+	var restartErr error
+	sc := bufio.NewScanner(stdout)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		out.WriteString(line + "\n")
+		if strings.TrimSpace(line) != "restart" || restartErr != nil {
+			continue
+		}
+		answer, err := restart()
+		if err != nil {
+			restartErr = err
+			_ = lg.Process.Kill()
+			continue // read on to the end: Wait needs the pipe drained
+		}
+		if _, err := io.WriteString(stdin, answer+"\n"); err != nil {
+			restartErr = fmt.Errorf("answering the restart: %w", err)
+		}
+	}
+	_, _ = io.Copy(io.Discard, stdout) // a line past the scanner's limit
+	stdin.Close()
+	err = lg.Wait()
+	if restartErr != nil {
+		return restartErr
+	}
+	return err
+}
+
 // procHandle is a started server, the leader of its own process group
 // (its workers, if it forks any, are in the group too).
 type procHandle struct {
@@ -363,10 +492,11 @@ type procHandle struct {
 	exited chan struct{} // closed when the leader has exited
 }
 
-// startProcess starts a server with its output in dir/server.log. It
-// inherits the raised open-files limit.
+// startProcess starts a server with its output appended to dir/server.log
+// (a restarted server's after the first run's). It inherits the raised
+// open-files limit.
 func startProcess(dir, name string, args ...string) (*procHandle, error) {
-	f, err := os.Create(filepath.Join(dir, "server.log"))
+	f, err := os.OpenFile(filepath.Join(dir, "server.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
@@ -394,6 +524,13 @@ func (p *procHandle) stop(grace time.Duration) {
 	case <-time.After(grace):
 	}
 	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	<-p.exited
+}
+
+// kill kills the server's process group at once (SIGKILL: no clean stop,
+// as a crash) and waits for the leader to exit.
+func (p *procHandle) kill() {
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 	<-p.exited
 }
 

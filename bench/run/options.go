@@ -49,6 +49,13 @@ func (o *options) makeSmoke(set map[string]bool) {
 	smoke("storm-timeout", func() { o.stormTimeout = 10 * time.Second })
 	smoke("storm-node-max", func() { o.stormNodeMax = 100 })
 	smoke("idle-sizes", func() { o.idleSizes = []int{100, 200} })
+	smoke("recovery-rooms", func() { o.recRooms = 4 })
+	smoke("recovery-members", func() { o.recMembers = 5 })
+	smoke("recovery-messages", func() { o.recMessages = 10 })
+	smoke("recovery-timeout", func() { o.recTimeout = 30 * time.Second })
+	smoke("flood-messages", func() { o.floodMsgs = 2000 })
+	smoke("flood-members", func() { o.floodMembers = 5 })
+	smoke("flood-settle", func() { o.floodSettle = time.Second })
 	o.storeSmall = true
 }
 

@@ -200,6 +200,8 @@ func buildTable(o options, results map[string]map[string][]*result, skipped map[
 	for _, n := range o.idleSizes {
 		rows = append(rows, idleRows(n, results[idleKey(n)], skipped[idleKey(n)])...)
 	}
+	rows = append(rows, recoveryRows(o, results["recovery"])...)
+	rows = append(rows, floodRows(o, results["recovery-flood"])...)
 	if store != nil {
 		f := func(x float64) string {
 			if x == 0 {
@@ -451,6 +453,124 @@ func idleRows(n int, res map[string][]*result, skip string) []row {
 	}
 }
 
+// recoveryNode is the Node.js column of the recovery rows.
+const recoveryNode = "not supported: in-memory recovery is lost on restart"
+
+// recoveryRows are the rows of recovery after a kill -9 and restart (issue
+// 16, "Cost"): ours only. Every failure of every run is shown.
+func recoveryRows(o options, res map[string][]*result) []row {
+	if res == nil {
+		return nil
+	}
+	n := o.recRooms * o.recMembers
+	scenario := fmt.Sprintf("recovery after kill -9 and restart, %s clients (%d rooms × %d) × %d missed messages", thousands(float64(n)), o.recRooms, o.recMembers, o.recMessages)
+	ours := res[serverOurs]
+	one := func(name string, val func(*result) float64, f func(float64) string, inf string) row {
+		st := summarize(ours, val)
+		return row{scenario, name, st.format(f, inf), recoveryNode, "—", "", ""}
+	}
+	// A run counts only when every client recovered with every message;
+	// the others are shown as how far they got.
+	all := one("time from the restarted server's /readyz until every client has `recovered === true` and all it missed (s)", func(r *result) float64 {
+		if r.TimedOut || r.Recovered < r.Clients {
+			return math.Inf(1)
+		}
+		return r.RecoverSeconds
+	}, fixed(2), "not all recovered")
+	var short []string
+	for _, r := range ours {
+		switch {
+		case r.TimedOut:
+			short = append(short, fmt.Sprintf("%s of %s by %v, when it gave up", thousands(float64(r.Recovered)), thousands(float64(r.Clients)), o.recTimeout))
+		case r.Recovered < r.Clients:
+			short = append(short, fmt.Sprintf("%s of %s, the others had failed after %.2f s", thousands(float64(r.Recovered)), thousands(float64(r.Clients)), r.RecoverSeconds))
+		}
+	}
+	if len(short) > 0 {
+		all.ours += fmt.Sprintf(" (short in %d of %d runs; recovered with exactly what they missed: %s)", len(short), len(ours), strings.Join(short, "; "))
+	}
+	// failures sums each kind over the runs.
+	failures := "failed"
+	met := "—"
+	if len(ours) > 0 {
+		var f [5]int
+		var errs []string
+		for _, r := range ours {
+			for i, x := range []int{r.NotReconnected, r.NotRecovered, r.Missing, r.Duplicated, r.OutOfOrder} {
+				f[i] += x
+			}
+			for _, e := range r.ConnectErrors {
+				if !slices.Contains(errs, e) {
+					errs = append(errs, e)
+				}
+			}
+		}
+		failures = fmt.Sprintf("%d / %d / %d / %d / %d", f[0], f[1], f[2], f[3], f[4])
+		if len(ours) > 1 {
+			failures += fmt.Sprintf(" (over %d runs)", len(ours))
+		}
+		if len(errs) > 0 {
+			failures += " (connect errors: " + strings.Join(errs, "; ") + ")"
+		}
+		met = yesNo(f == [5]int{})
+	}
+	return []row{
+		all,
+		one("the median time of the clients that recovered (s)", func(r *result) float64 { return r.RecoverP50Seconds }, fixed(2), ""),
+		{scenario, "clients not reconnected / not recovered / missing messages / with duplicates / out of order", failures, recoveryNode, "—", "none", met},
+		one("restart: kill -9 until /readyz (s)", func(r *result) float64 { return r.RestartSeconds }, fixed(2), ""),
+		one("server peak RSS, start to recovered (MiB)", func(r *result) float64 { return float64(r.ServerHWMKiB) / 1024 }, fixed(0), ""),
+		one("server CPU from /readyz until recovered (CPU-seconds)", func(r *result) float64 { return r.ServerCPUSeconds }, fixed(2), ""),
+	}
+}
+
+// floodRows are the memory after a flood into one room (issue 16: no
+// packet buffer per socket): ours only.
+func floodRows(o options, res map[string][]*result) []row {
+	if res == nil {
+		return nil
+	}
+	scenario := fmt.Sprintf("memory after a flood, 1 sender, %s messages into a room of %d members", thousands(float64(o.floodMsgs)), o.floodMembers)
+	ours := res[serverOurs]
+	const node = "not run (ours only)"
+	mib := func(k int64) string { return fmt.Sprintf("%.0f", float64(k)/1024) }
+	rss, failures, met := "failed", "failed", "—"
+	if len(ours) > 0 {
+		r := ours[len(ours)/2]
+		if len(ours) > 1 { // the median run by the settled RSS
+			rs := slices.Clone(ours)
+			slices.SortFunc(rs, func(a, b *result) int { return int(a.RSSAfterKiB - b.RSSAfterKiB) })
+			r = rs[len(rs)/2]
+		}
+		rss = fmt.Sprintf("%s → %s → %s", mib(r.RSSBeforeKiB), mib(r.RSSFloodEndKiB), mib(r.RSSAfterKiB))
+		if r.RSSAfterGCKiB > 0 {
+			rss += " → " + mib(r.RSSAfterGCKiB)
+		}
+		var short, dropped, refused int
+		timedOut := false
+		for _, r := range ours {
+			short, dropped, refused = short+r.Short, dropped+r.Dropped, refused+r.Refused
+			timedOut = timedOut || r.TimedOut
+		}
+		failures = fmt.Sprintf("%d / %d / %d", short, dropped, refused)
+		if timedOut {
+			failures += " (timed out)"
+		}
+		met = yesNo(short+dropped+refused == 0 && !timedOut)
+	}
+	settle := o.floodSettle.String()
+	return []row{
+		{scenario, "server RSS before → at the end → " + settle + " later → after a forced GC and " + settle + " (MiB)", rss, node, "—", "", ""},
+		{scenario, "members short of the messages / disconnected / refused sends", failures, node, "—", "none", met},
+		{scenario, "flood rate (messages/s, each to every member)", summarize(ours, func(r *result) float64 {
+			if r.FloodSeconds <= 0 {
+				return 0
+			}
+			return float64(r.Messages) / r.FloodSeconds
+		}).format(thousands, ""), node, "—", "", ""},
+	}
+}
+
 // stormProgress says how far runs that gave up got.
 func stormProgress(rs []*result) string {
 	var out []string
@@ -488,6 +608,8 @@ func renderSection(o options, m *machine, rows []row) string {
 		fmt.Sprintf("Presence storm: N websockets connect, then send `join_user_room` evenly over %v; the time runs until every client's latest `online_users` lists all N users (entries counted by their `\"socketId\"` keys), from the first join and from the last; given up %v after the first join (shown as `>`). MB are websocket bytes the clients read from the first join on. `online_users_diff` clients connect with `auth: { presence: 'diff' }` and keep the set the diffs build (a full list replaces it).", o.stormSpread, o.stormTimeout),
 		fmt.Sprintf("Slow consumers: the fan-out with %d rooms × %d members, %d messages in flight per sender and %v measured (busy rooms: a member that stops reading falls megabytes behind, past the server's queue bound and the kernel's socket buffers) and, in each room, one more member that joins and then never reads (a raw websocket with a 4 KiB receive buffer that sends an Engine.IO pong every 2 s, so a heartbeat alone keeps it), against the same run without them; disconnected means its connection was closed when read after the run (and, for ours, `auraos_slow_disconnects_total` on `/metrics`).", o.slowRooms, o.members, o.slowInflight, o.slowDuration),
 		"Idle memory: the server's VmRSS before and 3 s after N websockets completed the Socket.IO handshake, divided by the connections. Each process needs N open files besides its own; a size over the hard open-files limit (`ulimit -Hn`) is shown as not runnable.",
+		fmt.Sprintf("Recovery (ours only; the Node.js reference keeps recovery in memory, which a restart loses): `bench/jsload/recovery.js`, the official client, connects %d rooms × %d members; each joins its user room and its chat room as the source document's clients do, then every member loses its connection without a clean disconnect (its engine is closed under it), and one more client per room sends %d messages into it, each acknowledged (stored). The harness then kills the server (SIGKILL to its process group) and starts it again on the same `--data-dir` and port, and every member reconnects at once with the private session id and offset the client kept. The time runs from the restarted server's `/readyz` until every member has `socket.recovered === true` and exactly the messages it missed, in log order (the acks' positions); given up after %v (shown as `>`). A member is counted once per failure it shows: not reconnected, not recovered (a fresh connection), missing messages, duplicated messages, out of order. Peak RSS is the restarted process's VmHWM, CPU its user+system time from `/readyz` until recovered. Our server runs with `--presence-grace %s` here: the members drop before the messages are sent, seconds before the restart, and the default 5 s would have them recorded as left meanwhile.", o.recRooms, o.recMembers, o.recMessages, o.recTimeout, recoveryGrace),
+		fmt.Sprintf("Memory after a flood (ours only): %d members join one chat room (each its user room too); the first sends %s messages, keeping 32 in flight (the next goes when one of its own echoes arrives), and every member reads them all; the server's VmRSS before the flood, at its end, %v later, and %v after a forced GC (`/debug/pprof/heap?gc=1` on a `--debug-addr` listener).", o.floodMembers, thousands(float64(o.floodMsgs)), o.floodSettle, o.floodSettle),
 		"Event store and projections (ours only): `go test -run '^$' -bench 'SQLite/append/writers=16|SQLite/readall' -benchtime 2s ./eventstore/sqlstore` and `AURAOS_BENCH_EVENTS=200000 go test -run '^$' -bench '^BenchmarkRebuildChatHistory$/^sqlite$' -benchtime 1x ./projections` (with `-smoke`: `-benchtime 1x` and 2000 events).",
 		"Whole-process rebuild (ours only): `bench/filllog` appends a chat log shaped like production traffic (1,000 users come online and join one of 100 rooms, then messages across the rooms, every tenth event an app status change; 8 writers, 500 events an append), then the wall time of `bin/auraos projections rebuild --all` is measured around the process: start, one read of the log feeding the three projections, and their swaps. PostgreSQL (event store and read models in one fresh schema) when `AURAOS_TEST_POSTGRES_URL` is set.",
 	}

@@ -9,7 +9,7 @@ import (
 )
 
 // scenarioNames are what -scenarios takes, in the order of the table.
-var scenarioNames = []string{"fanout", "fanout-js", "storm", "slow", "idle", "store", "rebuild"}
+var scenarioNames = []string{"fanout", "fanout-js", "storm", "slow", "idle", "recovery", "store", "rebuild"}
 
 // A variant is one kind of run of a scenario: a results key (the table's
 // rows read results by it), the servers it runs against and the load
@@ -21,6 +21,14 @@ type variant struct {
 	// skip, when set, says why the variant cannot run here; the table shows
 	// it instead of figures.
 	skip string
+	// ourFlags are more flags for our server in this variant's runs.
+	ourFlags []string
+	// debug gives our server a --debug-addr listener (Go's pprof) on a free
+	// port; the load generator gets its URL as --debug-url.
+	debug bool
+	// restart lets the load generator have the server killed and started
+	// again mid-run (see runOne).
+	restart bool
 }
 
 // tools are the load generators' paths.
@@ -102,9 +110,30 @@ func variants(name string, o options, t tools) (vs []variant, ok bool) {
 			vs = append(vs, v)
 		}
 		return vs, true
+	case "recovery":
+		// Ours only: the Node.js reference keeps recovery in memory, and a
+		// restart loses it. The grace outlasts the run: the members drop
+		// before the messages are sent, seconds before the restart, and
+		// what is measured is recovery, not leaves and joins again.
+		js := func(args ...string) func(base string, pid int, srv string) []string {
+			return func(base string, pid int, srv string) []string {
+				return append([]string{t.node, "bench/jsload/recovery.js", "--url", base, "--server-pid", strconv.Itoa(pid)}, args...)
+			}
+		}
+		return []variant{
+			{key: "recovery", servers: []string{serverOurs}, restart: true, ourFlags: []string{"--presence-grace", recoveryGrace},
+				argv: js("--mode", "recover", "--rooms", strconv.Itoa(o.recRooms), "--members", strconv.Itoa(o.recMembers),
+					"--messages", strconv.Itoa(o.recMessages), "--timeout", fmt.Sprint(o.recTimeout.Seconds()))},
+			{key: "recovery-flood", servers: []string{serverOurs}, debug: true,
+				argv: js("--mode", "flood", "--flood-members", strconv.Itoa(o.floodMembers), "--flood-messages", strconv.Itoa(o.floodMsgs),
+					"--inflight", "32", "--settle", fmt.Sprint(o.floodSettle.Seconds()), "--timeout", "240")},
+		}, true
 	}
 	return nil, false
 }
+
+// recoveryGrace is our server's --presence-grace in the recovery runs.
+const recoveryGrace = "2m"
 
 // fdHeadroom is the descriptors a process needs besides its websockets.
 const fdHeadroom = 1024
@@ -135,7 +164,7 @@ func largestRunnableIdle(o options) uint64 {
 			need = max(need, m)
 		}
 	}
-	for _, n := range o.stormSizes {
+	for _, n := range append(slices.Clone(o.stormSizes), o.recRooms*(o.recMembers+1)) {
 		if m := uint64(n) + fdHeadroom; m <= hard {
 			need = max(need, m)
 		}

@@ -28,14 +28,14 @@ var serverTitles = map[string]string{
 // newServers returns every server the scenarios may run, keyed by name;
 // centrifugo is there only when its binary is (see centrifugo.go).
 func newServers(o options, bin, centrifugoBin string) map[string]server {
-	node := func(workers int) func(ctx context.Context, port int, dir string) (*procHandle, error) {
-		return func(ctx context.Context, port int, dir string) (*procHandle, error) {
+	node := func(workers int) startFunc {
+		return func(ctx context.Context, port int, dir string, extra []string) (*procHandle, error) {
 			return startProcess(dir, o.node, "bench/node-server/server.js", strconv.Itoa(port), strconv.Itoa(workers))
 		}
 	}
 	s := map[string]server{
-		serverOurs: {name: serverOurs, ready: "/readyz", grace: 10 * time.Second, start: func(ctx context.Context, port int, dir string) (*procHandle, error) {
-			return startProcess(dir, bin, ourServeArgs(port, dir)...)
+		serverOurs: {name: serverOurs, ready: "/readyz", grace: 10 * time.Second, start: func(ctx context.Context, port int, dir string, extra []string) (*procHandle, error) {
+			return startProcess(dir, bin, append(ourServeArgs(port, dir), extra...)...)
 		}},
 		// Node.js keeps nothing: after a storm it may still be flushing
 		// gigabytes to closed sockets, so it gets a short grace.
@@ -43,7 +43,7 @@ func newServers(o options, bin, centrifugoBin string) map[string]server {
 		serverNode2W: {name: serverNode2W, ready: "/healthz", grace: 2 * time.Second, start: node(2)},
 	}
 	if centrifugoBin != "" {
-		s[serverCentrifugo] = server{name: serverCentrifugo, ready: "/health", grace: 2 * time.Second, start: func(ctx context.Context, port int, dir string) (*procHandle, error) {
+		s[serverCentrifugo] = server{name: serverCentrifugo, ready: "/health", grace: 2 * time.Second, start: func(ctx context.Context, port int, dir string, extra []string) (*procHandle, error) {
 			cfg := filepath.Join(dir, "config.json")
 			if err := os.WriteFile(cfg, centrifugoConfig(port), 0o644); err != nil {
 				return nil, err
