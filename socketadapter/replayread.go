@@ -36,6 +36,8 @@ type replayRequest struct {
 	done chan struct{} // closed once out or err is set
 	out  []replayed
 	err  error
+	// finished is set, by the reader, when done is closed.
+	finished bool
 }
 
 func newReplayReader(srv *Server) *replayReader {
@@ -99,19 +101,19 @@ func (r *replayReader) readQueued() {
 	}
 	open := len(batch)
 	finish := func(q *replayRequest, err error) {
-		if q.done == nil {
+		if q.finished {
 			return
 		}
 		if err != nil {
 			q.out, q.err = nil, err
 		}
+		q.finished = true
 		close(q.done)
-		q.done = nil
 		open--
 	}
 	// give hands a delivery of the event at pos to the sessions it reaches.
 	give := func(q *replayRequest, dl delivery, pos eventstore.Position) {
-		if q.done == nil || !q.from.Less(pos) || q.through.Less(pos) || dl.except == q.sid {
+		if q.finished || !q.from.Less(pos) || q.through.Less(pos) || dl.except == q.sid {
 			return
 		}
 		q.out = append(q.out, replayed{delivery: dl, position: pos})
@@ -146,7 +148,7 @@ func (r *replayReader) readQueued() {
 					}
 				}
 				for _, q := range batch {
-					if q.done != nil && !e.Position.Less(q.through) {
+					if !q.finished && !e.Position.Less(q.through) {
 						finish(q, nil) // the read has reached its end
 					}
 				}
