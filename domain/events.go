@@ -244,6 +244,9 @@ func Decode(eventType string, data []byte) (Event, error) {
 	case TypeChatMemberLeft:
 		e = decodeAs[ChatMemberLeft](data)
 	case TypeMessagePosted:
+		if m, ok := decodeMessagePosted(data); ok && m.SchemaVersion <= SchemaVersion {
+			return m, nil
+		}
 		e = decodeAs[MessagePosted](data)
 	case TypeNotificationSent:
 		e = decodeAs[NotificationSent](data)

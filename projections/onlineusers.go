@@ -66,41 +66,70 @@ func micros(t time.Time) int64      { return t.UnixMicro() }
 func fromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
 
 // Apply implements Projection.
-func (OnlineUsers) Apply(ctx context.Context, tx bun.Tx, t Tables, events []Envelope) error {
-	sessions, members := t.Ident("online_sessions"), t.Ident("chat_members")
-	// Messages only move lastSeen: one update per user for each run of
-	// messages, with the latest time, written before the next presence
-	// event so the order of effects stays the log's.
-	seen := map[string]int64{}
-	// One statement moves every user's lastSeen, not one per user.
-	moveSeen := bulkInsert{
-		columns: []string{"user_id", "at"}, casts: []string{"", "BIGINT"},
-		with: "UPDATE " + t.Name("online_sessions") + " SET last_seen = v.at FROM v WHERE " +
-			t.Name("online_sessions") + ".user_id = v.user_id AND " + t.Name("online_sessions") + ".last_seen < v.at",
+func (o OnlineUsers) Apply(ctx context.Context, tx bun.Tx, t Tables, events []Envelope) error {
+	f := o.Deferred(t)
+	if err := f.Apply(ctx, tx, events); err != nil {
+		return err
 	}
-	var rows [][]any
-	flushSeen := func() error {
-		if len(seen) == 0 {
-			return nil
-		}
-		rows = rows[:0]
-		for uid, at := range seen {
-			rows = append(rows, []any{uid, at})
-		}
-		clear(seen)
-		if err := moveSeen.exec(ctx, tx, rows); err != nil {
-			return fmt.Errorf("lastSeen: %w", err)
-		}
+	return f.Flush(ctx, tx)
+}
+
+// Deferred implements Deferring: messages only move lastSeen, so the
+// Applier keeps each user's latest message time until an event that is not
+// a message (or Flush) needs the rows as the log has them.
+func (OnlineUsers) Deferred(t Tables) Applier {
+	name := t.Name("online_sessions")
+	return &onlineUsersApplier{
+		t: t, seen: map[string]int64{},
+		// One statement moves every user's lastSeen, not one per user.
+		moveSeen: bulkInsert{
+			columns: []string{"user_id", "at"}, casts: []string{"", "BIGINT"},
+			with: "UPDATE " + name + " SET last_seen = v.at FROM v WHERE " + name + ".user_id = v.user_id AND " + name + ".last_seen < v.at",
+		},
+	}
+}
+
+// onlineUsersApplier applies events to the online-users tables named by t.
+type onlineUsersApplier struct {
+	t Tables
+	// seen holds, per user, the time of their latest message not yet
+	// written to lastSeen. Moving lastSeen to the latest of several times
+	// is moving it to each in turn, and only presence and membership
+	// events (which flush it first) read or write the sessions, so the
+	// order of effects stays the log's.
+	seen     map[string]int64
+	moveSeen bulkInsert
+	rows     [][]any
+}
+
+// Flush implements Applier: one update moves the lastSeen of every user
+// with a pending message.
+func (f *onlineUsersApplier) Flush(ctx context.Context, tx bun.Tx) error {
+	if len(f.seen) == 0 {
 		return nil
 	}
+	f.rows = f.rows[:0]
+	for uid, at := range f.seen {
+		f.rows = append(f.rows, []any{uid, at})
+	}
+	clear(f.seen)
+	if err := f.moveSeen.exec(ctx, tx, f.rows); err != nil {
+		return fmt.Errorf("lastSeen: %w", err)
+	}
+	return nil
+}
+
+// Apply implements Applier.
+func (f *onlineUsersApplier) Apply(ctx context.Context, tx bun.Tx, events []Envelope) error {
+	sessions, members := f.t.Ident("online_sessions"), f.t.Ident("chat_members")
 	for _, rec := range events {
 		if m, ok := rec.Event.(domain.MessagePosted); ok {
-			if !m.IsAI && seen[m.UserID] < micros(m.At) {
-				seen[m.UserID] = micros(m.At)
+			if !m.IsAI && f.seen[m.UserID] < micros(m.At) {
+				f.seen[m.UserID] = micros(m.At)
 			}
 			continue
 		}
-		if err := flushSeen(); err != nil {
+		if err := f.Flush(ctx, tx); err != nil {
 			return err
 		}
 		var err error
@@ -132,13 +161,13 @@ func (OnlineUsers) Apply(ctx context.Context, tx bun.Tx, t Tables, events []Enve
 		case domain.ChatMemberLeft:
 			_, err = tx.NewDelete().TableExpr("?", members).Where("room_name = ? AND session_id = ?", e.RoomName, e.SessionID).Exec(ctx)
 		case domain.UserForgotten:
-			err = forgetProfiles(ctx, tx, t, e.UserID)
+			err = forgetProfiles(ctx, tx, f.t, e.UserID)
 		}
 		if err != nil {
 			return fmt.Errorf("%s at %v: %w", rec.Type, rec.Position, err)
 		}
 	}
-	return flushSeen()
+	return nil
 }
 
 // OnlineUser is one entry of online_users: the user's most recent session

@@ -33,6 +33,29 @@ type Projection interface {
 	Apply(ctx context.Context, tx bun.Tx, t Tables, events []Envelope) error
 }
 
+// Deferring is implemented by a projection that can keep some effects of
+// the events it applied in memory, to write them later in one go. A rebuild
+// applies every batch of its catch-up with one Applier and flushes it once,
+// when caught up, before the swap: effects that later batches supersede
+// (online-users moving lastSeen with each message) are written once, not
+// once a batch. Apply must give exactly the rows of an Applier's Apply
+// and Flush of the same events.
+type Deferring interface {
+	// Deferred returns an Applier to the tables named by t.
+	Deferred(t Tables) Applier
+}
+
+// Applier applies events to the tables of one projection, possibly keeping
+// some effects pending until Flush. The pending effects must commute with
+// the events that can follow them: an Applier writes them itself before an
+// event that needs them.
+type Applier interface {
+	// Apply folds events, in log order, inside tx.
+	Apply(ctx context.Context, tx bun.Tx, events []Envelope) error
+	// Flush writes the pending effects inside tx.
+	Flush(ctx context.Context, tx bun.Tx) error
+}
+
 // Tables maps a projection's table names to the physical tables it writes:
 // the live tables, or the copies a rebuild fills.
 type Tables struct {

@@ -139,6 +139,18 @@ func RebuildAll(ctx context.Context, db *bun.DB, eventLog EventLog, ps []Project
 	if err != nil {
 		return sum, err
 	}
+	// What the Appliers kept pending goes in before the swaps.
+	err = db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		for i := range parts {
+			if err := parts[i].flush(ctx, tx); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return sum, err
+	}
 
 	for i := range parts {
 		res, err := parts[i].swapIn(ctx, db, eventLog, through, opts.BatchSize)
@@ -153,9 +165,14 @@ func RebuildAll(ctx context.Context, db *bun.DB, eventLog EventLog, ps []Project
 }
 
 // rebuildPart is one projection's share of a rebuild: its types, its
-// shadow checkpoint and the events applied to it.
+// shadow checkpoint and the events applied to it. A projection that is a
+// Deferring projection applies the whole catch-up with one Applier, flushed
+// once caught up:
+// the shadow checkpoint then runs ahead of what its tables hold, which
+// does no harm, since an unfinished rebuild is started over (prepare).
 type rebuildPart struct {
 	p          Projection
+	deferred   Applier
 	shadow     string
 	types      map[string]bool
 	appendOnly map[string]bool
@@ -175,7 +192,11 @@ func newRebuildPart(p Projection) rebuildPart {
 			appendOnly[t] = true
 		}
 	}
-	return rebuildPart{p: p, shadow: p.Name() + rebuildSuffix, types: types, appendOnly: appendOnly}
+	r := rebuildPart{p: p, shadow: p.Name() + rebuildSuffix, types: types, appendOnly: appendOnly}
+	if d, ok := p.(Deferring); ok {
+		r.deferred = d.Deferred(Rebuilding)
+	}
+	return r
 }
 
 // AppendOnly is implemented by a projection whose Apply inserts into some
@@ -222,12 +243,29 @@ func (r *rebuildPart) apply(ctx context.Context, tx bun.Tx, batch []Envelope, th
 	}
 	r.scratch = mine[:0]
 	if len(mine) > 0 {
-		if err := r.p.Apply(ctx, tx, Rebuilding, mine); err != nil {
+		var err error
+		if r.deferred != nil {
+			err = r.deferred.Apply(ctx, tx, mine)
+		} else {
+			err = r.p.Apply(ctx, tx, Rebuilding, mine)
+		}
+		if err != nil {
 			return fmt.Errorf("rebuild %s: %w", r.p.Name(), err)
 		}
 	}
 	r.pending = len(mine)
 	return advanceCheckpoint(ctx, tx, r.shadow, through, to)
+}
+
+// flush writes what the part's Applier kept pending, inside tx.
+func (r *rebuildPart) flush(ctx context.Context, tx bun.Tx) error {
+	if r.deferred == nil {
+		return nil
+	}
+	if err := r.deferred.Flush(ctx, tx); err != nil {
+		return fmt.Errorf("rebuild %s: %w", r.p.Name(), err)
+	}
+	return nil
 }
 
 func (r *rebuildPart) commit() {

@@ -335,14 +335,39 @@ func (f *Follower) follow(ctx context.Context) (progressed bool, err error) {
 	}
 }
 
-// read reads and decodes batches until the first error, which it hands on
-// too, or until ctx ends.
+// read reads batches on one goroutine and decodes them on another, so that
+// reading the next batch, decoding this one and handling the one before
+// proceed at once (a catch-up is bound by the slowest of the three, not by
+// reading and decoding together). It stops after the first error, which it
+// hands on too, or when ctx ends.
 func (f *Follower) read(ctx context.Context, sub eventstore.Subscription, items chan<- item) {
-	for {
-		b, err := sub.Next(ctx)
-		it := item{err: err}
-		if err == nil {
-			it.batch, it.err = f.decode(b)
+	type read struct {
+		batch eventstore.Batch
+		err   error
+	}
+	raw := make(chan read, 1)
+	go func() {
+		defer close(raw)
+		for {
+			b, err := sub.Next(ctx)
+			select {
+			case raw <- read{b, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	defer func() {
+		for range raw { // wait for the reading goroutine to stop
+		}
+	}()
+	for r := range raw {
+		it := item{err: r.err}
+		if r.err == nil {
+			it.batch, it.err = f.decode(r.batch)
 		}
 		select {
 		case items <- it:

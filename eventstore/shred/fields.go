@@ -32,6 +32,23 @@ import (
 // encoding/json writes it: readers look for it before parsing anything.
 var jsonMarker = []byte(`"\u0000enc1:`)
 
+// indexMarker returns the index of the first jsonMarker in data, or -1. It
+// looks for the backslash that follows the quote: a quote is in every JSON
+// string, a backslash in few, so the byte search skips most of the data at
+// once where bytes.Index would stop at every quote.
+func indexMarker(data []byte) int {
+	for off := 0; ; {
+		i := bytes.Index(data[off:], jsonMarker[1:])
+		if i < 0 {
+			return -1
+		}
+		if i += off; i > 0 && data[i-1] == '"' {
+			return i - 1
+		}
+		off = i + 1
+	}
+}
+
 // jsonRef is a personal field whose value is in the event's ciphertext.
 var jsonRef = []byte(`"\u0000enc1:="`)
 

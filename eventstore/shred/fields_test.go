@@ -1,6 +1,7 @@
 package shred
 
 import (
+	"bytes"
 	"encoding/json"
 	"testing"
 
@@ -98,4 +99,15 @@ func jsonEqual(a, b any) bool {
 	x, _ := json.Marshal(a)
 	y, _ := json.Marshal(b)
 	return string(x) == string(y)
+}
+
+// indexMarker finds what bytes.Index finds.
+func TestIndexMarkerAgreesWithBytesIndex(t *testing.T) {
+	m := string(jsonMarker)
+	for _, s := range []string{"", `{"a":"b"}`, m, `{"a":` + m + `k:x"}`, `{"a":"\u0000enc1:` + `"}`, `\u0000enc1:` + m,
+		`x\u0000enc1:"` + m, `{"a":"\\u0000enc1:x"}`, `\u0000enc1:`, `"\u0000enc1`} {
+		if got, want := indexMarker([]byte(s)), bytes.Index([]byte(s), jsonMarker); got != want {
+			t.Errorf("indexMarker(%q) = %d, bytes.Index %d", s, got, want)
+		}
+	}
 }

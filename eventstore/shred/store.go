@@ -471,7 +471,7 @@ func (s *Store) prefetch(ctx context.Context, evs []eventstore.RecordedEvent) er
 	for _, e := range evs {
 		var last []byte // an event's fields share one key: look it up once
 		for d := e.Data; ; {
-			i := bytes.Index(d, jsonMarker)
+			i := indexMarker(d)
 			if i < 0 {
 				break
 			}
@@ -520,7 +520,7 @@ func (s *Store) decryptAll(ctx context.Context, evs []eventstore.RecordedEvent) 
 			continue
 		}
 		pd, ok := domain.PersonalDataOf(e.Type)
-		if !ok || (!bytes.Contains(e.Data, jsonMarker) && !s.anyForgotten()) {
+		if !ok || (indexMarker(e.Data) < 0 && !s.anyForgotten()) {
 			continue
 		}
 		data, err := s.decrypt(ctx, pd, e.Data)

@@ -333,3 +333,71 @@ func TestPostgresSubscriberOnAWriter(t *testing.T) {
 	a, b := openPostgres(t, dsn), openPostgres(t, dsn)
 	checkGapSafety(t, []*sqlstore.Store{a, b}, b, 6, 30)
 }
+
+// A subscription that catches up on a long log with a filter that matches
+// rarely reads it in windows of positions: it delivers every matching
+// event once, in order, its Through never passes the head, and only the
+// batch that reaches the head says it caught up.
+func TestSubscriptionCatchesUpInWindows(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ctx := context.Background()
+	w, err := sqlstore.OpenSQLite(ctx, dir, sqlstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []eventstore.Position
+	for b := range 20 {
+		batch := make([]eventstore.EventData, 500)
+		for i := range batch {
+			batch[i] = event(`{}`)
+			if (b*500+i)%3001 == 7 {
+				batch[i].Type = "Wanted"
+			}
+		}
+		res, err := w.Append(ctx, fmt.Sprintf("s%d", b), eventstore.NoStream, batch...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, e := range batch {
+			if e.Type == "Wanted" {
+				want = append(want, res.Positions[i])
+			}
+		}
+	}
+	head, _ := w.Head(ctx)
+	w.Close()
+	s := openSQLite(t, dir) // a fresh process: nothing in the in-memory tail
+	sub, err := s.Subscribe(ctx, eventstore.SubscribeOptions{Filter: eventstore.Filter{EventTypes: []string{"Wanted"}}, BatchSize: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	var got []eventstore.Position
+	through := eventstore.Start
+	for reads := 0; ; reads++ {
+		if reads > 100 {
+			t.Fatalf("no catch-up after %d reads (through %v, head %v)", reads, through, head)
+		}
+		b, err := sub.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !through.Less(b.Through) || head.Less(b.Through) {
+			t.Fatalf("batch through %v after %v (head %v)", b.Through, through, head)
+		}
+		through = b.Through
+		for _, e := range b.Events {
+			got = append(got, e.Position)
+		}
+		if b.CaughtUp != (through == head) {
+			t.Fatalf("batch through %v says caught up %v (head %v)", through, b.CaughtUp, head)
+		}
+		if b.CaughtUp {
+			break
+		}
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("delivered %v, want %v", got, want)
+	}
+}

@@ -226,8 +226,12 @@ func (sub *subscription) read(ctx context.Context) (eventstore.Batch, error) {
 	if uint64(head) <= sub.after.Commit {
 		return eventstore.Batch{Through: sub.after, CaughtUp: true}, nil
 	}
+	upper := head
+	if w := readWindow(sub.limit); upper-int64(sub.after.Commit) > w {
+		upper = int64(sub.after.Commit) + w
+	}
 	var q strings.Builder
-	args := []any{int64(sub.after.Commit), head}
+	args := []any{int64(sub.after.Commit), upper}
 	q.WriteString("SELECT " + selectColumns + " FROM events WHERE position > ? AND position <= ?")
 	args = appendFilter(&q, args, sub.filter)
 	q.WriteString(" ORDER BY position LIMIT ?")
@@ -236,13 +240,27 @@ func (sub *subscription) read(ctx context.Context) (eventstore.Batch, error) {
 	if err != nil {
 		return eventstore.Batch{}, err
 	}
-	b := eventstore.Batch{Events: events, Through: eventstore.Pos(uint64(head)), CaughtUp: true}
+	b := eventstore.Batch{Events: events, Through: eventstore.Pos(uint64(upper)), CaughtUp: upper == head}
 	if len(events) == sub.limit {
 		last := events[len(events)-1].Position
 		b.Through = last
 		b.CaughtUp = last.Commit == uint64(head)
 	}
 	return b, nil
+}
+
+// readWindow is how many positions past its checkpoint one subscription
+// read of limit events may look at: twice the batch, at least 4096. The
+// bound keeps a read's cost independent of how far the head is, whatever
+// plan the database picks: PostgreSQL without statistics on a freshly
+// filled events table (autovacuum has not analyzed it yet, or is off)
+// estimates a few hundred rows for "position > after AND position <= head"
+// and picks a bitmap scan of every position up to the head and a sort of
+// them for each batch of a catch-up, which made a rebuild of a long log
+// take time growing with the square of its length. A window with fewer
+// matching events than limit returns them, through its end, not caught up.
+func readWindow(limit int) int64 {
+	return max(2*int64(limit), 4096)
 }
 
 func (sub *subscription) Close() error {
