@@ -19,8 +19,12 @@ import (
 // forget. Only MessagePosted is shared: it is a value every handler only
 // reads.
 
-// sharedSize is how many decoded messages are kept.
-const sharedSize = 4096
+// sharedSize and sharedBytes bound the decoded messages kept (a couple of
+// 500-event batches, and at most 1 MiB of the bytes they were decoded from).
+const (
+	sharedSize  = 1024
+	sharedBytes = 1 << 20
+)
 
 var shared sharedDecodings
 
@@ -29,8 +33,9 @@ type sharedDecodings struct {
 	mu      sync.Mutex
 	gen     uint64 // bumped by every UserForgotten decoded
 	entries map[eventstore.Position]sharedDecoding
-	ring    []eventstore.Position // insertion order, for eviction
-	next    int
+	order   []eventstore.Position // insertion order, for eviction, from head
+	head    int
+	bytes   int // of the entries' data (their decoded fields are about as many)
 }
 
 // sharedDecoding is one decoded message and the bytes it was decoded from.
@@ -79,21 +84,30 @@ func (s *sharedDecodings) remember(rec eventstore.RecordedEvent, ev domain.Event
 	}
 	if s.entries == nil {
 		s.entries = make(map[eventstore.Position]sharedDecoding, sharedSize)
-		s.ring = make([]eventstore.Position, sharedSize)
 	}
-	if _, found := s.entries[rec.Position]; !found {
-		if len(s.entries) >= sharedSize {
-			delete(s.entries, s.ring[s.next])
-		}
-		s.ring[s.next] = rec.Position
-		s.next = (s.next + 1) % sharedSize
+	if old, found := s.entries[rec.Position]; found {
+		s.bytes -= len(old.data)
+	} else {
+		s.order = append(s.order, rec.Position)
 	}
 	s.entries[rec.Position] = sharedDecoding{id: rec.ID, data: rec.Data, ev: ev}
+	s.bytes += len(rec.Data)
+	for (len(s.entries) > sharedSize || s.bytes > sharedBytes) && s.head < len(s.order) {
+		if old, found := s.entries[s.order[s.head]]; found {
+			s.bytes -= len(old.data)
+			delete(s.entries, s.order[s.head])
+		}
+		s.head++
+	}
+	if s.head > len(s.order)/2 {
+		s.order = append(s.order[:0], s.order[s.head:]...)
+		s.head = 0
+	}
 }
 
 func (s *sharedDecodings) forget() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.gen++
-	s.entries, s.ring, s.next = nil, nil, 0
+	s.entries, s.order, s.head, s.bytes = nil, nil, 0, 0
 }

@@ -53,3 +53,23 @@ func TestDecodeSharedSharesOnlyTheSameBytesAndForgets(t *testing.T) {
 		t.Error("a decoding begun before the UserForgotten was shared after it")
 	}
 }
+
+// What is shared stays bounded in entries and in bytes.
+func TestDecodeSharedIsBounded(t *testing.T) {
+	shared.forget()
+	defer shared.forget()
+	long := string(make([]byte, 4000))
+	for i := range 3 * sharedSize {
+		text := "short"
+		if i%2 == 0 {
+			text = long
+		}
+		rec := sharedMessage(uint64(2_000_000+i), text)
+		if _, err := decodeShared(rec); err != nil && i%2 == 1 {
+			t.Fatal(err)
+		}
+	}
+	if n, b := len(shared.entries), shared.bytes; n > sharedSize || b > sharedBytes || len(shared.order)-shared.head != n {
+		t.Errorf("%d entries of %d bytes shared (order %d from %d); want at most %d and %d", n, b, len(shared.order), shared.head, sharedSize, sharedBytes)
+	}
+}

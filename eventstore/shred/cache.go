@@ -7,12 +7,15 @@ import (
 	"github.com/auraos/realtime/eventstore"
 )
 
-// recentSize is how many recently read events the Store remembers the
-// decrypted form of. Every follower of the log (the live feed, each
-// projection runner, the AI assistant) reads the same recent events within
-// a batch or two of each other; 4,096 covers a few of their 500-event
-// batches.
-const recentSize = 4096
+// recentSize and recentBytes bound what the Store remembers of the events
+// read last: every follower of the log (the live feed, each projection
+// runner, the AI assistant) reads the same recent events within a batch or
+// two of each other, so a couple of their 500-event batches, and at most
+// 1 MiB of bytes (a slow consumer's heap test counts them), are enough.
+const (
+	recentSize  = 1024
+	recentBytes = 1 << 20
+)
 
 // recentReads remembers what decrypt made of the events read last, by
 // position, so that an event read by several subscribers is decrypted once.
@@ -24,8 +27,9 @@ type recentReads struct {
 	mu      sync.Mutex
 	gen     uint64 // bumped by every forget this Store observes
 	entries map[eventstore.Position]recentRead
-	ring    []eventstore.Position // insertion order, for eviction
-	next    int
+	order   []eventstore.Position // insertion order, for eviction, from head
+	head    int
+	bytes   int // of the entries' raw and data
 }
 
 // recentRead is one remembered event: its id and raw bytes (an entry
@@ -58,16 +62,25 @@ func (r *recentReads) remember(e eventstore.RecordedEvent, data json.RawMessage,
 	}
 	if r.entries == nil {
 		r.entries = make(map[eventstore.Position]recentRead, recentSize)
-		r.ring = make([]eventstore.Position, recentSize)
 	}
-	if _, found := r.entries[e.Position]; !found {
-		if len(r.entries) >= recentSize {
-			delete(r.entries, r.ring[r.next])
-		}
-		r.ring[r.next] = e.Position
-		r.next = (r.next + 1) % recentSize
+	if old, found := r.entries[e.Position]; found {
+		r.bytes -= len(old.raw) + len(old.data)
+	} else {
+		r.order = append(r.order, e.Position)
 	}
 	r.entries[e.Position] = recentRead{id: e.ID, raw: e.Data, data: data}
+	r.bytes += len(e.Data) + len(data)
+	for (len(r.entries) > recentSize || r.bytes > recentBytes) && r.head < len(r.order) {
+		if old, found := r.entries[r.order[r.head]]; found {
+			r.bytes -= len(old.raw) + len(old.data)
+			delete(r.entries, r.order[r.head])
+		}
+		r.head++
+	}
+	if r.head > len(r.order)/2 {
+		r.order = append(r.order[:0], r.order[r.head:]...)
+		r.head = 0
+	}
 }
 
 // forget drops every entry and makes readings begun before it unrememberable.
@@ -75,5 +88,5 @@ func (r *recentReads) forget() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.gen++
-	r.entries, r.ring, r.next = nil, nil, 0
+	r.entries, r.order, r.head, r.bytes = nil, nil, 0, 0
 }
