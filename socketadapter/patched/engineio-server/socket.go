@@ -226,7 +226,9 @@ func (s *socket) onPacket(data *packet.Packet) {
 	}
 
 	// export packet event
-	socketLog.Debug(`received packet %s`, data.Type)
+	if log.DEBUG.Load() { // PATCH(auraos): the arguments are allocations
+		socketLog.Debug(`received packet %s`, data.Type)
+	}
 	s.Emit("packet", data)
 
 	switch data.Type {
@@ -536,7 +538,9 @@ func (s *socket) sendPacket(
 	callback SendCallback,
 ) {
 	if readystate := s.ReadyState(); readystate != "closing" && readystate != "closed" {
-		socketLog.Debug(`sending packet "%s" (%p)`, packetType, data)
+		if log.DEBUG.Load() { // PATCH(auraos): the arguments are allocations
+			socketLog.Debug(`sending packet "%s" (%p)`, packetType, data)
+		}
 
 		// PATCH(auraos): the packet, its options and its compress flag in one
 		// allocation (upstream made three), and packetCreate emitted only
