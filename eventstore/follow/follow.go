@@ -383,7 +383,7 @@ func (f *Follower) read(ctx context.Context, sub eventstore.Subscription, items 
 func (f *Follower) decode(b eventstore.Batch) (Batch, error) {
 	out := Batch{Events: make([]Envelope, 0, len(b.Events)), Through: b.Through, CaughtUp: b.CaughtUp}
 	for _, rec := range b.Events {
-		ev, err := domain.Decode(rec.Type, rec.Data)
+		ev, err := decodeShared(rec)
 		if err != nil {
 			if f.opts.SkipUndecodable {
 				f.opts.Logger.Warn(f.opts.Name+" skips an event it cannot decode", "position", rec.Position.String(), "type", rec.Type, "err", err)

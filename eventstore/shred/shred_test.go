@@ -547,3 +547,115 @@ func TestNewUsersAtOnceShareKeyWrites(t *testing.T) {
 		}
 	}
 }
+
+// Subscribers of one Store share the decryption of the events they all
+// read, and no reading of a forgotten user's event outlives the forget:
+// not one remembered from before it, not one decrypted while it happened.
+func TestRecentReadsAreSharedAndNeverOutliveAForget(t *testing.T) {
+	f := newFixture(t)
+	s := f.open(t, nil)
+	evs, texts := personalEvents(t, "alice")
+	appendAll(t, s, evs)
+	bobEvs, _ := personalEvents(t, "bob")
+	appendAll(t, s, bobEvs)
+
+	next := func() eventstore.Batch {
+		t.Helper()
+		sub, err := s.Subscribe(context.Background(), eventstore.SubscribeOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Close()
+		b, err := sub.Next(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	first, second := next(), next()
+	if len(first.Events) != 2*len(evs) || len(second.Events) != len(first.Events) {
+		t.Fatalf("read %d and %d events, want %d", len(first.Events), len(second.Events), 2*len(evs))
+	}
+	for i := range first.Events {
+		a, b := first.Events[i].Data, second.Events[i].Data
+		if !bytes.Equal(a, b) {
+			t.Fatalf("event %d reads %s, then %s", i, a, b)
+		}
+		if bytes.Contains(a, []byte("the words of alice")) && &a[0] != &b[0] {
+			t.Errorf("the second subscriber decrypted alice's message again instead of sharing the first one's reading")
+		}
+	}
+	if !bytes.Contains(second.Events[2].Data, []byte("the words of alice")) {
+		t.Fatalf("alice's message reads %s before the forget", second.Events[2].Data)
+	}
+
+	// Readers run while alice is forgotten: a read that begins after the
+	// forget returned never shows her data.
+	var done atomic.Bool
+	var wg sync.WaitGroup
+	errs := make(chan string, 16)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 200 {
+				after := done.Load()
+				got, err := s.ReadAll(context.Background(), eventstore.ReadAllOptions{})
+				if err != nil {
+					errs <- err.Error()
+					return
+				}
+				if after {
+					for _, e := range got {
+						for _, text := range texts {
+							if bytes.Contains(e.Data, []byte(text)) {
+								errs <- "a read begun after the forget shows " + text
+								return
+							}
+						}
+					}
+				}
+			}
+		}()
+	}
+	time.Sleep(time.Millisecond)
+	if _, err := s.Forget(context.Background(), "alice"); err != nil {
+		t.Fatal(err)
+	}
+	done.Store(true)
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+	third := next()
+	assertAbsent(t, "a subscription after the forget", third.Events, texts)
+	if !bytes.Contains(third.Events[len(evs)+2].Data, []byte("the words of bob")) {
+		t.Errorf("bob's message reads %s after alice's forget", third.Events[len(evs)+2].Data)
+	}
+}
+
+// A batch that holds a UserForgotten and, after it, a clear event of the
+// same user shows that event erased, even when the reading of the events
+// before it was remembered.
+func TestAForgetInABatchErasesWhatFollowsIt(t *testing.T) {
+	f := newFixture(t)
+	server := f.open(t, nil)
+	evs, _ := personalEvents(t, "alice")
+	appendAll(t, server, evs)
+	readAll(t, server) // remembered
+
+	cli := f.open(t, nil)
+	if _, err := cli.Forget(context.Background(), "alice"); err != nil {
+		t.Fatal(err)
+	}
+	appendAll(t, cli, toData(t, domain.UserForgotten{SchemaVersion: 1, UserID: "alice", Reason: "asked", By: "ops", At: at}))
+	late := toData(t, domain.MessagePosted{SchemaVersion: 1, ID: eventstore.NewID(), RoomName: "lobby", UserID: "alice", UserName: "Name of alice",
+		Message: "written in clear after the forget", MessageType: domain.MessageText, At: at})
+	appendAll(t, f.raw, late)
+
+	all := readAll(t, server)
+	if last := all[len(all)-1]; bytes.Contains(last.Data, []byte("written in clear")) {
+		t.Errorf("the clear event after the UserForgotten reads %s", last.Data)
+	}
+}

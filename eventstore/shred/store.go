@@ -85,6 +85,8 @@ type Store struct {
 	lead     chan struct{}           // holds the token while nobody creates
 
 	clearAppends bool // appends pass through unencrypted (AppendInClear)
+
+	recent recentReads // what the last events read decrypted to
 }
 
 // cachedKey is a data key ready to use.
@@ -141,6 +143,7 @@ func (s *Store) Forget(ctx context.Context, userID string) (int, error) {
 func (s *Store) observeForgotten(userID string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.recent.forget()
 	s.forgotten[userID] = true
 	delete(s.current, userID)
 	for id, k := range s.byKey {
@@ -503,13 +506,53 @@ func (s *Store) prefetch(ctx context.Context, evs []eventstore.RecordedEvent) er
 
 // decryptAll returns evs with their personal fields decrypted, or set to
 // placeholders where the key is gone; it also observes UserForgotten
-// events. The inner store's slice is not modified (it may share it).
+// events. The inner store's slice is not modified (it may share it). An
+// event read recently (by another subscriber, typically) is not decrypted
+// again: its reading is remembered until a forget (recentReads).
 func (s *Store) decryptAll(ctx context.Context, evs []eventstore.RecordedEvent) ([]eventstore.RecordedEvent, error) {
-	if err := s.prefetch(ctx, evs); err != nil {
-		return nil, err
-	}
 	var out []eventstore.RecordedEvent
+	set := func(i int, data json.RawMessage) {
+		if data == nil {
+			return
+		}
+		if out == nil {
+			out = append([]eventstore.RecordedEvent(nil), evs...)
+		}
+		out[i].Data = data
+	}
+	// First what is remembered, up to the first UserForgotten: readings
+	// after it are looked up only once it is observed. The rest needs its
+	// keys, fetched together.
+	var todo []int
+	forgetAhead := false
 	for i, e := range evs {
+		if e.Type == domain.TypeUserForgotten {
+			forgetAhead = true
+		}
+		if forgetAhead {
+			todo = append(todo, i) // decided once what comes before is observed
+			continue
+		}
+		if !s.needsDecrypt(e) {
+			continue
+		}
+		if data, hit, _ := s.recent.lookup(e); hit {
+			set(i, data)
+			continue
+		}
+		todo = append(todo, i)
+	}
+	if len(todo) > 1 {
+		rest := make([]eventstore.RecordedEvent, len(todo))
+		for k, i := range todo {
+			rest[k] = evs[i]
+		}
+		if err := s.prefetch(ctx, rest); err != nil {
+			return nil, err
+		}
+	}
+	for _, i := range todo {
+		e := evs[i]
 		if e.Type == domain.TypeUserForgotten {
 			var f struct {
 				UserID string `json:"userId"`
@@ -519,26 +562,34 @@ func (s *Store) decryptAll(ctx context.Context, evs []eventstore.RecordedEvent) 
 			}
 			continue
 		}
-		pd, ok := domain.PersonalDataOf(e.Type)
-		if !ok || (indexMarker(e.Data) < 0 && !s.anyForgotten()) {
+		if !s.needsDecrypt(e) {
 			continue
 		}
-		data, err := s.decrypt(ctx, pd, e.Data)
-		if err != nil {
-			return nil, fmt.Errorf("%s at %v in %s: %w", e.Type, e.Position, e.Stream, err)
+		data, hit, gen := s.recent.lookup(e)
+		if !hit {
+			pd, _ := domain.PersonalDataOf(e.Type)
+			var err error
+			if data, err = s.decrypt(ctx, pd, e.Data); err != nil {
+				return nil, fmt.Errorf("%s at %v in %s: %w", e.Type, e.Position, e.Stream, err)
+			}
+			s.recent.remember(e, data, gen)
 		}
-		if data == nil {
-			continue
-		}
-		if out == nil {
-			out = append([]eventstore.RecordedEvent(nil), evs...)
-		}
-		out[i].Data = data
+		set(i, data)
 	}
 	if out == nil {
 		return evs, nil
 	}
 	return out, nil
+}
+
+// needsDecrypt reports whether e may read otherwise than its stored bytes:
+// it has personal fields, and they are encrypted or some user is
+// forgotten.
+func (s *Store) needsDecrypt(e eventstore.RecordedEvent) bool {
+	if _, ok := domain.PersonalDataOf(e.Type); !ok {
+		return false
+	}
+	return indexMarker(e.Data) >= 0 || s.anyForgotten()
 }
 
 // anyForgotten reports whether some user has a tombstone.

@@ -138,3 +138,11 @@ func (s *socket) SendState(key string, replace, next *packet.Packet) (replaced b
 	s.flush()
 	return replaced
 }
+
+// queuedPacket is a packet a socket sends, with its own options and
+// compress flag, in one allocation.
+type queuedPacket struct {
+	packet   packet.Packet
+	opts     packet.Options
+	compress bool
+}

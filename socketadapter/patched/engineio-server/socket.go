@@ -226,7 +226,9 @@ func (s *socket) onPacket(data *packet.Packet) {
 	}
 
 	// export packet event
-	socketLog.Debug(`received packet %s`, data.Type)
+	if log.DEBUG.Load() { // PATCH(auraos): the arguments are allocations
+		socketLog.Debug(`received packet %s`, data.Type)
+	}
 	s.Emit("packet", data)
 
 	switch data.Type {
@@ -323,17 +325,28 @@ func (s *socket) setTransport(transport transports.Transport) {
 	s.transport.Store(&transport)
 
 	_ = transport.Once("error", onError)
-	_ = transport.On("ready", onReady)
 	_ = transport.On("packet", onPacket)
-	_ = transport.On("drain", onDrain)
 	_ = transport.Once("close", onClose)
+	// PATCH(auraos): a websocket calls the drain and ready handlers
+	// directly (see its SetSendHooks); other transports emit them.
+	hooked, _ := transport.(interface{ SetSendHooks(drain, ready func()) })
+	if hooked != nil {
+		hooked.SetSendHooks(s.onDrain, s.flush)
+	} else {
+		_ = transport.On("ready", onReady)
+		_ = transport.On("drain", onDrain)
+	}
 
 	s.cleanupFn.Push(func() {
 		transport.RemoveListener("error", onError)
-		transport.RemoveListener("ready", onReady)
 		transport.RemoveListener("packet", onPacket)
-		transport.RemoveListener("drain", onDrain)
 		transport.RemoveListener("close", onClose)
+		if hooked != nil {
+			hooked.SetSendHooks(nil, nil)
+		} else {
+			transport.RemoveListener("ready", onReady)
+			transport.RemoveListener("drain", onDrain)
+		}
 	})
 	// Closing can finish before the listener cleanup is published.
 	if s.ReadyState() == "closed" {
@@ -525,33 +538,34 @@ func (s *socket) sendPacket(
 	callback SendCallback,
 ) {
 	if readystate := s.ReadyState(); readystate != "closing" && readystate != "closed" {
-		socketLog.Debug(`sending packet "%s" (%p)`, packetType, data)
+		if log.DEBUG.Load() { // PATCH(auraos): the arguments are allocations
+			socketLog.Debug(`sending packet "%s" (%p)`, packetType, data)
+		}
 
+		// PATCH(auraos): the packet, its options and its compress flag in one
+		// allocation (upstream made three), and packetCreate emitted only
+		// when someone listens (its argument list is an allocation too).
+		//
 		// Clone options to avoid data races when the same Options pointer
 		// is shared across multiple sockets during broadcast.
-		opts := &packet.Options{}
+		q := &queuedPacket{}
+		opts := &q.opts
+		q.compress = true
 		if options != nil {
 			opts.WsPreEncodedFrame = options.WsPreEncodedFrame
 			if options.Compress != nil {
-				compress := *options.Compress
-				opts.Compress = &compress
+				q.compress = *options.Compress
 			}
 		}
+		opts.Compress = &q.compress
 
-		if opts.Compress == nil || *opts.Compress {
-			opts.Compress = new(true)
-		} else {
-			opts.Compress = new(false)
-		}
-
-		packet := &packet.Packet{
-			Type:    packetType,
-			Data:    data,
-			Options: opts,
-		}
+		packet := &q.packet
+		packet.Type, packet.Data, packet.Options = packetType, data, opts
 
 		// exports packetCreate event
-		s.Emit("packetCreate", packet)
+		if s.ListenerCount("packetCreate") > 0 {
+			s.Emit("packetCreate", packet)
+		}
 
 		size := packetSize(packet) // PATCH(auraos): before a flush may hand it to the transport
 		s.writeBuffer.Push(packet)
@@ -577,16 +591,25 @@ func (s *socket) flush() {
 			clear(s.out.state)
 			s.out.states.Store(0)
 			socketLog.Debug("flushing buffer to transport")
-			s.Emit("flush", wbuf)
-			s.server.Emit("flush", s, wbuf)
+			// PATCH(auraos): flush and drain emitted only when someone listens.
+			if s.ListenerCount("flush") > 0 {
+				s.Emit("flush", wbuf)
+			}
+			if s.server.ListenerCount("flush") > 0 {
+				s.server.Emit("flush", s, wbuf)
+			}
 			if packetsFn := s.packetsFn.AllAndClear(); len(packetsFn) > 0 {
 				s.sentCallbackFn.Push(packetsFn)
 			} else {
 				s.sentCallbackFn.Push(nil)
 			}
 			s.Transport().Send(wbuf)
-			s.Emit("drain")
-			s.server.Emit("drain", s)
+			if s.ListenerCount("drain") > 0 {
+				s.Emit("drain")
+			}
+			if s.server.ListenerCount("drain") > 0 {
+				s.server.Emit("drain", s)
+			}
 		}
 	}
 }

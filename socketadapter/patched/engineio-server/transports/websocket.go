@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync/atomic"
 	"time"
 
 	ws "github.com/gorilla/websocket"
@@ -24,6 +25,25 @@ type websocket struct {
 
 	socket     *types.WebSocketConn
 	writeQueue *queue.Queue
+
+	hooks atomic.Pointer[sendHooks] // PATCH(auraos): see SetSendHooks
+}
+
+// sendHooks are the socket's drain and ready handlers, called directly.
+type sendHooks struct{ drain, ready func() }
+
+// SetSendHooks makes every send call drain and ready directly, where
+// upstream emitted "drain" and "ready" to listeners (PATCH(auraos)): the
+// Engine.IO socket is their only listener, and an emit with listeners
+// copies its listener list and runs each behind a recover, twice per send
+// to every socket. Nil hooks stop the calls; listeners added with On still
+// get the events.
+func (w *websocket) SetSendHooks(drain, ready func()) {
+	if drain == nil && ready == nil {
+		w.hooks.Store(nil)
+		return
+	}
+	w.hooks.Store(&sendHooks{drain: drain, ready: ready})
 }
 
 // WebSocket transport
@@ -146,9 +166,20 @@ func (w *websocket) Send(packets []*packet.Packet) {
 // send runs exclusively on writeQueue, including its completion events.
 func (w *websocket) send(packets []*packet.Packet) {
 	defer func() {
-		w.Emit("drain")
+		h := w.hooks.Load() // PATCH(auraos): see SetSendHooks
+		if h != nil && h.drain != nil {
+			h.drain()
+		}
+		if w.ListenerCount("drain") > 0 {
+			w.Emit("drain")
+		}
 		w.SetWritable(true)
-		w.Emit("ready")
+		if h != nil && h.ready != nil {
+			h.ready()
+		}
+		if w.ListenerCount("ready") > 0 {
+			w.Emit("ready")
+		}
 	}()
 
 	for _, packet := range packets {
