@@ -38,10 +38,10 @@
 // its group.
 'use strict';
 
-const fs = require('node:fs');
 const { randomBytes } = require('node:crypto');
 const { performance } = require('node:perf_hooks');
 const { io } = require('socket.io-client');
+const { parseArgs, groupUsage, sleep, inBatches } = require('./common');
 
 const args = parseArgs(process.argv.slice(2), {
   mode: 'recover', url: 'http://127.0.0.1:5000', 'server-pid': 0,
@@ -53,54 +53,10 @@ const log = (msg) => process.stderr.write(`[recovery ${((performance.now() - sta
 const RUN = randomBytes(4).toString('hex');
 const PADDING = ' Hello everyone, this is a chat message of a typical length.';
 
-function parseArgs(argv, defaults) {
-  const out = { ...defaults };
-  for (let i = 0; i < argv.length; i += 2) {
-    const key = argv[i].replace(/^--?/, '');
-    if (!(key in defaults) || i + 1 >= argv.length) throw new Error(`unknown or incomplete flag ${argv[i]}`);
-    out[key] = typeof defaults[key] === 'number' ? Number(argv[i + 1]) : argv[i + 1];
-  }
-  return out;
-}
 
-// groupUsage sums user+system CPU seconds and VmRSS/VmHWM KiB over the
-// processes of a process group (/proc/PID/stat field 5 is the group), as
-// fanout.js does.
-function groupUsage(pgid) {
-  const u = { cpu: 0, rssKiB: 0, hwmKiB: 0 };
-  if (!pgid) return u;
-  for (const name of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    let stat;
-    try {
-      stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
-    } catch {
-      continue; // it exited meanwhile
-    }
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    if (Number(f[2]) !== pgid) continue;
-    u.cpu += (Number(f[11]) + Number(f[12])) / 100; // USER_HZ
-    try {
-      const status = fs.readFileSync(`/proc/${name}/status`, 'utf8');
-      u.rssKiB += Number((/VmRSS:\s+(\d+)/.exec(status) || [0, 0])[1]);
-      u.hwmKiB += Number((/VmHWM:\s+(\d+)/.exec(status) || [0, 0])[1]);
-    } catch {
-      // it exited meanwhile
-    }
-  }
-  return u;
-}
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const now = () => performance.now() / 1000; // seconds
 
-// inBatches runs fn(0..n-1) at most par at a time.
-async function inBatches(n, par, fn) {
-  let next = 0;
-  await Promise.all(Array.from({ length: Math.min(par, n) }, async () => {
-    while (next < n) await fn(next++);
-  }));
-}
 
 // connect opens one socket on its own Manager (forceNew: one websocket per
 // client), without automatic reconnection: the script reconnects by hand.
