@@ -1,17 +1,16 @@
 package follow
 
 import (
-	"sync"
-
 	"github.com/auraos/realtime/domain"
 	"github.com/auraos/realtime/eventstore"
+	"github.com/auraos/realtime/internal/recent"
 )
 
 // Every follower of a server decodes the chat messages it reads: the live
 // feed, the chat-history and online-users read models and the AI assistant
 // all read each MessagePosted, within a batch or two of each other. The
 // followers of a process share one decoding of each: decodeShared keeps the
-// recent decoded messages by position, and hands one out only for the very
+// recent decoded messages by position (internal/recent), and hands one out only for the very
 // bytes it was decoded from (so a reading that changed meanwhile, a
 // forgotten user's now erased fields say, is decoded afresh). A
 // UserForgotten decoded by any follower empties it, so that it does not
@@ -26,24 +25,8 @@ const (
 	sharedBytes = 1 << 20
 )
 
-var shared sharedDecodings
-
-// sharedDecodings is the process's recent decoded messages.
-type sharedDecodings struct {
-	mu      sync.Mutex
-	gen     uint64 // bumped by every UserForgotten decoded
-	entries map[eventstore.Position]sharedDecoding
-	order   []eventstore.Position // insertion order, for eviction, from head
-	head    int
-	bytes   int // of the entries' data (their decoded fields are about as many)
-}
-
-// sharedDecoding is one decoded message and the bytes it was decoded from.
-type sharedDecoding struct {
-	id   string
-	data []byte
-	ev   domain.Event
-}
+// shared is the process's recent decoded messages.
+var shared = recent.New[domain.Event](sharedSize, sharedBytes)
 
 // decodeShared decodes rec as domain.Decode does, sharing the decoding of a
 // MessagePosted with the other followers of this process.
@@ -51,63 +34,18 @@ func decodeShared(rec eventstore.RecordedEvent) (domain.Event, error) {
 	switch rec.Type {
 	case domain.TypeMessagePosted:
 	case domain.TypeUserForgotten:
-		shared.forget()
+		shared.Forget()
 		return domain.Decode(rec.Type, rec.Data)
 	default:
 		return domain.Decode(rec.Type, rec.Data)
 	}
-	ev, gen, ok := shared.lookup(rec)
+	ev, ok, gen := shared.Lookup(rec)
 	if ok {
 		return ev, nil
 	}
 	ev, err := domain.Decode(rec.Type, rec.Data)
 	if err == nil {
-		shared.remember(rec, ev, gen)
+		shared.Remember(rec, ev, 0, gen)
 	}
 	return ev, err
-}
-
-func (s *sharedDecodings) lookup(rec eventstore.RecordedEvent) (domain.Event, uint64, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if d, ok := s.entries[rec.Position]; ok && d.id == rec.ID && string(d.data) == string(rec.Data) {
-		return d.ev, s.gen, true
-	}
-	return nil, s.gen, false
-}
-
-func (s *sharedDecodings) remember(rec eventstore.RecordedEvent, ev domain.Event, gen uint64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if gen != s.gen {
-		return // a UserForgotten was decoded meanwhile
-	}
-	if s.entries == nil {
-		s.entries = make(map[eventstore.Position]sharedDecoding, sharedSize)
-	}
-	if old, found := s.entries[rec.Position]; found {
-		s.bytes -= len(old.data)
-	} else {
-		s.order = append(s.order, rec.Position)
-	}
-	s.entries[rec.Position] = sharedDecoding{id: rec.ID, data: rec.Data, ev: ev}
-	s.bytes += len(rec.Data)
-	for (len(s.entries) > sharedSize || s.bytes > sharedBytes) && s.head < len(s.order) {
-		if old, found := s.entries[s.order[s.head]]; found {
-			s.bytes -= len(old.data)
-			delete(s.entries, s.order[s.head])
-		}
-		s.head++
-	}
-	if s.head > len(s.order)/2 {
-		s.order = append(s.order[:0], s.order[s.head:]...)
-		s.head = 0
-	}
-}
-
-func (s *sharedDecodings) forget() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.gen++
-	s.entries, s.order, s.head, s.bytes = nil, nil, 0, 0
 }

@@ -16,13 +16,13 @@ func sharedMessage(pos uint64, text string) eventstore.RecordedEvent {
 // Followers share the decoding of a message, only for the bytes it was
 // decoded from, and a decoded UserForgotten empties what they share.
 func TestDecodeSharedSharesOnlyTheSameBytesAndForgets(t *testing.T) {
-	shared.forget()
+	shared.Forget()
 	rec := sharedMessage(1_000_001, "hello")
 	first, err := decodeShared(rec)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, ok := shared.lookup(rec); !ok {
+	if _, ok, _ := shared.Lookup(rec); !ok {
 		t.Fatal("the decoded message is not shared")
 	}
 	again, err := decodeShared(sharedMessage(1_000_001, "hello")) // other bytes, same content
@@ -40,24 +40,24 @@ func TestDecodeSharedSharesOnlyTheSameBytesAndForgets(t *testing.T) {
 		t.Errorf("the erased reading decodes as %q", m.Message)
 	}
 
-	_, gen, _ := shared.lookup(rec)
+	_, _, gen := shared.Lookup(rec)
 	if _, err := decodeShared(eventstore.RecordedEvent{Position: eventstore.Pos(1_000_002), Type: domain.TypeUserForgotten,
 		Data: []byte(`{"schemaVersion":1,"userId":"alice","reason":"asked","by":"ops","at":"2026-12-01T10:00:00Z"}`)}); err != nil {
 		t.Fatal(err)
 	}
-	if len(shared.entries) != 0 {
-		t.Errorf("%d decodings still shared after a UserForgotten", len(shared.entries))
+	if n, _ := shared.Len(); n != 0 {
+		t.Errorf("%d decodings still shared after a UserForgotten", n)
 	}
-	shared.remember(rec, first, gen) // decoded before the forget, remembered after it
-	if _, _, ok := shared.lookup(rec); ok {
+	shared.Remember(rec, first, 0, gen) // decoded before the forget, remembered after it
+	if _, ok, _ := shared.Lookup(rec); ok {
 		t.Error("a decoding begun before the UserForgotten was shared after it")
 	}
 }
 
 // What is shared stays bounded in entries and in bytes.
 func TestDecodeSharedIsBounded(t *testing.T) {
-	shared.forget()
-	defer shared.forget()
+	shared.Forget()
+	defer shared.Forget()
 	long := string(make([]byte, 4000))
 	for i := range 3 * sharedSize {
 		text := "short"
@@ -69,7 +69,7 @@ func TestDecodeSharedIsBounded(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n, b := len(shared.entries), shared.bytes; n > sharedSize || b > sharedBytes || len(shared.order)-shared.head != n {
-		t.Errorf("%d entries of %d bytes shared (order %d from %d); want at most %d and %d", n, b, len(shared.order), shared.head, sharedSize, sharedBytes)
+	if n, b := shared.Len(); n > sharedSize || b > sharedBytes {
+		t.Errorf("%d entries of %d bytes shared; want at most %d and %d", n, b, sharedSize, sharedBytes)
 	}
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/auraos/realtime/domain"
 	"github.com/auraos/realtime/eventstore"
+	"github.com/auraos/realtime/internal/recent"
 )
 
 // Keys is the key table a Store needs. Implementations return EUNAVAILABLE
@@ -86,7 +87,7 @@ type Store struct {
 
 	clearAppends bool // appends pass through unencrypted (AppendInClear)
 
-	recent recentReads // what the last events read decrypted to
+	recent *recent.Cache[json.RawMessage] // what the last events read decrypted to; nil data: as stored
 }
 
 // cachedKey is a data key ready to use.
@@ -104,7 +105,7 @@ func New(ctx context.Context, inner eventstore.Store, keys Keys) (*Store, error)
 		return nil, err
 	}
 	s := &Store{Store: inner, keys: keys, byKey: map[string]*cachedKey{}, current: map[string]string{}, forgotten: map[string]bool{},
-		creating: map[string]*keyCreation{}, lead: make(chan struct{}, 1)}
+		creating: map[string]*keyCreation{}, lead: make(chan struct{}, 1), recent: recent.New[json.RawMessage](recentSize, recentBytes)}
 	s.lead <- struct{}{}
 	for _, u := range users {
 		s.forgotten[u] = true
@@ -143,7 +144,7 @@ func (s *Store) Forget(ctx context.Context, userID string) (int, error) {
 func (s *Store) observeForgotten(userID string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.recent.forget()
+	s.recent.Forget()
 	s.forgotten[userID] = true
 	delete(s.current, userID)
 	for id, k := range s.byKey {
@@ -358,7 +359,6 @@ func (s *Store) createQueued(ctx context.Context) {
 		for _, c := range batch {
 			c.err = err
 		}
-		current = nil
 	}
 	keys := make([][]byte, len(batch))
 	var fresh []NewKey
@@ -508,7 +508,7 @@ func (s *Store) prefetch(ctx context.Context, evs []eventstore.RecordedEvent) er
 // placeholders where the key is gone; it also observes UserForgotten
 // events. The inner store's slice is not modified (it may share it). An
 // event read recently (by another subscriber, typically) is not decrypted
-// again: its reading is remembered until a forget (recentReads).
+// again: its reading is remembered until a forget (recent.Cache).
 func (s *Store) decryptAll(ctx context.Context, evs []eventstore.RecordedEvent) ([]eventstore.RecordedEvent, error) {
 	var out []eventstore.RecordedEvent
 	set := func(i int, data json.RawMessage) {
@@ -536,7 +536,7 @@ func (s *Store) decryptAll(ctx context.Context, evs []eventstore.RecordedEvent) 
 		if !s.needsDecrypt(e) {
 			continue
 		}
-		if data, hit, _ := s.recent.lookup(e); hit {
+		if data, hit, _ := s.recent.Lookup(e); hit {
 			set(i, data)
 			continue
 		}
@@ -565,14 +565,14 @@ func (s *Store) decryptAll(ctx context.Context, evs []eventstore.RecordedEvent) 
 		if !s.needsDecrypt(e) {
 			continue
 		}
-		data, hit, gen := s.recent.lookup(e)
+		data, hit, gen := s.recent.Lookup(e)
 		if !hit {
 			pd, _ := domain.PersonalDataOf(e.Type)
 			var err error
 			if data, err = s.decrypt(ctx, pd, e.Data); err != nil {
 				return nil, fmt.Errorf("%s at %v in %s: %w", e.Type, e.Position, e.Stream, err)
 			}
-			s.recent.remember(e, data, gen)
+			s.recent.Remember(e, data, len(data), gen)
 		}
 		set(i, data)
 	}
