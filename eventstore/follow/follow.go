@@ -345,6 +345,7 @@ func (f *Follower) read(ctx context.Context, sub eventstore.Subscription, items 
 		batch eventstore.Batch
 		err   error
 	}
+	ctx, stop := context.WithCancel(ctx)
 	raw := make(chan read, 1)
 	go func() {
 		defer close(raw)
@@ -361,6 +362,7 @@ func (f *Follower) read(ctx context.Context, sub eventstore.Subscription, items 
 		}
 	}()
 	defer func() {
+		stop() // after a decode error too: no more reading
 		for range raw { // wait for the reading goroutine to stop
 		}
 	}()
