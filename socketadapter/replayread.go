@@ -3,6 +3,7 @@ package socketadapter
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/zishang520/socket.io/servers/socket/v3"
@@ -86,20 +87,29 @@ func (r *replayReader) readQueued() {
 	ctx, cancel := context.WithTimeout(srv.ctx, srv.cfg.CommandTimeout)
 	defer cancel()
 
-	from, through := batch[0].from, batch[0].through
+	// In order of their ends, so that each is done as soon as the read
+	// passes its end.
+	slices.SortFunc(batch, func(a, b *replayRequest) int {
+		switch {
+		case a.through.Less(b.through):
+			return -1
+		case b.through.Less(a.through):
+			return 1
+		}
+		return 0
+	})
+	from, through := batch[0].from, batch[len(batch)-1].through
 	byRoom := map[socket.Room][]*replayRequest{}
 	for _, q := range batch {
 		if q.from.Less(from) {
 			from = q.from
-		}
-		if through.Less(q.through) {
-			through = q.through
 		}
 		for room := range q.rooms {
 			byRoom[room] = append(byRoom[room], q)
 		}
 	}
 	open := len(batch)
+	ended := 0 // batch[:ended] have had their end read
 	finish := func(q *replayRequest, err error) {
 		if q.finished {
 			return
@@ -147,10 +157,8 @@ func (r *replayReader) readQueued() {
 						give(q, dl, e.Position)
 					}
 				}
-				for _, q := range batch {
-					if !q.finished && !e.Position.Less(q.through) {
-						finish(q, nil) // the read has reached its end
-					}
+				for ; ended < len(batch) && !e.Position.Less(batch[ended].through); ended++ {
+					finish(batch[ended], nil) // the read has reached its end
 				}
 			}
 			if len(recs) < replayPage {
