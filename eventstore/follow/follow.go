@@ -362,7 +362,7 @@ func (f *Follower) read(ctx context.Context, sub eventstore.Subscription, items 
 		}
 	}()
 	defer func() {
-		stop() // after a decode error too: no more reading
+		stop()          // after a decode error too: no more reading
 		for range raw { // wait for the reading goroutine to stop
 		}
 	}()
