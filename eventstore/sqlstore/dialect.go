@@ -14,13 +14,16 @@ type dialect interface {
 	// reservePositions takes the log's write lock inside tx and reserves
 	// positions for that many new events. The lock is held until tx ends and
 	// is taken before any position is chosen, so commit order is position
-	// order.
-	reservePositions(ctx context.Context, tx *sql.Tx, events int, fail failFunc) (reservation, error)
+	// order. Its statements come prepared from stmts.
+	reservePositions(ctx context.Context, tx *sql.Tx, stmts *statements, events int, fail failFunc) (reservation, error)
 	// insert writes one chunk of a batch's rows inside tx; last says it is
 	// the batch's final chunk. Rows the database skipped (ON CONFLICT) make it
 	// return errRowsSkipped, so the batch is decided again with every id
-	// looked up.
-	insert(ctx context.Context, tx *sql.Tx, rows []eventRow, last bool, fail failFunc) error
+	// looked up. Its statements come prepared from stmts.
+	insert(ctx context.Context, tx *sql.Tx, stmts *statements, rows []eventRow, last bool, fail failFunc) error
+	// writeStatements are the queries reservePositions and insert take
+	// from their statements, prepared before each group transaction begins.
+	writeStatements() []string
 	// lockLog takes the log's write lock inside tx without reserving
 	// positions, for work on stored rows (the chain backfill).
 	lockLog(ctx context.Context, tx *sql.Tx, fail failFunc) error

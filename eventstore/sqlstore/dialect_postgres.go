@@ -53,16 +53,23 @@ func newPGDialect(schemaName string) pgDialect {
 // computed from the lock's result, so each draw happens after the lock is
 // held (the first call takes it; the others find it held), and positions
 // follow commit order. A batch that uses fewer leaves a gap.
-func (d pgDialect) reservePositions(ctx context.Context, tx *sql.Tx, events int, fail failFunc) (reservation, error) {
-	var first int64
-	err := tx.QueryRowContext(ctx,
-		"SELECT min(nextval(('events_position_seq' || left(pg_advisory_xact_lock($1)::text, 0))::regclass)) FROM generate_series(1, $2::int)",
-		d.lockKey, events).Scan(&first)
+func (d pgDialect) reservePositions(ctx context.Context, tx *sql.Tx, stmts *statements, events int, fail failFunc) (reservation, error) {
+	stmt, err := stmts.in(ctx, tx, pgReservePositions)
 	if err != nil {
+		return reservation{}, fail("lock the log", err)
+	}
+	var first int64
+	if err := stmt.QueryRowContext(ctx, d.lockKey, events).Scan(&first); err != nil {
 		return reservation{}, fail("lock the log", err)
 	}
 	return reservation{after: first - 1, through: first - 1 + int64(events)}, nil
 }
+
+// pgReservePositions takes the lock and draws $2 positions, returning the
+// first.
+const pgReservePositions = "SELECT min(nextval(('events_position_seq' || left(pg_advisory_xact_lock($1)::text, 0))::regclass)) FROM generate_series(1, $2::int)"
+
+func (pgDialect) writeStatements() []string { return []string{pgReservePositions, pgInsertRows} }
 
 // lockLog takes the advisory lock every writer of the schema takes.
 func (d pgDialect) lockLog(ctx context.Context, tx *sql.Tx, fail failFunc) error {
@@ -134,23 +141,38 @@ func (pgDialect) afterImport(ctx context.Context, tx *sql.Tx, last int64, fail f
 	return nil
 }
 
+// A batch's rows go in as one array per column, through one statement
+// prepared once: its text does not depend on the number of rows, so the
+// server parses and plans it once per connection instead of once per
+// commit, and binding it is one round trip. All rows of a batch share one
+// commit time.
+//
 // The last chunk's statement also sends the notice that wakes other
 // processes' subscribers when the transaction commits; PostgreSQL delivers
 // it only then, and never for a rolled-back transaction. The rows are
 // counted through RETURNING, since the statement is a query.
-func (d pgDialect) insert(ctx context.Context, tx *sql.Tx, rows []eventRow, last bool, fail failFunc) error {
-	query, args := insertStatement(d, rows)
-	var inserted int64
+func (d pgDialect) insert(ctx context.Context, tx *sql.Tx, stmts *statements, rows []eventRow, last bool, fail failFunc) error {
+	stmt, err := stmts.in(ctx, tx, pgInsertRows)
+	if err != nil {
+		return fail("insert events", err)
+	}
+	positions, versions := make([]int64, len(rows)), make([]int64, len(rows))
+	ids, streams, types := make([]string, len(rows)), make([]string, len(rows)), make([]string, len(rows))
+	data, metadata, hashes := make([]string, len(rows)), make([]string, len(rows)), make([][]byte, len(rows))
+	for i, r := range rows {
+		positions[i], ids[i], streams[i], versions[i], types[i] = r.Position, r.EventID, r.Stream, r.Version, r.Type
+		data[i], metadata[i], hashes[i] = r.Data, r.Metadata, r.Hash
+	}
 	notice := ""
 	if last {
 		notice = d.notice(rows[len(rows)-1].Position)
 	}
-	args = append(args, d.notifyChannel, notice, last)
-	n := len(args)
-	query = "WITH ins AS (" + query + " RETURNING 1) SELECT (SELECT count(*) FROM ins), CASE WHEN $" +
-		strconv.Itoa(n) + "::boolean THEN pg_notify($" + strconv.Itoa(n-2) + ", $" + strconv.Itoa(n-1) + ")::text END"
+	var inserted int64
 	var ignored sql.NullString
-	if err := tx.QueryRowContext(ctx, query, args...).Scan(&inserted, &ignored); err != nil {
+	err = stmt.QueryRowContext(ctx, pq.Int64Array(positions), pq.StringArray(ids), pq.StringArray(streams),
+		pq.Int64Array(versions), pq.StringArray(types), pq.StringArray(data), pq.StringArray(metadata),
+		rows[0].CreatedAt, pq.ByteaArray(hashes), d.notifyChannel, notice, last).Scan(&inserted, &ignored)
+	if err != nil {
 		return fail("insert events", err)
 	}
 	if inserted != int64(len(rows)) {
@@ -158,6 +180,17 @@ func (d pgDialect) insert(ctx context.Context, tx *sql.Tx, rows []eventRow, last
 	}
 	return nil
 }
+
+// pgInsertRows inserts the rows given as column arrays, skipping any whose
+// position or id is taken, returns how many it inserted and, when $12 is
+// true, sends the notice $11 on channel $10.
+const pgInsertRows = `WITH ins AS (
+	INSERT INTO events (position, event_id, stream, version, type, data, metadata, created_at, hash)
+	SELECT u.position, u.event_id, u.stream, u.version, u.type, u.data, u.metadata, $8::timestamptz, u.hash
+	FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $9::bytea[])
+		AS u(position, event_id, stream, version, type, data, metadata, hash)
+	ON CONFLICT DO NOTHING RETURNING 1)
+SELECT (SELECT count(*) FROM ins), CASE WHEN $12::boolean THEN pg_notify($10, $11)::text END`
 
 // notice is the payload announcing a commit through position: it names this
 // store, whose own subscribers are woken directly and skip the notice.

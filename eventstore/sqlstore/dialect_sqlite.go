@@ -22,27 +22,49 @@ type sqliteDialect struct{}
 // IMMEDIATE), so the head read under it cannot move before the commit: the
 // batch's positions are simply the next ones, and nothing is reserved past
 // them.
-func (sqliteDialect) reservePositions(ctx context.Context, tx *sql.Tx, _ int, fail failFunc) (reservation, error) {
+func (sqliteDialect) reservePositions(ctx context.Context, tx *sql.Tx, stmts *statements, _ int, fail failFunc) (reservation, error) {
+	stmt, err := stmts.in(ctx, tx, sqliteHead)
+	if err != nil {
+		return reservation{}, fail("read head", err)
+	}
 	var head int64
-	if err := tx.QueryRowContext(ctx, "SELECT COALESCE(MAX(position), 0) FROM events").Scan(&head); err != nil {
+	if err := stmt.QueryRowContext(ctx).Scan(&head); err != nil {
 		return reservation{}, fail("read head", err)
 	}
 	return reservation{after: head, through: head}, nil
 }
 
 // Other SQLite processes notice commits through data_version, so the insert
-// sends no notice and RowsAffected tells whether rows were skipped.
-func (d sqliteDialect) insert(ctx context.Context, tx *sql.Tx, rows []eventRow, _ bool, fail failFunc) error {
-	query, args := insertStatement(d, rows)
-	res, err := tx.ExecContext(ctx, query, args...)
+// sends no notice. The rows go in one prepared single-row INSERT each: a
+// multi-row INSERT costs a parse of the whole statement per batch, and SQLite
+// gives it a statement journal (it writes several rows, so it could abort
+// halfway), which copies every page it touches once more. RowsAffected tells
+// whether rows were skipped.
+func (d sqliteDialect) insert(ctx context.Context, tx *sql.Tx, stmts *statements, rows []eventRow, _ bool, fail failFunc) error {
+	stmt, err := stmts.in(ctx, tx, sqliteInsertOne)
 	if err != nil {
 		return fail("insert events", err)
 	}
-	if n, err := res.RowsAffected(); err != nil || n != int64(len(rows)) {
-		return errRowsSkipped
+	for _, r := range rows {
+		res, err := stmt.ExecContext(ctx, r.Position, r.EventID, r.Stream, r.Version, r.Type, r.Data, r.Metadata, r.CreatedAt, r.Hash)
+		if err != nil {
+			return fail("insert events", err)
+		}
+		if n, err := res.RowsAffected(); err != nil || n != 1 {
+			return errRowsSkipped
+		}
 	}
 	return nil
 }
+
+// sqliteHead reads the log's head.
+const sqliteHead = "SELECT COALESCE(MAX(position), 0) FROM events"
+
+func (sqliteDialect) writeStatements() []string { return []string{sqliteHead, sqliteInsertOne} }
+
+// sqliteInsertOne inserts one event, or nothing when its position or id is
+// taken.
+var sqliteInsertOne = "INSERT INTO events (" + strings.Join(eventColumns, ", ") + ") VALUES (?" + strings.Repeat(", ?", len(eventColumns)-1) + ") ON CONFLICT DO NOTHING"
 
 // BEGIN IMMEDIATE took the lock already.
 func (sqliteDialect) lockLog(context.Context, *sql.Tx, failFunc) error { return nil }

@@ -107,6 +107,7 @@ type Store struct {
 
 	cache versionCache // owned by the writer goroutine
 	chain chainState   // owned by the writer goroutine
+	stmts statements   // owned by the writer goroutine
 	tail  tail         // the latest commits of this process
 }
 
@@ -223,6 +224,7 @@ func newStore(opts Options, d dialect, writeDB, readDB *bun.DB) *Store {
 		requests:   make(chan *appendRequest, 1024),
 		closing:    make(chan struct{}),
 		writerDone: make(chan struct{}),
+		stmts:      statements{db: writeDB.DB},
 	}
 	s.notifier.init()
 	s.cache.reset(-1)
@@ -241,6 +243,7 @@ func (s *Store) Close() error {
 		s.submitMu.Unlock()
 		close(s.closing)
 		<-s.writerDone
+		s.stmts.close()
 		s.notifier.broadcast()
 		s.background.Wait()
 		err = s.writeDB.Close()

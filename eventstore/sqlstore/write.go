@@ -230,6 +230,9 @@ func (s *Store) commitTx(batch []*appendRequest, lookUpIDs bool) ([]appendOutcom
 	defer cancel()
 	started := time.Now()
 
+	if err := s.stmts.prepare(ctx, s.dialect.writeStatements()); err != nil {
+		return nil, s.classify(ctx, "prepare the append", err)
+	}
 	tx, err := s.writeDB.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, s.classify(ctx, "begin append", err)
@@ -245,7 +248,7 @@ func (s *Store) commitTx(batch []*appendRequest, lookUpIDs bool) ([]appendOutcom
 	for _, r := range batch {
 		events += len(r.events)
 	}
-	reserved, err := s.dialect.reservePositions(ctx, tx.Tx, events, fail)
+	reserved, err := s.dialect.reservePositions(ctx, tx.Tx, &s.stmts, events, fail)
 	if err != nil {
 		return nil, err
 	}
@@ -311,7 +314,7 @@ func (s *Store) commitTx(batch []*appendRequest, lookUpIDs bool) ([]appendOutcom
 	}
 	for start := 0; start < len(rows); start += insertChunk {
 		chunk := rows[start:min(start+insertChunk, len(rows))]
-		if err := s.dialect.insert(ctx, tx.Tx, chunk, start+len(chunk) == len(rows), fail); err != nil {
+		if err := s.dialect.insert(ctx, tx.Tx, &s.stmts, chunk, start+len(chunk) == len(rows), fail); err != nil {
 			return nil, err
 		}
 	}
