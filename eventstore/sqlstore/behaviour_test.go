@@ -401,3 +401,49 @@ func TestSubscriptionCatchesUpInWindows(t *testing.T) {
 		t.Fatalf("delivered %v, want %v", got, want)
 	}
 }
+
+// On PostgreSQL a writer that knows where the log ends commits in one
+// statement; when another process has appended since, it writes nothing
+// there and commits in a transaction instead, so positions, versions and the
+// chain continue exactly as if every commit had taken the long way.
+func TestPostgresCommitsAtTheKnownHead(t *testing.T) {
+	t.Parallel()
+	dsn := postgresURL(t)
+	a, b := openPostgres(t, dsn), openPostgres(t, dsn)
+	ctx := context.Background()
+	appendTo := func(s *sqlstore.Store, stream string, expected eventstore.ExpectedVersion, evs ...eventstore.EventData) eventstore.AppendResult {
+		t.Helper()
+		res, err := s.Append(ctx, stream, expected, evs...)
+		if err != nil {
+			t.Fatalf("append to %s: %v", stream, err)
+		}
+		return res
+	}
+	appendTo(a, "room", eventstore.NoStream, event(`{"i":0}`)) // a stream a has not seen: the long way
+	before := sqlstore.HeadCommits(a)
+	second := appendTo(a, "room", eventstore.Exact(0), event(`{"i":1}`), event(`{"i":2}`))
+	if got := sqlstore.HeadCommits(a); got != before+1 {
+		t.Fatalf("head commits went from %d to %d, want one more", before, got)
+	}
+	if second.StreamVersion != 2 || second.Positions[1].Commit != second.Positions[0].Commit+1 {
+		t.Fatalf("second append: %+v", second)
+	}
+	other := appendTo(b, "elsewhere", eventstore.Any, event(`{"other":true}`))
+	third := appendTo(a, "room", eventstore.Exact(2), event(`{"i":3}`))
+	if !other.Positions[0].Less(third.Positions[0]) || third.StreamVersion != 3 {
+		t.Fatalf("after another writer at %v, a appended at %+v", other.Positions[0], third)
+	}
+	// A stale expected version and a retried append are decided as ever.
+	if _, err := a.Append(ctx, "room", eventstore.Exact(2), event(`{"late":true}`)); !errors.As(err, new(*eventstore.WrongExpectedVersionError)) {
+		t.Fatalf("append at a stale version: %v, want a wrong expected version", err)
+	}
+	retry := event(`{"i":4}`)
+	first := appendTo(a, "room", eventstore.Any, retry)
+	again := appendTo(a, "room", eventstore.Any, retry)
+	if again.Positions[0] != first.Positions[0] || again.StreamVersion != first.StreamVersion {
+		t.Fatalf("retried append got %+v, first %+v", again, first)
+	}
+	if v, err := verifyLog(t, a); err != nil || v.Count() != 6 {
+		t.Fatalf("verify: %v, %d events", err, v.Count())
+	}
+}

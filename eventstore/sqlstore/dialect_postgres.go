@@ -69,7 +69,9 @@ func (d pgDialect) reservePositions(ctx context.Context, tx *sql.Tx, stmts *stat
 // first.
 const pgReservePositions = "SELECT min(nextval(('events_position_seq' || left(pg_advisory_xact_lock($1)::text, 0))::regclass)) FROM generate_series(1, $2::int)"
 
-func (pgDialect) writeStatements() []string { return []string{pgReservePositions, pgInsertRows} }
+func (pgDialect) writeStatements() []string {
+	return []string{pgReservePositions, pgInsertRows, pgAppendAtHead}
+}
 
 // lockLog takes the advisory lock every writer of the schema takes.
 func (d pgDialect) lockLog(ctx context.Context, tx *sql.Tx, fail failFunc) error {
@@ -156,22 +158,16 @@ func (d pgDialect) insert(ctx context.Context, tx *sql.Tx, stmts *statements, ro
 	if err != nil {
 		return fail("insert events", err)
 	}
-	positions, versions := make([]int64, len(rows)), make([]int64, len(rows))
-	ids, streams, types := make([]string, len(rows)), make([]string, len(rows)), make([]string, len(rows))
-	data, metadata, hashes := make([]string, len(rows)), make([]string, len(rows)), make([][]byte, len(rows))
-	for i, r := range rows {
-		positions[i], ids[i], streams[i], versions[i], types[i] = r.Position, r.EventID, r.Stream, r.Version, r.Type
-		data[i], metadata[i], hashes[i] = r.Data, r.Metadata, r.Hash
-	}
+	c := columnsOf(rows)
 	notice := ""
 	if last {
 		notice = d.notice(rows[len(rows)-1].Position)
 	}
 	var inserted int64
 	var ignored sql.NullString
-	err = stmt.QueryRowContext(ctx, pq.Int64Array(positions), pq.StringArray(ids), pq.StringArray(streams),
-		pq.Int64Array(versions), pq.StringArray(types), pq.StringArray(data), pq.StringArray(metadata),
-		rows[0].CreatedAt, pq.ByteaArray(hashes), d.notifyChannel, notice, last).Scan(&inserted, &ignored)
+	err = stmt.QueryRowContext(ctx, pq.Int64Array(c.positions), pq.StringArray(c.ids), pq.StringArray(c.streams),
+		pq.Int64Array(c.versions), pq.StringArray(c.types), pq.StringArray(c.data), pq.StringArray(c.metadata),
+		rows[0].CreatedAt, pq.ByteaArray(c.hashes), d.notifyChannel, notice, last).Scan(&inserted, &ignored)
 	if err != nil {
 		return fail("insert events", err)
 	}
@@ -179,6 +175,55 @@ func (d pgDialect) insert(ctx context.Context, tx *sql.Tx, stmts *statements, ro
 		return errRowsSkipped
 	}
 	return nil
+}
+
+// appendAtHead calls auraos_append_at (a migration creates it), outside any
+// transaction: the statement is its own transaction, committed before the
+// driver returns its result. PostgreSQL reports a taken id or stream version
+// as a unique violation, which rolled the statement back.
+func (d pgDialect) appendAtHead(ctx context.Context, stmts *statements, expectedHead int64, rows []eventRow, fail failFunc) (int64, error) {
+	stmt, err := stmts.get(pgAppendAtHead)
+	if err != nil {
+		return 0, fail("append", err)
+	}
+	c := columnsOf(rows)
+	var found int64
+	err = stmt.QueryRowContext(ctx, d.lockKey, expectedHead, pq.Int64Array(c.positions), pq.StringArray(c.ids),
+		pq.StringArray(c.streams), pq.Int64Array(c.versions), pq.StringArray(c.types), pq.StringArray(c.data),
+		pq.StringArray(c.metadata), rows[0].CreatedAt, pq.ByteaArray(c.hashes), d.notifyChannel,
+		d.notice(rows[len(rows)-1].Position)).Scan(&found)
+	var pe *pq.Error
+	if errors.As(err, &pe) && pe.Code == pqerror.UniqueViolation {
+		return 0, errRowsSkipped
+	}
+	if err != nil {
+		return 0, fail("append", err)
+	}
+	return found, nil
+}
+
+// pgAppendAtHead commits a batch at the head the writer expects.
+const pgAppendAtHead = "SELECT auraos_append_at($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+
+// columns are a batch's rows as one slice per column.
+type columns struct {
+	positions, versions                 []int64
+	ids, streams, types, data, metadata []string
+	hashes                              [][]byte
+}
+
+func columnsOf(rows []eventRow) columns {
+	n := len(rows)
+	c := columns{
+		positions: make([]int64, n), versions: make([]int64, n),
+		ids: make([]string, n), streams: make([]string, n), types: make([]string, n),
+		data: make([]string, n), metadata: make([]string, n), hashes: make([][]byte, n),
+	}
+	for i, r := range rows {
+		c.positions[i], c.ids[i], c.streams[i], c.versions[i], c.types[i] = r.Position, r.EventID, r.Stream, r.Version, r.Type
+		c.data[i], c.metadata[i], c.hashes[i] = r.Data, r.Metadata, r.Hash
+	}
+	return c
 }
 
 // pgInsertRows inserts the rows given as column arrays, skipping any whose

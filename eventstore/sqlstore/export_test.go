@@ -15,3 +15,7 @@ func PageCount(s *Store) (int, error) {
 	err := s.writeDB.QueryRowContext(context.Background(), "PRAGMA page_count").Scan(&n)
 	return n, err
 }
+
+// HeadCommits returns how many group commits s made in one statement at the
+// head it knew.
+func HeadCommits(s *Store) int64 { return s.headCommits.Load() }

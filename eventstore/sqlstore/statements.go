@@ -48,6 +48,16 @@ func (c *statements) in(ctx context.Context, tx *sql.Tx, query string) (*sql.Stm
 	return tx.StmtContext(ctx, st), nil
 }
 
+// get returns query, prepared, to run on its own, outside a transaction. A
+// query that prepare was not given is an error.
+func (c *statements) get(query string) (*sql.Stmt, error) {
+	st, ok := c.byQuery[query]
+	if !ok {
+		return nil, fmt.Errorf("statement not prepared: %s", query)
+	}
+	return st, nil
+}
+
 // close closes every prepared statement, once the writer has stopped.
 func (c *statements) close() {
 	for q, st := range c.byQuery {

@@ -32,6 +32,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lib/pq"
@@ -108,7 +109,9 @@ type Store struct {
 	cache versionCache // owned by the writer goroutine
 	chain chainState   // owned by the writer goroutine
 	stmts statements   // owned by the writer goroutine
-	tail  tail         // the latest commits of this process
+
+	headCommits atomic.Int64 // group commits made in one statement at the known head
+	tail        tail         // the latest commits of this process
 }
 
 // The file of the SQLite event store inside the data directory.

@@ -233,6 +233,11 @@ func (s *Store) commitTx(batch []*appendRequest, lookUpIDs bool) ([]appendOutcom
 	if err := s.stmts.prepare(ctx, s.dialect.writeStatements()); err != nil {
 		return nil, s.classify(ctx, "prepare the append", err)
 	}
+	if !lookUpIDs {
+		if outcomes, done, err := s.commitAtKnownHead(ctx, batch, started); done {
+			return outcomes, err
+		}
+	}
 	tx, err := s.writeDB.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, s.classify(ctx, "begin append", err)
@@ -253,10 +258,9 @@ func (s *Store) commitTx(batch []*appendRequest, lookUpIDs bool) ([]appendOutcom
 		return nil, err
 	}
 	headBefore := reserved.after
-	head := headBefore // the position of the last row so far
-	if head != s.cache.head || lookUpIDs {
+	if headBefore != s.cache.head || lookUpIDs {
 		// Another process appended, or we must not trust the cache.
-		s.cache.reset(head)
+		s.cache.reset(headBefore)
 	}
 	known := map[string]storedEvent{}
 	if lookUpIDs {
@@ -272,49 +276,14 @@ func (s *Store) commitTx(batch []*appendRequest, lookUpIDs bool) ([]appendOutcom
 	if err != nil {
 		return nil, err
 	}
-
 	now := s.opts.Now().UTC().Truncate(time.Microsecond)
-	created := s.dialect.timeValue(now)
-	link := chain.Event{Time: now.UnixMicro()}
-	hashes := make([]chain.Hash, 0, events) // the rows' Hash fields point into it
-	outcomes := make([]appendOutcome, len(batch))
-	var rows []eventRow
-	for i, r := range batch {
-		if res, ok, err := repeatOf(r, known); ok || err != nil {
-			outcomes[i] = appendOutcome{result: res, err: err}
-			continue
-		}
-		current := versions[r.stream]
-		if !r.expected.Allows(current) {
-			if !lookUpIDs {
-				// It may be a retry of a stored append: decide with ids looked up.
-				return nil, errRowsSkipped
-			}
-			outcomes[i] = appendOutcome{err: &eventstore.WrongExpectedVersionError{Stream: r.stream, Expected: r.expected, Actual: current}}
-			continue
-		}
-		res := eventstore.AppendResult{Positions: make([]eventstore.Position, len(r.events))}
-		for j, e := range r.events {
-			current++
-			head++
-			link.Position, link.ID, link.Stream, link.Version, link.Type = uint64(head), e.ID, r.stream, uint64(current), e.Type
-			link.Data, link.Metadata = e.Data, e.Metadata
-			prev = s.chain.hasher.Next(prev, &link)
-			hashes = append(hashes, prev)
-			rows = append(rows, eventRow{
-				Position: head, EventID: e.ID, Stream: r.stream, Version: current, Type: e.Type,
-				Data: string(e.Data), Metadata: string(e.Metadata), CreatedAt: created, Hash: hashes[len(hashes)-1][:],
-			})
-			known[e.ID] = storedEvent{stream: r.stream, version: current, position: head}
-			res.Positions[j] = eventstore.Pos(uint64(head))
-		}
-		res.StreamVersion = uint64(current)
-		versions[r.stream] = current
-		outcomes[i] = appendOutcome{result: res}
+	b, err := s.buildRows(batch, known, versions, headBefore, prev, now, lookUpIDs)
+	if err != nil {
+		return nil, err
 	}
-	for start := 0; start < len(rows); start += insertChunk {
-		chunk := rows[start:min(start+insertChunk, len(rows))]
-		if err := s.dialect.insert(ctx, tx.Tx, &s.stmts, chunk, start+len(chunk) == len(rows), fail); err != nil {
+	for start := 0; start < len(b.rows); start += insertChunk {
+		chunk := b.rows[start:min(start+insertChunk, len(b.rows))]
+		if err := s.dialect.insert(ctx, tx.Tx, &s.stmts, chunk, start+len(chunk) == len(b.rows), fail); err != nil {
 			return nil, err
 		}
 	}
@@ -326,14 +295,135 @@ func (s *Store) commitTx(batch []*appendRequest, lookUpIDs bool) ([]appendOutcom
 	committed = true
 	// The batch may not have used every position it reserved: the log
 	// continues after the last reserved one.
-	through := max(head, reserved.through)
-	s.cache.update(through, versions)
-	s.chain.at, s.chain.prev = through, prev
-	s.tail.add(headBefore, through, rows, now)
-	if s.opts.OnCommit != nil {
-		s.opts.OnCommit(len(batch), len(rows), time.Since(started))
+	s.afterCommit(headBefore, max(b.head, reserved.through), b, versions, now, len(batch), started)
+	return b.outcomes, nil
+}
+
+// headAppender is a dialect that can commit a batch in one statement of its
+// own, outside any transaction the store begins, at the head the writer
+// expects: one round trip per group commit.
+type headAppender interface {
+	// appendAtHead takes the log's write lock and, if the log's head is
+	// expectedHead, writes rows (at positions expectedHead+1 onwards) and
+	// commits; it returns the head it found, so a different head means
+	// nothing was written. Rows the database refuses (a taken id or stream
+	// version) make it return errRowsSkipped with nothing written.
+	appendAtHead(ctx context.Context, stmts *statements, expectedHead int64, rows []eventRow, fail failFunc) (int64, error)
+}
+
+// commitAtKnownHead commits batch in one statement when the dialect can and
+// the writer knows everything the batch depends on: the log's head, the hash
+// there, and every stream's version, all left by its own last commit. done
+// is false when it wrote nothing and the batch is to be committed in a
+// transaction: it did not apply, or another writer had moved the head.
+func (s *Store) commitAtKnownHead(ctx context.Context, batch []*appendRequest, started time.Time) (_ []appendOutcome, done bool, _ error) {
+	d, ok := s.dialect.(headAppender)
+	if !ok || s.cache.head < 0 || s.chain.at != s.cache.head {
+		return nil, false, nil
 	}
-	return outcomes, nil
+	versions := make(map[string]int64, len(batch))
+	for _, r := range batch {
+		v, ok := s.cache.versions[r.stream]
+		if !ok {
+			return nil, false, nil // a stream this writer has not seen: look it up
+		}
+		versions[r.stream] = v
+	}
+	headBefore := s.cache.head
+	now := s.opts.Now().UTC().Truncate(time.Microsecond)
+	b, err := s.buildRows(batch, nil, versions, headBefore, s.chain.prev, now, false)
+	if err != nil || len(b.rows) == 0 {
+		return nil, err != nil, err
+	}
+	fail := func(what string, err error) error { return s.classify(ctx, what, err) }
+	found, err := d.appendAtHead(ctx, &s.stmts, headBefore, b.rows, fail)
+	switch {
+	case errors.Is(err, errRowsSkipped):
+		return nil, true, err
+	case err != nil:
+		s.cache.reset(-1) // the outcome is unknown: look everything up next time
+		s.chain.at = -1
+		return nil, true, err
+	case found != headBefore:
+		s.cache.reset(-1)
+		return nil, false, nil
+	}
+	s.headCommits.Add(1)
+	s.afterCommit(headBefore, b.head, b, versions, now, len(batch), started)
+	return b.outcomes, true, nil
+}
+
+// builtRows is a batch made ready to insert: its rows, each append's
+// outcome if the rows commit, and the position and hash of the last row.
+type builtRows struct {
+	rows     []eventRow
+	outcomes []appendOutcome
+	head     int64
+	prev     chain.Hash
+}
+
+// buildRows places the batch's events after headBefore, continuing each
+// stream from versions (which it updates) and the chain from prev. known
+// holds the batch's ids already stored (with lookUpIDs); without lookUpIDs
+// an expected version that does not match is errRowsSkipped, since the
+// append may be the retry of a stored one.
+func (s *Store) buildRows(batch []*appendRequest, known map[string]storedEvent, versions map[string]int64, headBefore int64, prev chain.Hash, now time.Time, lookUpIDs bool) (builtRows, error) {
+	events := 0
+	for _, r := range batch {
+		events += len(r.events)
+	}
+	created := s.dialect.timeValue(now)
+	link := chain.Event{Time: now.UnixMicro()}
+	hashes := make([]chain.Hash, 0, events) // the rows' Hash fields point into it
+	b := builtRows{outcomes: make([]appendOutcome, len(batch)), head: headBefore, rows: make([]eventRow, 0, events)}
+	for i, r := range batch {
+		if res, ok, err := repeatOf(r, known); ok || err != nil {
+			b.outcomes[i] = appendOutcome{result: res, err: err}
+			continue
+		}
+		current := versions[r.stream]
+		if !r.expected.Allows(current) {
+			if !lookUpIDs {
+				// It may be a retry of a stored append: decide with ids looked up.
+				return builtRows{}, errRowsSkipped
+			}
+			b.outcomes[i] = appendOutcome{err: &eventstore.WrongExpectedVersionError{Stream: r.stream, Expected: r.expected, Actual: current}}
+			continue
+		}
+		res := eventstore.AppendResult{Positions: make([]eventstore.Position, len(r.events))}
+		for j, e := range r.events {
+			current++
+			b.head++
+			link.Position, link.ID, link.Stream, link.Version, link.Type = uint64(b.head), e.ID, r.stream, uint64(current), e.Type
+			link.Data, link.Metadata = e.Data, e.Metadata
+			prev = s.chain.hasher.Next(prev, &link)
+			hashes = append(hashes, prev)
+			b.rows = append(b.rows, eventRow{
+				Position: b.head, EventID: e.ID, Stream: r.stream, Version: current, Type: e.Type,
+				Data: string(e.Data), Metadata: string(e.Metadata), CreatedAt: created, Hash: hashes[len(hashes)-1][:],
+			})
+			if known != nil {
+				known[e.ID] = storedEvent{stream: r.stream, version: current, position: b.head}
+			}
+			res.Positions[j] = eventstore.Pos(uint64(b.head))
+		}
+		res.StreamVersion = uint64(current)
+		versions[r.stream] = current
+		b.outcomes[i] = appendOutcome{result: res}
+	}
+	b.prev = prev
+	return b, nil
+}
+
+// afterCommit records a committed batch: the log now continues after
+// through, with the batch's versions and last hash.
+func (s *Store) afterCommit(headBefore, through int64, b builtRows, versions map[string]int64, now time.Time, appends int, started time.Time) {
+	s.cache.update(through, versions)
+	s.chain.at, s.chain.prev = through, b.prev
+	s.tail.add(headBefore, through, b.rows, now)
+	if s.opts.OnCommit != nil {
+		s.opts.OnCommit(appends, len(b.rows), time.Since(started))
+	}
 }
 
 // repeatOf decides whether r repeats an append already stored: when every
