@@ -86,6 +86,12 @@ func (b bulkInsert) exec(ctx context.Context, tx bun.Tx, rows [][]any) error {
 	args := make([]any, 0, bulkChunk*len(b.columns))
 	for start := 0; start < len(rows); start += bulkChunk {
 		chunk := rows[start:min(start+bulkChunk, len(rows))]
+		if len(chunk) < bulkChunk && !numbered && b.with == "" {
+			if err := b.execEach(ctx, tx, chunk); err != nil {
+				return err
+			}
+			continue
+		}
 		args = args[:0]
 		for _, r := range chunk {
 			args = append(args, r...)
@@ -104,6 +110,25 @@ func (b bulkInsert) exec(ctx context.Context, tx bun.Tx, rows [][]any) error {
 			full = stmt
 		}
 		if _, err := full.ExecContext(ctx, args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// execEach inserts rows one at a time through one prepared single-row
+// statement, as SQLite does a live batch fastest: a multi-row statement for
+// a batch of any other size costs a parse of the whole statement, and SQLite
+// gives a statement writing several rows a statement journal, copying every
+// page it touches once more.
+func (b bulkInsert) execEach(ctx context.Context, tx bun.Tx, rows [][]any) error {
+	stmt, err := tx.Tx.PrepareContext(ctx, b.statement(false, 1))
+	if err != nil {
+		return err
+	}
+	defer stmt.Close()
+	for _, r := range rows {
+		if _, err := stmt.ExecContext(ctx, r...); err != nil {
 			return err
 		}
 	}

@@ -275,18 +275,26 @@ func (a *adapter) apply(opts *BroadcastOptions, callback func(*Socket)) {
 	except := a.computeExceptSids(opts.Except)
 
 	if rooms != nil && rooms.Len() > 0 {
-		ids := types.NewSet[SocketId]()
+		// PATCH(auraos): a room holds each socket once, so a broadcast to one
+		// room needs no set of the sockets already reached; only one to
+		// several rooms, whose members may overlap, keeps it.
+		var ids *types.Set[SocketId]
+		if rooms.Len() > 1 {
+			ids = types.NewSet[SocketId]()
+		}
 		for _, room := range rooms.Keys() {
 			if _ids, ok := a.rooms.Load(room); ok {
 				for _, id := range _ids.Keys() {
-					if ids.Has(id) || except.Has(id) {
+					if (ids != nil && ids.Has(id)) || except.Has(id) {
 						continue
 					}
 					if socket, ok := a.nsp.Sockets().Load(id); ok {
 						if socket.Connected() {
 							callback(socket)
 						}
-						ids.Add(id)
+						if ids != nil {
+							ids.Add(id)
+						}
 					}
 				}
 			}
