@@ -599,6 +599,7 @@ func tail(path string, n int) string {
 
 type storeFigures struct {
 	append16, readAll, rebuild float64 // events/s
+	pgAppend16                 float64 // events/s; 0 when PostgreSQL is not configured
 	rebuildEvents              int     // the rebuild's log
 }
 
@@ -640,6 +641,15 @@ func runStoreBenchmarks(ctx context.Context, small bool) (*storeFigures, error) 
 	m := parse(out)
 	f.append16 = m["BenchmarkSQLite/append/writers=16"]
 	f.readAll = m["BenchmarkSQLite/readall"]
+	if os.Getenv("AURAOS_TEST_POSTGRES_URL") != "" {
+		out, err := gotest(nil, "-bench", "Postgres/append/writers=16", "-benchtime", benchtime, "./eventstore/sqlstore")
+		if err != nil {
+			return f, fmt.Errorf("PostgreSQL store benchmark: %w", err)
+		}
+		f.pgAppend16 = parse(out)["BenchmarkPostgres/append/writers=16"]
+	} else {
+		logf("append on PostgreSQL skipped: set AURAOS_TEST_POSTGRES_URL")
+	}
 	out, err = gotest([]string{"AURAOS_BENCH_EVENTS=" + strconv.Itoa(events)}, "-bench", "^BenchmarkRebuildChatHistory$/^sqlite$", "-benchtime", "1x", "./projections")
 	if err != nil {
 		return f, fmt.Errorf("rebuild benchmark: %w", err)
