@@ -83,7 +83,7 @@ func (b bulkInsert) exec(ctx context.Context, tx bun.Tx, rows [][]any) error {
 			full.Close()
 		}
 	}()
-	args := make([]any, 0, bulkChunk*len(b.columns))
+	var args []any // sized by the first multi-row chunk: a live batch may need none
 	for start := 0; start < len(rows); start += bulkChunk {
 		chunk := rows[start:min(start+bulkChunk, len(rows))]
 		if len(chunk) < bulkChunk && !numbered && b.with == "" {
@@ -91,6 +91,9 @@ func (b bulkInsert) exec(ctx context.Context, tx bun.Tx, rows [][]any) error {
 				return err
 			}
 			continue
+		}
+		if args == nil {
+			args = make([]any, 0, len(chunk)*len(b.columns))
 		}
 		args = args[:0]
 		for _, r := range chunk {
