@@ -575,3 +575,101 @@ func followerGoroutines() string {
 	}
 	return leaked
 }
+
+// oneAtATime is a Log whose subscription delivers n system alerts one per
+// batch, then waits, counting the batches asked for.
+type oneAtATime struct {
+	n     int
+	calls atomic.Int64
+}
+
+func (l *oneAtATime) Subscribe(_ context.Context, opts eventstore.SubscribeOptions) (eventstore.Subscription, error) {
+	return &oneAtATimeSub{log: l, next: opts.After.Commit + 1}, nil
+}
+
+type oneAtATimeSub struct {
+	log  *oneAtATime
+	next uint64
+}
+
+func (s *oneAtATimeSub) Next(ctx context.Context) (eventstore.Batch, error) {
+	s.log.calls.Add(1)
+	if s.next > uint64(s.log.n) {
+		<-ctx.Done()
+		return eventstore.Batch{}, ctx.Err()
+	}
+	p := eventstore.Pos(s.next)
+	s.next++
+	data := fmt.Sprintf(`{"schemaVersion":1,"title":"t%d","message":"m","severity":"info","at":"2026-12-01T10:00:00Z"}`, p.Commit)
+	e := eventstore.RecordedEvent{ID: eventstore.NewID(), Stream: domain.SystemStream(), Version: p.Commit - 1,
+		Type: domain.TypeSystemAlertBroadcast, Position: p, Time: time.Now(), Data: []byte(data), Metadata: []byte(`{}`)}
+	return eventstore.Batch{Events: []eventstore.RecordedEvent{e}, Through: p, CaughtUp: p.Commit == uint64(s.log.n)}, nil
+}
+
+func (s *oneAtATimeSub) Close() error { return nil }
+
+// A handler that fell behind gets the batches waiting for it together, in
+// order and each event once, never more than BatchSize at a time.
+func TestAHandlerBehindGetsTheWaitingBatchesTogether(t *testing.T) {
+	t.Parallel()
+	const n, batchSize = 12, 4
+	log := &oneAtATime{n: n}
+	release := make(chan struct{})
+	var mu sync.Mutex
+	var sizes []int
+	var got []uint64
+	h := follow.HandlerFunc(func(ctx context.Context, b follow.Batch) error {
+		mu.Lock()
+		first := len(sizes) == 0
+		mu.Unlock()
+		if first {
+			select {
+			case <-release:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		sizes = append(sizes, len(b.Events))
+		for _, e := range b.Events {
+			got = append(got, e.Position.Commit)
+		}
+		if len(b.Events) > 0 && b.Through != b.Events[len(b.Events)-1].Position {
+			t.Errorf("batch through %v, its last event at %v", b.Through, b.Events[len(b.Events)-1].Position)
+		}
+		return nil
+	})
+	f := follow.New(log, h, follow.Options{BatchSize: batchSize, Logger: quiet()})
+	run(t, f)
+	for deadline := time.Now().Add(30 * time.Second); log.calls.Load() < 5; time.Sleep(time.Millisecond) {
+		// The first batch is being handled; the next ones wait, decoded.
+		if time.Now().After(deadline) {
+			t.Fatalf("the follower asked for %d batches", log.calls.Load())
+		}
+	}
+	close(release)
+	if err := f.WaitFor(waitCtx(t), eventstore.Pos(n)); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != n {
+		t.Fatalf("handled %v, want positions 1 to %d", got, n)
+	}
+	for i, p := range got {
+		if p != uint64(i+1) {
+			t.Fatalf("handled %v, want positions 1 to %d in order", got, n)
+		}
+	}
+	merged := false
+	for _, size := range sizes {
+		if size > batchSize {
+			t.Fatalf("batch sizes %v: one is over %d", sizes, batchSize)
+		}
+		merged = merged || size > 1
+	}
+	if !merged {
+		t.Fatalf("batch sizes %v: the batches that waited were handled one by one", sizes)
+	}
+}
