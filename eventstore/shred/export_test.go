@@ -7,3 +7,6 @@ func QueuedKeyCreations(s *Store) int {
 	defer s.createMu.Unlock()
 	return len(s.queued)
 }
+
+// Decryptions returns how many events s has decrypted on reading.
+func Decryptions(s *Store) int64 { return s.decryptions.Load() }

@@ -659,3 +659,40 @@ func TestAForgetInABatchErasesWhatFollowsIt(t *testing.T) {
 		t.Errorf("the clear event after the UserForgotten reads %s", last.Data)
 	}
 }
+
+// What this process appends is read back without decrypting it, as the
+// bytes another process decrypts from the log; a forget between the append
+// and the reading still erases it.
+func TestAppendedEventsReadWithoutDecrypting(t *testing.T) {
+	f := newFixture(t)
+	writer, other := f.open(t, nil), f.open(t, nil)
+	evs, _ := personalEvents(t, "carol")
+	for i := range evs {
+		evs[i].ID = eventstore.NewID()
+	}
+	appendAll(t, writer, evs[:2])
+	ctx := context.Background()
+	for _, e := range evs[2:] {
+		if _, err := writer.Submit(ctx, "stream-"+e.Type, eventstore.Any, e).Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mine := readAll(t, writer)
+	if n := shred.Decryptions(writer); n != 0 {
+		t.Fatalf("the writer decrypted %d of its own events", n)
+	}
+	theirs := readAll(t, other)
+	if shred.Decryptions(other) == 0 || len(theirs) != len(mine) || len(mine) != len(evs) {
+		t.Fatalf("another store decrypted %d events; read %d and %d events, want %d", shred.Decryptions(other), len(mine), len(theirs), len(evs))
+	}
+	for i := range mine {
+		if !bytes.Equal(mine[i].Data, theirs[i].Data) || !bytes.Equal(mine[i].Data, evs[i].Data) {
+			t.Fatalf("event %d: the writer reads %s, another store %s, appended %s", i, mine[i].Data, theirs[i].Data, evs[i].Data)
+		}
+	}
+	if _, err := writer.Forget(ctx, "carol"); err != nil {
+		t.Fatal(err)
+	}
+	_, texts := personalEvents(t, "carol")
+	assertAbsent(t, "the writer after the forget", readAll(t, writer), texts)
+}

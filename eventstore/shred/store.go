@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/auraos/realtime/domain"
@@ -88,6 +89,8 @@ type Store struct {
 	clearAppends bool // appends pass through unencrypted (AppendInClear)
 
 	recent *recent.Cache[json.RawMessage] // what the last events read decrypted to; nil data: as stored
+
+	decryptions atomic.Int64 // events decrypted on reading (their readings were not remembered)
 }
 
 // cachedKey is a data key ready to use.
@@ -157,22 +160,61 @@ func (s *Store) observeForgotten(userID string) {
 // Append encrypts the personal fields of events and appends them to the
 // inner store. See eventstore.Store.
 func (s *Store) Append(ctx context.Context, stream string, expected eventstore.ExpectedVersion, events ...eventstore.EventData) (eventstore.AppendResult, error) {
+	gen := s.recent.Generation()
 	enc, err := s.encryptAll(ctx, events)
 	if err != nil {
 		return eventstore.AppendResult{}, err
 	}
-	return s.Store.Append(ctx, stream, expected, enc...)
+	res, err := s.Store.Append(ctx, stream, expected, enc...)
+	s.rememberAppended(events, enc, gen, res, err)
+	return res, err
 }
 
 // Submit is Append through the inner store's pipelining when it has one
 // (eventstore.Submitter): encryption happens before submitting, so the
 // order of submissions is kept.
 func (s *Store) Submit(ctx context.Context, stream string, expected eventstore.ExpectedVersion, events ...eventstore.EventData) *eventstore.Pending {
+	gen := s.recent.Generation()
 	enc, err := s.encryptAll(ctx, events)
 	if err != nil {
 		return eventstore.Resolved(eventstore.AppendResult{}, err)
 	}
-	return eventstore.SubmitAppend(ctx, s.Store, stream, expected, enc...)
+	p := eventstore.SubmitAppend(ctx, s.Store, stream, expected, enc...)
+	if s.encryptedAny(events, enc) {
+		p.OnDone(func(res eventstore.AppendResult, err error) { s.rememberAppended(events, enc, gen, res, err) })
+	}
+	return p
+}
+
+// encryptedAny reports whether encryptAll encrypted any of events into enc.
+func (s *Store) encryptedAny(events, enc []eventstore.EventData) bool {
+	for i := range enc {
+		if len(enc[i].Data) > 0 && len(events[i].Data) > 0 && &enc[i].Data[0] != &events[i].Data[0] {
+			return true
+		}
+	}
+	return false
+}
+
+// rememberAppended remembers, once an append committed, what each event it
+// encrypted reads as: the plaintext it was given (a copy). The subscribers
+// that read the event next (every projection and the live feed of this
+// process) then share that reading instead of each decrypting it, the first
+// of them included. Only events with an id are remembered (the reading is
+// matched on id, position and the stored bytes), and none if a forget came
+// since gen. Decrypting an event gives back exactly the bytes encrypted.
+func (s *Store) rememberAppended(events, enc []eventstore.EventData, gen uint64, res eventstore.AppendResult, err error) {
+	if err != nil || len(res.Positions) != len(enc) {
+		return
+	}
+	for i, e := range enc {
+		if e.ID == "" || len(e.Data) == 0 || len(events[i].Data) == 0 || &e.Data[0] == &events[i].Data[0] {
+			continue // no id, or stored as given
+		}
+		plain := append(json.RawMessage(nil), events[i].Data...)
+		rec := eventstore.RecordedEvent{ID: e.ID, Position: res.Positions[i], Data: e.Data}
+		s.recent.Remember(rec, plain, len(plain), gen)
+	}
 }
 
 // ReadStream reads from the inner store and decrypts. See eventstore.Store.
@@ -568,6 +610,7 @@ func (s *Store) decryptAll(ctx context.Context, evs []eventstore.RecordedEvent) 
 		data, hit, gen := s.recent.Lookup(e)
 		if !hit {
 			pd, _ := domain.PersonalDataOf(e.Type)
+			s.decryptions.Add(1)
 			var err error
 			if data, err = s.decrypt(ctx, pd, e.Data); err != nil {
 				return nil, fmt.Errorf("%s at %v in %s: %w", e.Type, e.Position, e.Stream, err)

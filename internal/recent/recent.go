@@ -50,6 +50,15 @@ func (c *Cache[V]) Lookup(e eventstore.RecordedEvent) (v V, ok bool, gen uint64)
 	return v, false, c.gen
 }
 
+// Generation returns the generation to pass to Remember for a reading made
+// now, without a Lookup: one remembered with it is dropped if a Forget
+// comes first.
+func (c *Cache[V]) Generation() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.gen
+}
+
 // Remember records v as the reading of e, which counts as e's bytes and
 // extra more, unless a Forget happened since gen was looked up. The oldest
 // readings go when the cache is over its bounds.
