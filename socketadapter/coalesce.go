@@ -141,6 +141,11 @@ func (c *coalescingConn) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// ReadThrough returns the connection c reads from: c queues writes but
+// reads straight through, so the Engine.IO server's poller may wait on the
+// connection underneath (transports.ReadThrough).
+func (c *coalescingConn) ReadThrough() net.Conn { return c.Conn }
+
 // flush writes what is queued until the queue is empty.
 func (c *coalescingConn) flush() {
 	// When the queue holds small packets, let the goroutines that are

@@ -2,8 +2,10 @@
 package engine
 
 import (
+	"bufio"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -39,6 +41,10 @@ type server struct {
 	BaseServer
 
 	httpServer *types.HttpServer
+
+	// PATCH(auraos): waits for the websockets to become readable (see
+	// transports/pollconn.go); stopped by Cleanup, when the server closes.
+	poller transports.Poller
 }
 
 // new server.
@@ -71,6 +77,7 @@ func (s *server) Init() {
 }
 
 func (s *server) Cleanup() {
+	s.poller.Stop() // PATCH(auraos): the poller's goroutine ends with the server
 }
 
 func (s *server) CreateTransport(transportName string, ctx *types.HttpContext) (transports.Transport, error) {
@@ -157,8 +164,15 @@ func (s *server) HandleUpgrade(ctx *types.HttpContext) {
 			}
 		}
 
+		// PATCH(auraos): the hijacked connection becomes a polled one where
+		// it can (see transports/pollconn.go).
+		var w http.ResponseWriter = ctx.Response()
+		if hj, ok := w.(http.Hijacker); ok {
+			w = &pollHijacker{ResponseWriter: w, hj: hj, s: s, up: ws}
+		}
+
 		// delegate to ws
-		if conn, err := ws.Upgrade(ctx.Response(), ctx.Request(), ctx.ResponseHeaders().All()); err != nil {
+		if conn, err := ws.Upgrade(w, ctx.Request(), ctx.ResponseHeaders().All()); err != nil {
 			s.emitAbortRequest(ctx, BAD_REQUEST, map[string]any{"name": "UPGRADE_FAILURE"})
 			serverLog.Debug("websocket error before upgrade: %s", err.Error())
 		} else {
@@ -179,6 +193,45 @@ func (s *server) HandleUpgrade(ctx *types.HttpContext) {
 			callback(s.Proto().Verify(ctx, true))
 		}
 	})
+}
+
+// pollHijacker wraps the connection gorilla hijacks in a transports.PollConn
+// when the server's poller can wait for it (PATCH(auraos)), and then gives
+// gorilla the small read buffer a polled connection needs: its reads go
+// through the PollConn's lent buffer. The server's idle timeout (120 s by
+// default) is a read deadline over the whole wait, which a poller does not
+// have; the heartbeat (45 s by default) closes a silent connection before,
+// so only an idle timeout shorter than the heartbeat keeps connections on a
+// reading goroutine of their own.
+type pollHijacker struct {
+	http.ResponseWriter
+	hj http.Hijacker
+	s  *server
+	up *websocket.Upgrader
+}
+
+func (h *pollHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := h.hj.Hijack()
+	if err != nil {
+		return c, brw, err
+	}
+	// The heartbeat gives up on a silent client after this long; a reading
+	// goroutine waits at most as long for the rest of a frame.
+	heartbeat := h.s.Opts().PingInterval() + h.s.Opts().PingTimeout()
+	if heartbeat <= 0 {
+		return c, brw, nil
+	}
+	if idle := h.s.Opts().IdleTimeout(); idle > 0 && idle < heartbeat {
+		// Only a reading goroutine's deadline closes a connection silent
+		// for less than the heartbeat allows.
+		return c, brw, nil
+	}
+	stall := heartbeat
+	if pc := h.s.poller.Wrap(c, stall); pc != nil {
+		h.up.ReadBufferSize = transports.PollReadBufferSize // read by Upgrade after the hijack
+		return pc, brw, nil
+	}
+	return c, brw, nil
 }
 
 // Called upon a ws.io connection.

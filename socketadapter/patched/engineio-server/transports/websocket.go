@@ -27,6 +27,12 @@ type websocket struct {
 	writeQueue *queue.Queue
 
 	hooks atomic.Pointer[sendHooks] // PATCH(auraos): see SetSendHooks
+
+	// PATCH(auraos): the connection when the server's Poller waits for it
+	// (pollconn.go); nil when this transport reads on a goroutine of its own.
+	poll *PollConn
+	// readBy is when the read deadline of a polled read runs out.
+	readBy time.Time
 }
 
 // sendHooks are the socket's drain and ready handlers, called directly.
@@ -80,6 +86,15 @@ func (w *websocket) Construct(ctx *types.HttpContext) {
 	w.SetWritable(true)
 	w.SetPerMessageDeflate(nil)
 
+	// PATCH(auraos): a polled connection (see pollconn.go) waits for the
+	// server's poller instead of on a reading goroutine of its own. The
+	// server polls only connections whose heartbeat ends sooner than the
+	// idle timeout, which a poller does not keep (see pollHijacker).
+	if pc, ok := w.socket.NetConn().(*PollConn); ok {
+		w.poll = pc
+		StartReader(w, ctx.TransportReadPermission(), w.startPolling)
+		return
+	}
 	StartReader(w, ctx.TransportReadPermission(), w.message)
 }
 
@@ -106,50 +121,108 @@ func (w *websocket) message() {
 	// Guarantee cleanup on any exit path — covers errors that _error()
 	// routes as "error" (not "close") on the socket and any future paths
 	// that return without calling _error at all.
-	defer func() {
-		if !w.writeQueue.IsShuttingDown() {
-			w.socket.Emit("close")
-		}
-	}()
+	defer w.readerDone()
 
 	for {
 		if w.idleTimeout > 0 {
 			_ = w.socket.SetReadDeadline(time.Now().Add(w.idleTimeout))
 		}
-		mt, message, err := w.socket.NextReader()
-		if err != nil {
-			w._error(err)
+		if !w.readMessage() {
 			return
 		}
+	}
+}
 
-		switch mt {
-		case ws.BinaryMessage:
-			read := types.NewBytesBuffer(nil)
-			if _, err := read.ReadFrom(message); err != nil {
-				w._error(err)
-			} else {
-				w.onMessage(read)
-			}
-		case ws.TextMessage:
-			read := types.NewStringBuffer(nil)
-			if _, err := read.ReadFrom(message); err != nil {
-				w._error(err)
-			} else {
-				w.onMessage(read)
-			}
-		case ws.CloseMessage:
-			w.socket.Emit("close")
-			if c, ok := message.(io.Closer); ok {
-				_ = c.Close()
-			}
+// readerDone closes the connection when reading ends, unless it is closing.
+func (w *websocket) readerDone() {
+	if !w.writeQueue.IsShuttingDown() {
+		w.socket.Emit("close")
+	}
+}
+
+// startPolling hands the connection to the server's poller (PATCH(auraos)).
+// If the poller is gone, this goroutine reads as upstream's does.
+func (w *websocket) startPolling() {
+	if err := w.poll.start(w.pollRead); err != nil {
+		wsLog.Debug("websocket not polled: %v", err)
+		if errors.Is(err, errPollerClosed) {
+			w.poll.readPlain()
+			w.message() // with the idle timeout the poll went without
 			return
-		case ws.PingMessage:
-		case ws.PongMessage:
 		}
+		w.readerDone()
+	}
+}
+
+// pollRead runs on a goroutine of its own when the polled connection is
+// readable (PATCH(auraos)): it reads messages until nothing read is left
+// unhandled, then arms the connection again. A client that stops in the
+// middle of a frame holds it for the poll's stall time at most.
+func (w *websocket) pollRead() {
+	pc := w.poll
+	pc.readMu.Lock()
+	for {
+		// Refresh the deadline when half of it has passed: once per
+		// message would be a timer update per message.
+		if now := time.Now(); w.readBy.Sub(now) < pc.stall/2 {
+			w.readBy = now.Add(pc.stall)
+			_ = w.socket.SetReadDeadline(w.readBy)
+		}
+		if !w.readMessage() {
+			pc.readMu.Unlock()
+			w.readerDone()
+			return
+		}
+		if pc.drained() {
+			break
+		}
+	}
+	// An idle connection keeps no deadline (and no runtime timer).
+	w.readBy = time.Time{}
+	_ = w.socket.SetReadDeadline(time.Time{})
+	pc.readMu.Unlock()
+	if err := pc.arm(); err != nil {
+		wsLog.Debug("websocket not armed: %v", err)
+		w.readerDone()
+	}
+}
+
+// readMessage reads and handles one message, and reports whether to read on.
+func (w *websocket) readMessage() bool {
+	mt, message, err := w.socket.NextReader()
+	if err != nil {
+		w._error(err)
+		return false
+	}
+
+	switch mt {
+	case ws.BinaryMessage:
+		read := types.NewBytesBuffer(nil)
+		if _, err := read.ReadFrom(message); err != nil {
+			w._error(err)
+		} else {
+			w.onMessage(read)
+		}
+	case ws.TextMessage:
+		read := types.NewStringBuffer(nil)
+		if _, err := read.ReadFrom(message); err != nil {
+			w._error(err)
+		} else {
+			w.onMessage(read)
+		}
+	case ws.CloseMessage:
+		w.socket.Emit("close")
 		if c, ok := message.(io.Closer); ok {
 			_ = c.Close()
 		}
+		return false
+	case ws.PingMessage:
+	case ws.PongMessage:
 	}
+	if c, ok := message.(io.Closer); ok {
+		_ = c.Close()
+	}
+	return true
 }
 
 func (w *websocket) onMessage(data types.BufferInterface) {
