@@ -3,7 +3,10 @@ package engine
 
 import (
 	"encoding/json"
+	stderrors "errors"
 	"io"
+	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -40,6 +43,9 @@ type socket struct {
 	// A reference to the first HTTP request of the session
 	//
 	// TODO for the next major release: remove it
+	//
+	// PATCH(auraos): a copy of what the Socket.IO handshake reads of it
+	// (see keptRequest), not the request itself.
 	request *types.HttpContext
 	// The IP address of the client.
 	remoteAddress string
@@ -138,7 +144,7 @@ func NewSocket(id string, server BaseServer, transport transports.Transport, ctx
 func (s *socket) Construct(id string, server BaseServer, transport transports.Transport, ctx *types.HttpContext, protocol int) {
 	s.id = id
 	s.server = server
-	s.request = ctx
+	s.request = keptRequest(ctx) // PATCH(auraos)
 	s.protocol = protocol
 
 	// Cache IP since it might not be in the req later
@@ -159,6 +165,45 @@ func (s *socket) Construct(id string, server BaseServer, transport transports.Tr
 		s.startHeartbeat()
 	}
 }
+
+// keptRequest is what a socket keeps of its first request (PATCH(auraos)):
+// the method, URL, headers, host, remote address and TLS state, which the
+// Socket.IO handshake of every namespace the client connects to reads, in a
+// context of their own. Upstream kept the request's context for the life of
+// the socket: net/http's request with its context chain, the lazily built
+// parameter bags, the response and its listeners, kilobytes per connection.
+// The copy's response is gone: writing to it fails.
+func keptRequest(ctx *types.HttpContext) *types.HttpContext {
+	r := ctx.Request()
+	kept := &http.Request{
+		Method:     r.Method,
+		Proto:      r.Proto,
+		ProtoMajor: r.ProtoMajor,
+		ProtoMinor: r.ProtoMinor,
+		Header:     r.Header,
+		Body:       http.NoBody,
+		Host:       r.Host,
+		RemoteAddr: r.RemoteAddr,
+		RequestURI: r.RequestURI,
+		TLS:        r.TLS,
+	}
+	if r.URL != nil {
+		kept.URL = &url.URL{Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
+	} else {
+		kept.URL = &url.URL{}
+	}
+	return types.NewHttpContext(sentResponse{}, kept)
+}
+
+// sentResponse stands for the response of a request whose response was
+// sent: writing to it fails.
+type sentResponse struct{}
+
+var errResponseSent = stderrors.New("engine: the handshake request's response was sent")
+
+func (sentResponse) Header() http.Header       { return http.Header{} }
+func (sentResponse) Write([]byte) (int, error) { return 0, errResponseSent }
+func (sentResponse) WriteHeader(int)           {}
 
 // onOpen queues OPEN and reports whether it reached the open event.
 func (s *socket) onOpen() bool {
