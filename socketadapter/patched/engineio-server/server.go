@@ -15,6 +15,7 @@ import (
 	"github.com/zishang520/socket.io/parsers/engine/v3/packet"
 	"github.com/zishang520/socket.io/parsers/engine/v3/parser"
 	"github.com/zishang520/socket.io/servers/engine/v3/config"
+	"github.com/zishang520/socket.io/servers/engine/v3/emitter"
 	"github.com/zishang520/socket.io/servers/engine/v3/errors"
 	"github.com/zishang520/socket.io/servers/engine/v3/transports"
 	"github.com/zishang520/socket.io/v3/pkg/types"
@@ -141,7 +142,7 @@ func (s *server) HandleUpgrade(ctx *types.HttpContext) {
 			return
 		}
 
-		wsc := &types.WebSocketConn{EventEmitter: types.NewEventEmitter()}
+		wsc := &types.WebSocketConn{EventEmitter: emitter.New()} // PATCH(auraos): see the emitter package
 
 		ws := &websocket.Upgrader{
 			ReadBufferSize:    DefaultWSReadBufferSize,
@@ -349,7 +350,7 @@ func (s *server) OnWebTransportSession(ctx *types.HttpContext, wt *webtransport.
 	wtc := webtrans.NewConn(session, stream, true, 0, 0, nil, nil, nil)
 	wtc.SetReadLimit(s.Opts().MaxHttpBufferSize())
 
-	ctx.WebTransport = &types.WebTransportConn{EventEmitter: types.NewEventEmitter(), Conn: wtc}
+	ctx.WebTransport = &types.WebTransportConn{EventEmitter: emitter.New(), Conn: wtc} // PATCH(auraos): see the emitter package
 
 	if s.Opts().IdleTimeout() > 0 {
 		_ = wtc.SetReadDeadline(time.Now().Add(s.Opts().IdleTimeout()))

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/zishang520/socket.io/parsers/engine/v3/packet"
+	"github.com/zishang520/socket.io/servers/engine/v3/emitter"
 	"github.com/zishang520/socket.io/servers/engine/v3/errors"
 	"github.com/zishang520/socket.io/servers/engine/v3/transports"
 	"github.com/zishang520/socket.io/v3/pkg/log"
@@ -120,7 +121,7 @@ func (s *socket) SetReadyState(state string) {
 // Client class.
 func MakeSocket() Socket {
 	s := &socket{
-		EventEmitter: types.NewEventEmitter(),
+		EventEmitter: emitter.New(), // PATCH(auraos): see the emitter package
 
 		writeBuffer:    types.NewSlice[*packet.Packet](),
 		packetsFn:      types.NewSlice[SendCallback](),

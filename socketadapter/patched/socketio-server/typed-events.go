@@ -1,6 +1,7 @@
 package socket
 
 import (
+	"github.com/zishang520/socket.io/servers/engine/v3/emitter"
 	"github.com/zishang520/socket.io/v3/pkg/types"
 )
 
@@ -12,7 +13,7 @@ type StrictEventEmitter struct {
 }
 
 func NewStrictEventEmitter() *StrictEventEmitter {
-	return &StrictEventEmitter{EventEmitter: types.NewEventEmitter()}
+	return &StrictEventEmitter{EventEmitter: emitter.New()} // PATCH(auraos): see the Engine.IO copy's emitter package
 }
 
 // On adds the listener function as an event listener for the given event name.

@@ -6,6 +6,7 @@ import (
 
 	"github.com/zishang520/socket.io/parsers/engine/v3/packet"
 	"github.com/zishang520/socket.io/parsers/engine/v3/parser"
+	"github.com/zishang520/socket.io/servers/engine/v3/emitter"
 	"github.com/zishang520/socket.io/servers/engine/v3/errors"
 	"github.com/zishang520/socket.io/v3/pkg/log"
 	"github.com/zishang520/socket.io/v3/pkg/types"
@@ -41,7 +42,7 @@ type transport struct {
 
 func MakeTransport() Transport {
 	t := &transport{
-		EventEmitter: types.NewEventEmitter(),
+		EventEmitter: emitter.New(), // PATCH(auraos): see the emitter package
 	}
 	t._readyState.Store("open")
 
