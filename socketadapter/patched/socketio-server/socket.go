@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	stdslices "slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -275,18 +276,27 @@ func (s *Socket) Construct(nsp Namespace, client *Client, auth map[string]any, p
 }
 
 // Builds the `handshake` BC object
+//
+// PATCH(auraos): from the request's headers and URL, as upstream's
+// parameter bags give them (each header's values copied, the query parsed,
+// Origin's last value), without building the bags: they would stay with the
+// request the Engine.IO socket keeps for the life of the connection.
 func (s *Socket) buildHandshake(auth map[string]any) *Handshake {
+	req := s.Request().Request()
+	headers := make(map[string]any, len(req.Header))
+	for key, values := range req.Header {
+		headers[key] = stdslices.Clone(values)
+	}
+	origin := req.Header["Origin"]
 	return &Handshake{
-		Headers: utils.MapValues(s.Request().Headers().All(), func(value []string) any {
-			return value
-		}),
+		Headers: headers,
 		Time:    time.Now().Format(time.RFC3339),
 		Address: s.Conn().RemoteAddress(),
-		Xdomain: s.Request().Headers().Peek("Origin") != "",
+		Xdomain: len(origin) > 0 && origin[len(origin)-1] != "",
 		Secure:  s.Request().Secure(),
 		Issued:  time.Now().UnixMilli(),
-		Url:     s.Request().Request().RequestURI,
-		Query: utils.MapValues(s.Request().Query().All(), func(value []string) any {
+		Url:     req.RequestURI,
+		Query: utils.MapValues(req.URL.Query(), func(value []string) any {
 			return value
 		}),
 		Auth: auth,
