@@ -46,8 +46,9 @@ type socket struct {
 	// TODO for the next major release: remove it
 	//
 	// PATCH(auraos): a copy of what the Socket.IO handshake reads of it
-	// (see keptRequest), not the request itself.
-	request *types.HttpContext
+	// (see keptRequest), not the request itself; Request wraps it in a
+	// context of its own on each call.
+	request *http.Request
 	// The IP address of the client.
 	remoteAddress string
 
@@ -93,8 +94,12 @@ func (s *socket) RemoteAddress() string {
 	return s.remoteAddress
 }
 
+// Request returns the first request of the session, as kept (see
+// keptRequest), in a new context on each call (PATCH(auraos)): a context
+// per socket for life would be most of a kilobyte, for the Socket.IO
+// handshake of each namespace the client connects to.
 func (s *socket) Request() *types.HttpContext {
-	return s.request
+	return types.NewHttpContext(sentResponse{}, s.request)
 }
 
 func (s *socket) Transport() transports.Transport {
@@ -169,12 +174,12 @@ func (s *socket) Construct(id string, server BaseServer, transport transports.Tr
 
 // keptRequest is what a socket keeps of its first request (PATCH(auraos)):
 // the method, URL, headers, host, remote address and TLS state, which the
-// Socket.IO handshake of every namespace the client connects to reads, in a
-// context of their own. Upstream kept the request's context for the life of
-// the socket: net/http's request with its context chain, the lazily built
-// parameter bags, the response and its listeners, kilobytes per connection.
-// The copy's response is gone: writing to it fails.
-func keptRequest(ctx *types.HttpContext) *types.HttpContext {
+// Socket.IO handshake of every namespace the client connects to reads.
+// Upstream kept the request's context for the life of the socket: net/http's
+// request with its context chain, the lazily built parameter bags, the
+// response and its listeners, kilobytes per connection. The copy's response
+// is gone: writing to it fails.
+func keptRequest(ctx *types.HttpContext) *http.Request {
 	r := ctx.Request()
 	kept := &http.Request{
 		Method:     r.Method,
@@ -193,7 +198,7 @@ func keptRequest(ctx *types.HttpContext) *types.HttpContext {
 	} else {
 		kept.URL = &url.URL{}
 	}
-	return types.NewHttpContext(sentResponse{}, kept)
+	return kept
 }
 
 // sentResponse stands for the response of a request whose response was

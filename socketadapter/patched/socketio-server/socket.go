@@ -282,7 +282,8 @@ func (s *Socket) Construct(nsp Namespace, client *Client, auth map[string]any, p
 // Origin's last value), without building the bags: they would stay with the
 // request the Engine.IO socket keeps for the life of the connection.
 func (s *Socket) buildHandshake(auth map[string]any) *Handshake {
-	req := s.Request().Request()
+	ctx := s.Request()
+	req := ctx.Request()
 	headers := make(map[string]any, len(req.Header))
 	for key, values := range req.Header {
 		headers[key] = stdslices.Clone(values)
@@ -293,7 +294,7 @@ func (s *Socket) buildHandshake(auth map[string]any) *Handshake {
 		Time:    time.Now().Format(time.RFC3339),
 		Address: s.Conn().RemoteAddress(),
 		Xdomain: len(origin) > 0 && origin[len(origin)-1] != "",
-		Secure:  s.Request().Secure(),
+		Secure:  ctx.Secure(),
 		Issued:  time.Now().UnixMilli(),
 		Url:     req.RequestURI,
 		Query: utils.MapValues(req.URL.Query(), func(value []string) any {
