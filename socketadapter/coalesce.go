@@ -133,6 +133,9 @@ func (c *coalescingConn) Write(p []byte) (int, error) {
 		c.cond.Broadcast()
 		return n, err
 	}
+	if c.pending == nil {
+		c.pending = getWriteBuffer()
+	}
 	c.pending = append(c.pending, p...)
 	if !c.flushing {
 		c.flushing = true
@@ -175,9 +178,33 @@ func (c *coalescingConn) flush() {
 		}
 		c.cond.Broadcast()
 	}
+	// An idle connection keeps no buffer: both go back to the pool.
+	putWriteBuffer(c.pending)
+	putWriteBuffer(c.spare)
+	c.pending, c.spare = nil, nil
 	c.flushing = false
 	c.cond.Broadcast()
 	c.mu.Unlock()
+}
+
+// writeBuffers are the queues of connections that have something to send.
+var writeBuffers sync.Pool
+
+func getWriteBuffer() []byte {
+	if b, ok := writeBuffers.Get().(*[]byte); ok {
+		return (*b)[:0]
+	}
+	return nil
+}
+
+// putWriteBuffer keeps b for another connection unless it is empty or too
+// large to keep (a flood's queue).
+func putWriteBuffer(b []byte) {
+	if cap(b) == 0 || cap(b) > 64<<10 {
+		return
+	}
+	b = b[:0]
+	writeBuffers.Put(&b)
 }
 
 // Close sends what is queued (for at most closeFlushTimeout) and closes the
