@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -13,6 +14,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/auraos/realtime/cmd/auraos/app"
+	"github.com/auraos/realtime/internal/memreturn"
 	"github.com/auraos/realtime/socketadapter"
 	"github.com/auraos/realtime/socketadapter/jwtauth"
 	"github.com/auraos/realtime/socketadapter/natssignal"
@@ -42,6 +44,7 @@ type serveOptions struct {
 	adminUI         adminUIFlags
 	readyMaxLag     uint64
 	gcPercent       int
+	returnMemory    bool
 	debugAddr       string
 	logFormat       string
 	logLevel        string
@@ -167,6 +170,7 @@ and exits 0.`,
 	f.DurationVar(&o.commandTimeout, "command-timeout", 10*time.Second, "how long a client event may take before the client gets UNAVAILABLE")
 	f.StringVar(&o.debugAddr, "debug-addr", "", "address of a separate listener for Go's /debug/pprof profiles (off when empty; keep it private)")
 	f.IntVar(&o.gcPercent, "gc-percent", 400, "Go garbage collector target (GOGC): higher trades memory for CPU; the GOGC variable, when set, wins")
+	f.BoolVar(&o.returnMemory, "return-memory", true, "when the server goes quiet after a burst of allocation (clients connecting, a flood), collect once and give the freed heap back to the operating system")
 	f.Uint64Var(&o.readyMaxLag, "ready-max-lag", 10000, "/readyz turns 503 when a projection trails the log by more positions than this")
 	o.limits.register(f)
 	o.jwt.register(f)
@@ -200,6 +204,16 @@ func runServe(ctx context.Context, o serveOptions) error {
 		// A realtime server allocates per packet; collecting less often is
 		// the cheapest throughput there is.
 		debug.SetGCPercent(o.gcPercent)
+	}
+	if o.returnMemory {
+		// With that target a burst (thousands of websockets connecting)
+		// leaves a heap several times the live one, which a quiet server
+		// would keep: give it back once the burst is over.
+		memCtx, stopMem := context.WithCancel(context.WithoutCancel(ctx))
+		var memDone sync.WaitGroup
+		memDone.Go(func() { memreturn.Run(memCtx, memreturn.Config{}) })
+		defer memDone.Wait()
+		defer stopMem()
 	}
 	// The verifier refreshes its key set until the server has stopped.
 	authCtx, stopAuth := context.WithCancel(context.WithoutCancel(ctx))
