@@ -39,23 +39,19 @@ type clientEvent struct {
 // connection's footprint small.
 var clientEvents = map[string]clientEvent{
 	"join_user_room":         {nil, (*conn).joinUserRoom},
-	"join_system_room":       {joinLimit, (*conn).joinSystemRoom},
-	"join_room":              {joinLimit, (*conn).joinRoom},
+	"join_system_room":       {(*session).joinLimit, (*conn).joinSystemRoom},
+	"join_room":              {(*session).joinLimit, (*conn).joinRoom},
 	"leave_room":             {nil, (*conn).leaveRoom},
-	"join_chat_room":         {joinLimit, (*conn).joinChatRoom},
-	"send_message":           {func(s *session) *rate.Limiter { return s.limits.message }, (*conn).sendMessage},
-	"typing_start":           {func(s *session) *rate.Limiter { return s.limits.typing }, (*conn).typingStart},
-	"typing_stop":            {func(s *session) *rate.Limiter { return s.limits.typing }, (*conn).typingStop},
-	"send_notification":      {func(s *session) *rate.Limiter { return s.limits.notification }, (*conn).sendNotification},
+	"join_chat_room":         {(*session).joinLimit, (*conn).joinChatRoom},
+	"send_message":           {(*session).messageLimit, (*conn).sendMessage},
+	"typing_start":           {(*session).typingLimit, (*conn).typingStart},
+	"typing_stop":            {(*session).typingLimit, (*conn).typingStop},
+	"send_notification":      {(*session).notificationLimit, (*conn).sendNotification},
 	"broadcast_system_alert": {nil, (*conn).broadcastSystemAlert},
 	"update_app_status":      {nil, (*conn).updateAppStatus},
 	"request_system_status":  {nil, (*conn).requestSystemStatus},
-	"data_agent_update":      {func(s *session) *rate.Limiter { return s.limits.agent }, (*conn).dataAgentUpdate},
+	"data_agent_update":      {(*session).agentLimit, (*conn).dataAgentUpdate},
 }
-
-// joinLimit is the bucket of the joins, which make the server hold a room
-// for the socket.
-func joinLimit(s *session) *rate.Limiter { return s.limits.join }
 
 // conn is one socket with its session, as event handlers see it.
 type conn struct {
@@ -85,7 +81,7 @@ func (srv *Server) onConnection(s *socket.Socket) {
 		actor = restored.state.Actor
 		actor.SessionID, actor.NodeID = sid, srv.cfg.NodeID
 	}
-	sess := newSession(sid, actor, ci.Profile, srv.cfg.Limits)
+	sess := newSession(sid, actor, ci.Profile, &srv.cfg.Limits)
 	sess.list.diff = wantsPresenceDiff(s.Handshake().Auth)
 	if srv.cfg.Sessions != nil && s.Pid() != "" {
 		sess.pidHash = hashPID(string(s.Pid()))

@@ -40,10 +40,10 @@ type session struct {
 }
 
 // newSession makes the session of a socket that acts as actor.
-func newSession(id string, actor domain.Actor, profile *domain.UserProfile, limits RateLimits) *session {
+func newSession(id string, actor domain.Actor, profile *domain.UserProfile, limits *RateLimits) *session {
 	// The maps are made when first written (writing to a nil map is the
 	// only thing that cannot be done with one), to keep idle sockets small.
-	return &session{id: id, actor: actor, profile: profile, limits: newLimiters(limits), generation: 1}
+	return &session{id: id, actor: actor, profile: profile, limits: limiters{config: limits}, generation: 1}
 }
 
 // restore takes over the state of a recovered session: its rooms, and its
@@ -397,20 +397,42 @@ func (s *session) forgetJoin(room string, done chan error) {
 	}
 }
 
-// limiters are a socket's token buckets, one per event family.
+// limiters are a socket's token buckets, one per event family. Each is made
+// on the family's first event, full (as a bucket made at connect would be
+// by then): an idle socket keeps none.
 type limiters struct {
+	config                                     *RateLimits // the server's
 	message, typing, notification, agent, join *rate.Limiter
 }
 
-// newLimiters makes a socket's buckets, full, so its first events pass.
-func newLimiters(l RateLimits) limiters {
-	return limiters{
-		message:      rate.NewLimiter(l.Message.Rate, l.Message.Burst),
-		typing:       rate.NewLimiter(l.Typing.Rate, l.Typing.Burst),
-		notification: rate.NewLimiter(l.Notification.Rate, l.Notification.Burst),
-		agent:        rate.NewLimiter(l.Agent.Rate, l.Agent.Burst),
-		join:         rate.NewLimiter(l.Join.Rate, l.Join.Burst),
+// limiter returns the bucket *b, made from l on first use.
+func (s *session) limiter(b **rate.Limiter, l RateLimit) *rate.Limiter {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if *b == nil {
+		*b = rate.NewLimiter(l.Rate, l.Burst)
 	}
+	return *b
+}
+
+func (s *session) messageLimit() *rate.Limiter {
+	return s.limiter(&s.limits.message, s.limits.config.Message)
+}
+
+func (s *session) typingLimit() *rate.Limiter {
+	return s.limiter(&s.limits.typing, s.limits.config.Typing)
+}
+
+func (s *session) notificationLimit() *rate.Limiter {
+	return s.limiter(&s.limits.notification, s.limits.config.Notification)
+}
+
+func (s *session) agentLimit() *rate.Limiter {
+	return s.limiter(&s.limits.agent, s.limits.config.Agent)
+}
+
+func (s *session) joinLimit() *rate.Limiter {
+	return s.limiter(&s.limits.join, s.limits.config.Join)
 }
 
 // RateLimit is one token bucket: Rate events per second on average, Burst
