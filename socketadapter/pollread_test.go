@@ -2,9 +2,12 @@ package socketadapter_test
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"runtime"
 	"strings"
 	"testing"
@@ -230,5 +233,79 @@ func TestShutdownStopsThePoller(t *testing.T) {
 	dialEngine(t, st.URL)
 	if n := goroutinesIn(poller); n != 1 {
 		t.Fatalf("%d poller goroutines with one server, want 1", n)
+	}
+}
+
+// A client that starts on polling upgrades to a polled websocket: the probe,
+// the upgrade, then events and the heartbeat over the websocket.
+func TestPollingUpgradesToAPolledWebsocket(t *testing.T) {
+	t.Parallel()
+	st := startStack(t, socketadapter.Config{PingInterval: 200 * time.Millisecond, PingTimeout: 5 * time.Second})
+	base := st.URL + "/socket.io/?EIO=4&transport=polling"
+	poll := func(method, url, body string) string {
+		t.Helper()
+		req, err := http.NewRequest(method, url, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "text/plain;charset=UTF-8")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, err := io.ReadAll(res.Body)
+		if err != nil || res.StatusCode != http.StatusOK {
+			t.Fatalf("%s %s: %d %q %v", method, url, res.StatusCode, b, err)
+		}
+		return string(b)
+	}
+	open := poll(http.MethodGet, base, "")
+	var hs struct{ Sid string }
+	if !strings.HasPrefix(open, "0") || json.Unmarshal([]byte(open[1:]), &hs) != nil || hs.Sid == "" {
+		t.Fatalf("open packet %q", open)
+	}
+	withSid := base + "&sid=" + hs.Sid
+	if got := poll(http.MethodPost, withSid, "40"); got != "ok" {
+		t.Fatalf("POST 40: %q", got)
+	}
+	if got := poll(http.MethodGet, withSid, ""); !strings.HasPrefix(got, "40{") {
+		t.Fatalf("connect packet over polling: %q", got)
+	}
+
+	ws, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(st.URL, "http")+"/socket.io/?EIO=4&transport=websocket&sid="+hs.Sid, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ws.Close() })
+	_ = ws.SetReadDeadline(time.Now().Add(20 * time.Second))
+	if err := ws.WriteMessage(websocket.TextMessage, []byte("2probe")); err != nil {
+		t.Fatal(err)
+	}
+	if _, msg, err := ws.ReadMessage(); err != nil || string(msg) != "3probe" {
+		t.Fatalf("probe answer %q, %v", msg, err)
+	}
+	if err := ws.WriteMessage(websocket.TextMessage, []byte("5")); err != nil {
+		t.Fatal(err)
+	}
+	if err := ws.WriteMessage(websocket.TextMessage, []byte(ackedEvent(1, 0))); err != nil {
+		t.Fatal(err)
+	}
+	// The ack and two pings come over the websocket; the pings are answered.
+	acked, pings := false, 0
+	for !acked || pings < 2 {
+		_, msg, err := ws.ReadMessage()
+		if err != nil {
+			t.Fatalf("after the upgrade (acked %v, %d pings): %v", acked, pings, err)
+		}
+		switch s := string(msg); {
+		case strings.HasPrefix(s, "431["):
+			acked = true
+		case s == "2":
+			pings++
+			if err := ws.WriteMessage(websocket.TextMessage, []byte("3")); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 }
