@@ -17,6 +17,7 @@ import (
 type epoll struct {
 	mu      sync.RWMutex // RLock to use epfd, Lock to close it
 	closed  bool
+	failed  bool // the wait failed: registering and arming fail too
 	epfd    int
 	wakefd  int // an eventfd that ends the wait on stop
 	nextID  uint64
@@ -70,6 +71,13 @@ func (p *epoll) wait() {
 			if errors.Is(err, unix.EINTR) {
 				continue
 			}
+			// Not expected before stop. Connections waiting now are
+			// dropped by their heartbeat; new ones read on goroutines of
+			// their own (startPolling), armed ones are closed (pollRead).
+			wsLog.Errorf("websocket poller stopped: %v", err)
+			p.mu.Lock()
+			p.failed = true
+			p.mu.Unlock()
 			return
 		}
 		for i := range events[:n] {
@@ -90,7 +98,7 @@ func (p *epoll) wait() {
 // add registers c, armed.
 func (p *epoll) add(c *PollConn) error {
 	p.mu.Lock()
-	if p.closed {
+	if p.closed || p.failed {
 		p.mu.Unlock()
 		return errPollerClosed
 	}
@@ -116,7 +124,7 @@ func (p *epoll) arm(c *PollConn) error {
 func (p *epoll) ctl(c *PollConn, op int) error {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
-	if p.closed {
+	if p.closed || p.failed {
 		return errPollerClosed
 	}
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT}
