@@ -130,6 +130,11 @@ func (b bulkInsert) execEach(ctx context.Context, tx bun.Tx, rows [][]any) error
 		return err
 	}
 	defer stmt.Close()
+	return execRows(ctx, stmt, rows)
+}
+
+// execRows runs stmt once for each row.
+func execRows(ctx context.Context, stmt *sql.Stmt, rows [][]any) error {
 	for _, r := range rows {
 		if _, err := stmt.ExecContext(ctx, r...); err != nil {
 			return err
@@ -145,10 +150,8 @@ func (b bulkInsert) copy(ctx context.Context, tx bun.Tx, rows [][]any) error {
 		return err
 	}
 	defer stmt.Close()
-	for _, r := range rows {
-		if _, err := stmt.ExecContext(ctx, r...); err != nil {
-			return err
-		}
+	if err := execRows(ctx, stmt, rows); err != nil {
+		return err
 	}
 	// The empty Exec ends the stream and reports what the rows met.
 	_, err = stmt.ExecContext(ctx)

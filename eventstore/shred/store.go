@@ -189,11 +189,17 @@ func (s *Store) Submit(ctx context.Context, stream string, expected eventstore.E
 // encryptedAny reports whether encryptAll encrypted any of events into enc.
 func (s *Store) encryptedAny(events, enc []eventstore.EventData) bool {
 	for i := range enc {
-		if len(enc[i].Data) > 0 && len(events[i].Data) > 0 && &enc[i].Data[0] != &events[i].Data[0] {
+		if encrypted(events[i], enc[i]) {
 			return true
 		}
 	}
 	return false
+}
+
+// encrypted reports whether encryptAll turned e into c (rather than passing
+// it as it was).
+func encrypted(e, c eventstore.EventData) bool {
+	return len(c.Data) > 0 && len(e.Data) > 0 && &c.Data[0] != &e.Data[0]
 }
 
 // rememberAppended remembers, once an append committed, what each event it
@@ -208,7 +214,7 @@ func (s *Store) rememberAppended(events, enc []eventstore.EventData, gen uint64,
 		return
 	}
 	for i, e := range enc {
-		if e.ID == "" || len(e.Data) == 0 || len(events[i].Data) == 0 || &e.Data[0] == &events[i].Data[0] {
+		if e.ID == "" || !encrypted(events[i], e) {
 			continue // no id, or stored as given
 		}
 		plain := append(json.RawMessage(nil), events[i].Data...)

@@ -41,9 +41,9 @@ func (c *statements) prepare(ctx context.Context, queries []string) error {
 // tx; its prepared copy stays for the next transaction. A query that prepare
 // was not given is an error.
 func (c *statements) in(ctx context.Context, tx *sql.Tx, query string) (*sql.Stmt, error) {
-	st, ok := c.byQuery[query]
-	if !ok {
-		return nil, fmt.Errorf("statement not prepared: %s", query)
+	st, err := c.get(query)
+	if err != nil {
+		return nil, err
 	}
 	return tx.StmtContext(ctx, st), nil
 }
