@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"reflect"
 	"slices"
 	"strings"
@@ -619,6 +620,65 @@ func TestRebuildBesideARunningRunner(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A live runner touches a projection's tables in event order, so it can
+// hold one table the swap needs while it waits for one the swap holds. The
+// swap gives way instead of deadlocking, and succeeds once the runner's
+// transaction is done.
+func TestRebuildSwapGivesWayToATransactionHoldingOneLiveTable(t *testing.T) {
+	t.Parallel()
+	if os.Getenv(schematest.PostgresEnv) == "" {
+		t.Skip("PostgreSQL only: SQLite has one writer and no table locks")
+	}
+	ctx := testCtx(t)
+	store := openStore(t)
+	rdb := schematest.OpenReadDB(t, "postgres")
+	randomHistory(t, rand.New(rand.NewPCG(3, 4)), store, 30)
+
+	holder, err := rdb.Writer.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Rollback()
+	if _, err := holder.ExecContext(ctx, "LOCK TABLE chat_members IN ROW EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	rebuilt := make(chan error, 1)
+	go func() {
+		_, err := projections.RebuildAll(ctx, rdb.Writer, store, []projections.Projection{projections.OnlineUsers{}}, projections.RebuildOptions{})
+		rebuilt <- err
+	}()
+	// Wait until the swap holds online_sessions and waits for chat_members.
+	for {
+		var waiting int
+		err := rdb.Reader.NewRaw(`SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+			WHERE l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+			AND c.relnamespace = current_schema()::regnamespace AND c.relname = 'chat_members'
+			AND l.mode = 'AccessExclusiveLock' AND NOT l.granted`).Scan(ctx, &waiting)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if waiting > 0 {
+			break
+		}
+		select {
+		case err := <-rebuilt:
+			t.Fatalf("rebuild ended before it waited for the held table: %v", err)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	// The holder now needs the table the swap holds: a cycle, unless the
+	// swap gives way.
+	if _, err := holder.ExecContext(ctx, "LOCK TABLE online_sessions IN ROW EXCLUSIVE MODE"); err != nil {
+		t.Fatalf("the holder's second lock: %v", err)
+	}
+	if err := holder.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-rebuilt; err != nil {
+		t.Fatalf("rebuild beside the holder: %v", err)
 	}
 }
 

@@ -2,6 +2,7 @@ package projections
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -294,42 +295,108 @@ func (r *rebuildPart) swapIn(ctx context.Context, db *bun.DB, eventLog EventLog,
 		}
 	}
 	filter := eventstore.Filter{EventTypes: p.EventTypes()}
-	err := db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		if pg {
-			if _, err := tx.ExecContext(ctx, "LOCK TABLE "+strings.Join(p.Tables(), ", ")+" IN ACCESS EXCLUSIVE MODE"); err != nil {
-				return fmt.Errorf("lock live tables: %w", err)
+	err := retryLockConflicts(ctx, func() error {
+		return db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+			if pg {
+				if err := lockLiveTables(ctx, tx, p.Tables()); err != nil {
+					return err
+				}
 			}
-		}
-		// Whatever was committed since: the live runner will carry on
-		// after the head read here.
-		final, err := eventLog.Head(ctx)
-		if err != nil {
-			return err
-		}
-		n, err := applyRemaining(ctx, tx, eventLog, p, filter, through, final, batch)
-		if err != nil {
-			return err
-		}
-		res.Events += n
-		if through.Less(final) {
-			through = final
-		}
-		for _, table := range p.Tables() {
-			if err := swapTable(ctx, tx, table, pg); err != nil {
-				return err
-			}
-		}
-		if err := saveCheckpoint(ctx, tx, p.Name(), p.Version(), through); err != nil {
-			return err
-		}
-		_, err = tx.NewDelete().Model((*checkpointRow)(nil)).Where("name = ?", r.shadow).Exec(ctx)
-		return err
+			return r.swapInTx(ctx, tx, eventLog, filter, through, batch, pg, &res)
+		})
 	})
 	if err != nil {
 		return res, fmt.Errorf("swap rebuilt %s in: %w", p.Name(), err)
 	}
-	res.Through = through
 	return res, nil
+}
+
+// swapLockTimeout bounds how long the swap waits for the live tables. It is
+// below PostgreSQL's default deadlock_timeout (1 s): a live runner touches
+// a projection's tables in event order, so the swap, holding one table
+// while it waits for another, could close a cycle with it. Giving up first
+// means the swap, not the runner, backs off, and queries queued behind the
+// swap's lock request wait at most this long.
+const swapLockTimeout = 200 * time.Millisecond
+
+// lockLiveTables takes the live tables for the swap, waiting at most
+// swapLockTimeout.
+func lockLiveTables(ctx context.Context, tx bun.Tx, tables []string) error {
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d", swapLockTimeout.Milliseconds())); err != nil {
+		return fmt.Errorf("set lock timeout: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, "LOCK TABLE "+strings.Join(tables, ", ")+" IN ACCESS EXCLUSIVE MODE"); err != nil {
+		return fmt.Errorf("lock live tables: %w", err)
+	}
+	_, err := tx.ExecContext(ctx, "SET LOCAL lock_timeout = 0")
+	return err
+}
+
+// retryLockConflicts runs swap until it does not fail on a lock conflict
+// (PostgreSQL's lock_not_available, deadlock_detected or
+// serialization_failure), waiting a little longer each time, or until ctx
+// ends. Each attempt is a whole transaction, rolled back when it fails.
+func retryLockConflicts(ctx context.Context, swap func() error) error {
+	wait := 5 * time.Millisecond
+	for {
+		err := swap()
+		if err == nil || !isLockConflict(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last: %v)", ctx.Err(), err)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 500*time.Millisecond)
+	}
+}
+
+// isLockConflict reports whether err is PostgreSQL's lock_not_available
+// (55P03), deadlock_detected (40P01) or serialization_failure (40001).
+func isLockConflict(err error) bool {
+	var coded interface{ SQLState() string }
+	if !errors.As(err, &coded) {
+		return false
+	}
+	switch coded.SQLState() {
+	case "55P03", "40P01", "40001":
+		return true
+	}
+	return false
+}
+
+// swapInTx is the swap's transaction once the live tables are held: it
+// applies what was committed since through, swaps each table and moves the
+// live checkpoint, filling in res.
+func (r *rebuildPart) swapInTx(ctx context.Context, tx bun.Tx, eventLog EventLog, filter eventstore.Filter, through eventstore.Position, batch int, pg bool, res *RebuildResult) error {
+	p := r.p
+	res.Events = r.applied
+	// Whatever was committed since: the live runner will carry on
+	// after the head read here.
+	final, err := eventLog.Head(ctx)
+	if err != nil {
+		return err
+	}
+	n, err := applyRemaining(ctx, tx, eventLog, p, filter, through, final, batch)
+	if err != nil {
+		return err
+	}
+	res.Events += n
+	if through.Less(final) {
+		through = final
+	}
+	for _, table := range p.Tables() {
+		if err := swapTable(ctx, tx, table, pg); err != nil {
+			return err
+		}
+	}
+	if err := saveCheckpoint(ctx, tx, p.Name(), p.Version(), through); err != nil {
+		return err
+	}
+	res.Through = through
+	_, err = tx.NewDelete().Model((*checkpointRow)(nil)).Where("name = ?", r.shadow).Exec(ctx)
+	return err
 }
 
 // applyRemaining applies the events after through up to final inside the
