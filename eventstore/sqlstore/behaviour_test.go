@@ -327,6 +327,54 @@ func TestSubscriberOnAWriterAcrossProcesses(t *testing.T) {
 	checkGapSafety(t, []*sqlstore.Store{a, b}, a, 6, 30)
 }
 
+// A subscriber caught up with its own process's commits is handed each new
+// one from memory: it does not ask the database after every commit whether
+// there is anything more.
+func TestCaughtUpSubscriberDoesNotAskTheDatabaseAfterOwnCommits(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, err := sqlstore.OpenSQLite(ctx, t.TempDir(), sqlstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	sub, err := s.Subscribe(ctx, eventstore.SubscribeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	// The subscriber waits in Next while each commit is made, as a live
+	// projection does, and asks for more as soon as it has a batch.
+	delivered := make(chan eventstore.Position)
+	go func() {
+		for {
+			b, err := sub.Next(ctx)
+			if err != nil {
+				close(delivered)
+				return
+			}
+			for _, e := range b.Events {
+				delivered <- e.Position
+			}
+		}
+	}()
+	const commits = 50
+	for i := range commits {
+		res, err := s.Append(ctx, "own", eventstore.Any, event(`{}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := <-delivered; got != res.Positions[0] {
+			t.Fatalf("commit %d: delivered %v, want %v", i, got, res.Positions[0])
+		}
+	}
+	// The first read asks the database (the tail does not know what was
+	// there before); the commits after it are the tail's.
+	if n := sqlstore.SubscriptionDatabaseReads(s); n > 2 {
+		t.Fatalf("the subscriber asked the database %d times over %d commits", n, commits)
+	}
+}
+
 func TestPostgresSubscriberOnAWriter(t *testing.T) {
 	t.Parallel()
 	dsn := postgresURL(t)

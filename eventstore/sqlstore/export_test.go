@@ -19,3 +19,7 @@ func PageCount(s *Store) (int, error) {
 // HeadCommits returns how many group commits s made in one statement at the
 // head it knew.
 func HeadCommits(s *Store) int64 { return s.headCommits.Load() }
+
+// SubscriptionDatabaseReads returns how many subscription reads of s asked
+// the database rather than the tail.
+func SubscriptionDatabaseReads(s *Store) int64 { return s.databaseReads.Load() }

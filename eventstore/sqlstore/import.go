@@ -120,7 +120,7 @@ func (s *Store) Import(ctx context.Context, events iter.Seq2[eventstore.Recorded
 	if progress != nil {
 		progress(n)
 	}
-	s.notifier.broadcast()
+	s.wakeUnseen()
 	return n, nil
 }
 

@@ -158,13 +158,14 @@ func (s *Store) Subscribe(ctx context.Context, opts eventstore.SubscribeOptions)
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = s.opts.SubscriptionBatch
 	}
-	return &subscription{store: s, after: opts.After, filter: opts.Filter, limit: opts.BatchSize, closed: make(chan struct{})}, nil
+	return &subscription{store: s, unseen: ^uint64(0), after: opts.After, filter: opts.Filter, limit: opts.BatchSize, closed: make(chan struct{})}, nil
 }
 
 // subscription reads the log after its checkpoint in snapshots; when there is
 // nothing new it waits for the next commit notice.
 type subscription struct {
 	store        *Store
+	unseen       uint64 // Store.unseen at the last read from the database
 	after        eventstore.Position
 	filter       eventstore.Filter
 	limit        int
@@ -211,9 +212,29 @@ func (sub *subscription) Next(ctx context.Context) (eventstore.Batch, error) {
 // from one snapshot so that Through never claims more than was read.
 func (sub *subscription) read(ctx context.Context) (eventstore.Batch, error) {
 	s := sub.store
-	if events, through, ok := s.tail.read(int64(sub.after.Commit), sub.filter, sub.limit); ok {
+	unseen := s.unseen.Load()
+	events, through, ok := s.tail.read(int64(sub.after.Commit), sub.filter, sub.limit)
+	if ok {
 		return eventstore.Batch{Events: events, Through: eventstore.Pos(uint64(through)), CaughtUp: through == s.tail.end()}, nil
 	}
+	// Caught up with the tail, and nothing has changed the log that the
+	// tail would not hold since this subscription last asked the database:
+	// the database has nothing newer either. This spares a read
+	// transaction per subscriber per commit.
+	if unseen == sub.unseen && int64(sub.after.Commit) == through {
+		return eventstore.Batch{Through: sub.after, CaughtUp: true}, nil
+	}
+	b, err := sub.readDatabase(ctx)
+	if err == nil {
+		sub.unseen = unseen
+	}
+	return b, err
+}
+
+// readDatabase is read from the database, in one read transaction.
+func (sub *subscription) readDatabase(ctx context.Context) (eventstore.Batch, error) {
+	s := sub.store
+	s.databaseReads.Add(1)
 	tx, err := s.readDB.BeginTx(ctx, s.dialect.readTxOptions())
 	if err != nil {
 		return eventstore.Batch{}, s.classify(ctx, "subscription read", err)

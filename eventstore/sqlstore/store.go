@@ -112,6 +112,19 @@ type Store struct {
 
 	headCommits atomic.Int64 // group commits made in one statement at the known head
 	tail        tail         // the latest commits of this process
+	// unseen counts the times the log may have changed without the tail
+	// knowing: another process's commit, an import, a commit whose outcome
+	// is unknown. A subscription caught up with the tail asks the database
+	// only when it moved (subscription.read).
+	unseen        atomic.Uint64
+	databaseReads atomic.Int64 // subscription reads that asked the database
+}
+
+// wakeUnseen wakes the subscribers for a change to the log that the tail
+// does not hold, so that each asks the database.
+func (s *Store) wakeUnseen() {
+	s.unseen.Add(1)
+	s.notifier.broadcast()
 }
 
 // The file of the SQLite event store inside the data directory.
@@ -294,7 +307,7 @@ func (s *Store) forwardNotifications(l *pq.Listener, d pgDialect) {
 			if n != nil && d.ownNotice(n.Extra) {
 				continue // this store's own commit: its subscribers were woken already
 			}
-			s.notifier.broadcast()
+			s.wakeUnseen()
 		}
 	}
 }
@@ -320,7 +333,7 @@ func (s *Store) watchOtherSQLiteWriters(conn bun.Conn, last int64) {
 			continue
 		}
 		if v != last {
-			s.notifier.broadcast()
+			s.wakeUnseen()
 		}
 		last = v
 	}

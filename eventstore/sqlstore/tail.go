@@ -80,12 +80,12 @@ func (t *tail) add(headBefore, through int64, rows []eventRow, at time.Time) {
 // read returns what the tail holds after position after: the events that
 // pass filter (at most limit) and the position they reach through. ok is
 // false when the tail cannot tell (after lies outside what it holds, or it
-// holds nothing newer).
+// holds nothing newer); through is then where the tail ends.
 func (t *tail) read(after int64, filter eventstore.Filter, limit int) (events []eventstore.RecordedEvent, through int64, ok bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if after < t.from || after >= t.through {
-		return nil, 0, false
+		return nil, t.through, false
 	}
 	i := sort.Search(len(t.events), func(i int) bool { return int64(t.events[i].Position.Commit) > after })
 	for _, e := range t.events[i:] {

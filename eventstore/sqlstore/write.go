@@ -156,6 +156,11 @@ func (s *Store) commitBatch(batch []*appendRequest) {
 		return
 	}
 	outcomes, err := s.commit(live)
+	if err != nil {
+		// A failed commit may still have reached the log (a connection
+		// lost during COMMIT): subscribers ask the database.
+		s.unseen.Add(1)
+	}
 	if err != nil && len(live) > 1 {
 		for _, r := range live {
 			one, err := s.commit([]*appendRequest{r})
