@@ -19,6 +19,10 @@ import (
 // connection has no flusher; a busy one coalesces more the busier it is
 // (the flusher yields once before it writes, so the packets that are
 // already on their way join the write), and no write waits for a timer.
+// The websocket transport does better where it can: it holds the writes of
+// a batch of packets and sends them together at the batch's end, on its own
+// goroutine (HoldWrites and ReleaseWrites), so a send costs one system call
+// and no flusher.
 
 // coalesceWebsocketWrites wraps the Socket.IO handler so that the connections
 // of websocket upgrades coalesce their writes.
@@ -72,17 +76,24 @@ const coalesceYieldBelow = 16 << 10
 const closeFlushTimeout = time.Second
 
 // coalescingConn queues writes and sends them from a flusher goroutine that
-// runs only while there is something to send.
+// runs only while there is something to send; or, between HoldWrites and
+// ReleaseWrites, holds them for the holder to send (transports.WriteBatcher).
 type coalescingConn struct {
 	net.Conn
 
-	mu       sync.Mutex
-	cond     *sync.Cond // signalled when the queue shrinks or the flusher stops
-	pending  []byte
-	spare    []byte
-	flushing bool
-	err      error // the first write error; later writes return it
-	closed   bool
+	mu      sync.Mutex
+	cond    *sync.Cond // signalled when the queue shrinks or a writer stops
+	pending []byte
+	spare   []byte
+	// writing says a goroutine is writing the queue out (the flusher, a
+	// direct write, a release): no other starts, and the queue it holds
+	// meanwhile goes out with it.
+	writing bool
+	holding bool  // writes queue for ReleaseWrites, without a flusher
+	err     error // the first write error; later writes return it
+	// errReturned says a Write has returned err, so ReleaseWrites does not.
+	errReturned bool
+	closed      bool
 }
 
 func newCoalescingConn(c net.Conn) *coalescingConn {
@@ -92,56 +103,112 @@ func newCoalescingConn(c net.Conn) *coalescingConn {
 }
 
 // directWriteAtLeast is the size from which a write is not copied into the
-// queue but written by its caller once the queue is empty: a large write
+// queue but written by its caller once the queue is out: a large write
 // gains nothing from company, and the broadcast frames that large (a
 // presence list of thousands of users) are shared by every socket, which a
 // copy per connection would multiply.
 const directWriteAtLeast = maxPendingWrites
 
 // Write queues p. It returns the error of an earlier failed write, and waits
-// while more than maxPendingWrites bytes are queued. A write of at least
-// directWriteAtLeast bytes waits for the queue to empty and is written by
-// the caller, in order with the writes queued before and after it.
+// while more than maxPendingWrites bytes are queued for another goroutine
+// to write; while writes are held, the holder writes such a queue out
+// itself. A write of at least directWriteAtLeast bytes is written by the
+// caller once what was queued before it is out, in order with the writes
+// queued before and after it.
 func (c *coalescingConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	direct := len(p) >= directWriteAtLeast
-	for c.err == nil && !c.closed && (len(c.pending) > maxPendingWrites || direct && c.flushing) {
+	for c.err == nil && !c.closed && c.writing && (direct || len(c.pending) > maxPendingWrites) {
 		c.cond.Wait()
 	}
 	if c.err != nil {
-		return 0, c.err
+		return 0, c.returnErr()
 	}
 	if c.closed {
 		return 0, net.ErrClosed
 	}
 	if direct {
-		// Nothing is queued nor being written (no flusher runs with an
-		// empty queue); writes that come meanwhile queue behind this one.
-		c.flushing = true
-		c.mu.Unlock()
-		n, err := c.Conn.Write(p)
-		c.mu.Lock()
-		if err != nil && c.err == nil {
-			c.err = err
+		// No one else writes now; what is held goes first.
+		c.writing = true
+		c.writeOut()
+		n := 0
+		if c.err == nil {
+			c.mu.Unlock()
+			var err error
+			n, err = c.Conn.Write(p)
+			c.mu.Lock()
+			if err != nil && c.err == nil {
+				c.err = err
+			}
 		}
-		c.flushing = false
-		if len(c.pending) > 0 && c.err == nil {
-			c.flushing = true
+		c.writing = false
+		if len(c.pending) > 0 && c.err == nil && !c.holding {
+			c.writing = true
 			go c.flush()
 		}
 		c.cond.Broadcast()
-		return n, err
+		if c.err != nil {
+			return n, c.returnErr()
+		}
+		return n, nil
 	}
 	if c.pending == nil {
 		c.pending = getWriteBuffer()
 	}
 	c.pending = append(c.pending, p...)
-	if !c.flushing {
-		c.flushing = true
+	switch {
+	case c.writing:
+		// The goroutine writing takes it along.
+	case c.holding:
+		if len(c.pending) > maxPendingWrites {
+			c.writing = true
+			c.writeOut()
+			c.writing = false
+			c.cond.Broadcast()
+			if c.err != nil {
+				return 0, c.returnErr()
+			}
+		}
+	default:
+		c.writing = true
 		go c.flush()
 	}
 	return len(p), nil
+}
+
+// returnErr returns c.err, noting that a Write has returned it.
+func (c *coalescingConn) returnErr() error {
+	c.errReturned = true
+	return c.err
+}
+
+// HoldWrites makes writes queue until ReleaseWrites, written by no flusher
+// (see transports.WriteBatcher): the websocket transport holds the frames
+// of a batch of packets, which then leave in one system call.
+func (c *coalescingConn) HoldWrites() {
+	c.mu.Lock()
+	c.holding = true
+	c.mu.Unlock()
+}
+
+// ReleaseWrites writes out what is held, on the caller's goroutine, unless
+// another goroutine is writing the queue already. It returns the first
+// write error, unless a Write has returned it.
+func (c *coalescingConn) ReleaseWrites() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.holding = false
+	if !c.writing && len(c.pending) > 0 && c.err == nil {
+		c.writing = true
+		c.writeOut()
+		c.writing = false
+		c.cond.Broadcast()
+	}
+	if c.err != nil && !c.errReturned {
+		return c.returnErr()
+	}
+	return nil
 }
 
 // ReadThrough returns the connection c reads from: c queues writes but
@@ -152,23 +219,33 @@ func (c *coalescingConn) ReadThrough() net.Conn { return c.Conn }
 // flush writes what is queued until the queue is empty.
 func (c *coalescingConn) flush() {
 	// When the queue holds small packets, let the goroutines that are
-	// ready run first: under load they are the library's send queues with
-	// more packets for this connection, which then share this write; when
-	// nothing else is ready it costs nothing. A large write has little to
-	// gain from company and would only wait.
+	// ready run first: they may be writing more to this connection, which
+	// then shares this write; when nothing else is ready it costs
+	// nothing. A large write has little to gain from company and would
+	// only wait.
 	c.mu.Lock()
 	if len(c.pending) < coalesceYieldBelow {
 		c.mu.Unlock()
 		runtime.Gosched()
 		c.mu.Lock()
 	}
+	c.writeOut()
+	c.writing = false
+	c.cond.Broadcast()
+	c.mu.Unlock()
+}
+
+// writeOut writes the queue until it is empty or a write fails, with c.mu
+// held (released around each write) by the goroutine that set c.writing.
+// An idle connection keeps no buffer: both go back to the pool after.
+func (c *coalescingConn) writeOut() {
 	for len(c.pending) > 0 && c.err == nil {
 		out := c.pending
 		c.pending = c.spare[:0]
 		c.mu.Unlock()
 		_, err := c.Conn.Write(out)
 		c.mu.Lock()
-		if err != nil {
+		if err != nil && c.err == nil {
 			c.err = err
 		}
 		if cap(out) <= 64<<10 {
@@ -178,13 +255,9 @@ func (c *coalescingConn) flush() {
 		}
 		c.cond.Broadcast()
 	}
-	// An idle connection keeps no buffer: both go back to the pool.
 	putWriteBuffer(c.pending)
 	putWriteBuffer(c.spare)
 	c.pending, c.spare = nil, nil
-	c.flushing = false
-	c.cond.Broadcast()
-	c.mu.Unlock()
 }
 
 // writeBuffers are the queues of connections that have something to send.
@@ -207,12 +280,16 @@ func putWriteBuffer(b []byte) {
 	writeBuffers.Put(&b)
 }
 
-// Close sends what is queued (for at most closeFlushTimeout) and closes the
-// connection.
+// Close sends what is queued or held (for at most closeFlushTimeout) and
+// closes the connection.
 func (c *coalescingConn) Close() error {
 	c.mu.Lock()
 	c.closed = true
-	if c.flushing {
+	if !c.writing && len(c.pending) > 0 && c.err == nil {
+		c.writing = true // writes held by a send that has not ended
+		go c.flush()
+	}
+	if c.writing {
 		timer := time.AfterFunc(closeFlushTimeout, func() {
 			c.mu.Lock()
 			if c.err == nil {
@@ -222,7 +299,7 @@ func (c *coalescingConn) Close() error {
 			c.mu.Unlock()
 			_ = c.Conn.SetWriteDeadline(time.Now())
 		})
-		for c.flushing {
+		for c.writing {
 			c.cond.Wait()
 		}
 		timer.Stop()

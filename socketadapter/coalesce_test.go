@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -62,7 +63,7 @@ func TestCoalescingConnReportsWriteErrors(t *testing.T) {
 			break
 		}
 		c.mu.Lock()
-		for c.flushing {
+		for c.writing {
 			c.cond.Wait()
 		}
 		c.mu.Unlock()
@@ -71,4 +72,138 @@ func TestCoalescingConnReportsWriteErrors(t *testing.T) {
 		t.Fatalf("write to a closed peer: %v", err)
 	}
 	c.Close()
+}
+
+// countingConn counts the writes that reach the connection underneath.
+type countingConn struct {
+	net.Conn
+	writes atomic.Int32
+}
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	c.writes.Add(1)
+	return c.Conn.Write(p)
+}
+
+// pipeReader reads everything b receives until it is closed.
+func pipeReader(t *testing.T, b net.Conn) <-chan []byte {
+	t.Helper()
+	got := make(chan []byte, 1)
+	go func() {
+		data, _ := io.ReadAll(b)
+		got <- data
+	}()
+	return got
+}
+
+// Held writes reach the connection in one write, made by ReleaseWrites;
+// nothing leaves before it. Writes of every size keep their order across
+// holds, including a held queue past the bound and direct writes.
+func TestCoalescingConnHeldWrites(t *testing.T) {
+	t.Parallel()
+	a, b := net.Pipe()
+	under := &countingConn{Conn: a}
+	c := newCoalescingConn(under)
+	got := pipeReader(t, b)
+	var want bytes.Buffer
+	write := func(p []byte) {
+		t.Helper()
+		want.Write(p)
+		if _, err := c.Write(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	c.HoldWrites()
+	for i := range 10 {
+		write([]byte{byte('0' + i)})
+	}
+	if n := under.writes.Load(); n != 0 {
+		t.Fatalf("%d writes reached the connection while held", n)
+	}
+	if err := c.ReleaseWrites(); err != nil {
+		t.Fatal(err)
+	}
+	if n := under.writes.Load(); n != 1 {
+		t.Fatalf("ten held frames took %d writes, want 1", n)
+	}
+
+	for round := range 20 {
+		c.HoldWrites()
+		for i := range 50 {
+			size := 1 + (round*50+i)%4000
+			if i == 25 && round%3 == 0 {
+				size = directWriteAtLeast + round
+			}
+			write(bytes.Repeat([]byte{byte('a' + i%26)}, size))
+		}
+		if err := c.ReleaseWrites(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if data := <-got; !bytes.Equal(data, want.Bytes()) {
+		t.Fatalf("received %d bytes, wrote %d (or out of order)", len(data), want.Len())
+	}
+}
+
+// Close sends what a send still holds.
+func TestCoalescingConnCloseSendsHeldWrites(t *testing.T) {
+	t.Parallel()
+	a, b := net.Pipe()
+	c := newCoalescingConn(a)
+	got := pipeReader(t, b)
+	c.HoldWrites()
+	if _, err := c.Write([]byte("held")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if data := <-got; string(data) != "held" {
+		t.Fatalf("received %q after Close, want the held write", data)
+	}
+	if err := c.ReleaseWrites(); err != nil {
+		t.Fatalf("release after Close: %v", err)
+	}
+}
+
+// A write that fails while held is reported once: by ReleaseWrites when no
+// Write returned it, and by a Write otherwise.
+func TestCoalescingConnHeldWriteErrors(t *testing.T) {
+	t.Parallel()
+	t.Run("by ReleaseWrites", func(t *testing.T) {
+		t.Parallel()
+		a, b := net.Pipe()
+		c := newCoalescingConn(a)
+		b.Close()
+		c.HoldWrites()
+		if _, err := c.Write([]byte("x")); err != nil {
+			t.Fatalf("held write: %v", err)
+		}
+		if err := c.ReleaseWrites(); !errors.Is(err, io.ErrClosedPipe) {
+			t.Fatalf("release to a closed peer: %v", err)
+		}
+		if _, err := c.Write([]byte("y")); !errors.Is(err, io.ErrClosedPipe) {
+			t.Fatalf("write after the failure: %v", err)
+		}
+		c.Close()
+	})
+	t.Run("by a Write", func(t *testing.T) {
+		t.Parallel()
+		a, b := net.Pipe()
+		c := newCoalescingConn(a)
+		b.Close()
+		c.HoldWrites()
+		_, err := c.Write(make([]byte, maxPendingWrites+1)) // written out at once
+		if !errors.Is(err, io.ErrClosedPipe) {
+			t.Fatalf("a held write past the bound: %v", err)
+		}
+		if err := c.ReleaseWrites(); err != nil {
+			t.Fatalf("release reported the failure again: %v", err)
+		}
+		c.Close()
+	})
 }

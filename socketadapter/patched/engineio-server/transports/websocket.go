@@ -25,6 +25,9 @@ type websocket struct {
 
 	socket     *types.WebSocketConn
 	writeQueue *queue.Queue
+	// PATCH(auraos): the connection's WriteBatcher, nil when it has none
+	// (see writebatch.go).
+	batcher WriteBatcher
 
 	hooks atomic.Pointer[sendHooks] // PATCH(auraos): see SetSendHooks
 
@@ -85,6 +88,8 @@ func (w *websocket) Construct(ctx *types.HttpContext) {
 
 	w.SetWritable(true)
 	w.SetPerMessageDeflate(nil)
+
+	w.batcher = writeBatcher(w.socket.NetConn()) // PATCH(auraos): see send
 
 	// PATCH(auraos): a polled connection (see pollconn.go) waits for the
 	// server's poller instead of on a reading goroutine of its own. The
@@ -254,6 +259,20 @@ func (w *websocket) send(packets []*packet.Packet) {
 			w.Emit("ready")
 		}
 	}()
+
+	// PATCH(auraos): the frames of this batch leave together, written by
+	// this goroutine when the batch is done: upstream made one write system
+	// call per frame. Released before the drain and ready hooks (deferred
+	// above, so run after this), which start the next batch.
+	if b := w.batcher; b != nil {
+		b.HoldWrites()
+		defer func() {
+			if err := b.ReleaseWrites(); err != nil {
+				wsLog.Debug(`Send Error "%s"`, err.Error())
+				w._error(err)
+			}
+		}()
+	}
 
 	for _, packet := range packets {
 		// always creates a new object since ws modifies it
