@@ -192,6 +192,13 @@ func (c *coalescingConn) HoldWrites() {
 	c.mu.Unlock()
 }
 
+// Held returns how many bytes are queued and not yet being written.
+func (c *coalescingConn) Held() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.pending)
+}
+
 // ReleaseWrites writes out what is held, on the caller's goroutine, unless
 // another goroutine is writing the queue already. It returns the first
 // write error, unless a Write has returned it.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -258,20 +259,14 @@ func (w *websocket) send(packets []*packet.Packet) {
 		if w.ListenerCount("ready") > 0 {
 			w.Emit("ready")
 		}
+		w.releaseWrites() // PATCH(auraos)
 	}()
 
-	// PATCH(auraos): the frames of this batch leave together, written by
-	// this goroutine when the batch is done: upstream made one write system
-	// call per frame. Released before the drain and ready hooks (deferred
-	// above, so run after this), which start the next batch.
-	if b := w.batcher; b != nil {
-		b.HoldWrites()
-		defer func() {
-			if err := b.ReleaseWrites(); err != nil {
-				wsLog.Debug(`Send Error "%s"`, err.Error())
-				w._error(err)
-			}
-		}()
+	// PATCH(auraos): the frames of this batch are held, and leave with the
+	// batches that follow it on this goroutine (see releaseWrites, run
+	// last by the deferred function above).
+	if w.batcher != nil {
+		w.batcher.HoldWrites()
 	}
 
 	for _, packet := range packets {
@@ -311,6 +306,36 @@ func (w *websocket) send(packets []*packet.Packet) {
 		w.write(data, compress)
 	}
 }
+
+// gatherBelow is the size of held writes under which releaseWrites lets
+// the goroutines that are ready run first.
+const gatherBelow = 16 << 10
+
+// releaseWrites ends a send's hold on its writes (PATCH(auraos)): upstream
+// made one write system call per frame. The ready hook has just handed the
+// packets queued meanwhile to Send, which queued the next send behind this
+// one; that send then runs on this goroutine and holds on, so its frames
+// join these. When no send is queued and little is held, the goroutines that
+// are ready run first (under load, broadcasts with more packets for this
+// socket); then what is held is written, on this goroutine, in one system
+// call.
+func (w *websocket) releaseWrites() {
+	b := w.batcher
+	if b == nil || w.writeQueue.Size() > 0 {
+		return
+	}
+	if b.Held() < gatherBelow {
+		runtime.Gosched()
+		if w.writeQueue.Size() > 0 {
+			return
+		}
+	}
+	if err := b.ReleaseWrites(); err != nil {
+		wsLog.Debug(`Send Error "%s"`, err.Error())
+		w._error(err)
+	}
+}
+
 func (w *websocket) write(data types.BufferInterface, compress bool) {
 	if w.PerMessageDeflate() != nil {
 		if data.Len() < w.PerMessageDeflate().Threshold {

@@ -7,13 +7,15 @@ import "net"
 
 // A WriteBatcher is a connection that can hold its writes and send them
 // together. The websocket transport holds writes for the whole of a send (a
-// batch of packets, one frame each) and releases them at its end, so the
-// batch leaves in one system call written by the send's own goroutine,
-// instead of one per frame.
+// batch of packets, one frame each) and of the sends queued behind it, and
+// releases them when no more are queued, so the batches leave in one system
+// call written by the sends' own goroutine, instead of one per frame.
 type WriteBatcher interface {
 	// HoldWrites makes writes queue until ReleaseWrites; a connection may
 	// still write some out early to bound what it holds.
 	HoldWrites()
+	// Held returns how many bytes are queued.
+	Held() int
 	// ReleaseWrites writes out what is held, on the caller's goroutine,
 	// and returns the connection's first write error unless a Write has
 	// returned it already (the transport reports each failure once).
