@@ -94,6 +94,8 @@ type coalescingConn struct {
 	// errReturned says a Write has returned err, so ReleaseWrites does not.
 	errReturned bool
 	closed      bool
+	// writeDeadline is the connection's write deadline as last set.
+	writeDeadline time.Time
 }
 
 func newCoalescingConn(c net.Conn) *coalescingConn {
@@ -218,6 +220,28 @@ func (c *coalescingConn) ReleaseWrites() error {
 	return nil
 }
 
+// SetWriteDeadline sets the connection's write deadline unless it is set
+// to t already. gorilla sets the write deadline before every frame it
+// writes, nearly always to none; setting a socket's deadline takes a
+// runtime lock, which made it a twentieth of a broadcast's CPU.
+func (c *coalescingConn) SetWriteDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if t.Equal(c.writeDeadline) {
+		return nil
+	}
+	c.writeDeadline = t
+	return c.Conn.SetWriteDeadline(t)
+}
+
+// SetDeadline sets both of the connection's deadlines.
+func (c *coalescingConn) SetDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.writeDeadline = t
+	return c.Conn.SetDeadline(t)
+}
+
 // ReadThrough returns the connection c reads from: c queues writes but
 // reads straight through, so the Engine.IO server's poller may wait on the
 // connection underneath (transports.ReadThrough).
@@ -303,8 +327,9 @@ func (c *coalescingConn) Close() error {
 				c.err = net.ErrClosed
 			}
 			c.cond.Broadcast()
+			c.writeDeadline = time.Now()
+			_ = c.Conn.SetWriteDeadline(c.writeDeadline)
 			c.mu.Unlock()
-			_ = c.Conn.SetWriteDeadline(time.Now())
 		})
 		for c.writing {
 			c.cond.Wait()

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // Everything written arrives, in order, however the writes are grouped,
@@ -77,7 +79,12 @@ func TestCoalescingConnReportsWriteErrors(t *testing.T) {
 // countingConn counts the writes that reach the connection underneath.
 type countingConn struct {
 	net.Conn
-	writes atomic.Int32
+	writes, deadlines atomic.Int32
+}
+
+func (c *countingConn) SetWriteDeadline(t time.Time) error {
+	c.deadlines.Add(1)
+	return c.Conn.SetWriteDeadline(t)
 }
 
 func (c *countingConn) Write(p []byte) (int, error) {
@@ -206,4 +213,42 @@ func TestCoalescingConnHeldWriteErrors(t *testing.T) {
 		}
 		c.Close()
 	})
+}
+
+// A write deadline reaches the connection when it changes, not each time
+// gorilla sets it again before a frame; one that has passed fails the
+// write, as it would without the queue.
+func TestCoalescingConnWriteDeadline(t *testing.T) {
+	t.Parallel()
+	a, b := net.Pipe()
+	under := &countingConn{Conn: a}
+	c := newCoalescingConn(under)
+	got := pipeReader(t, b)
+	for range 5 {
+		if err := c.SetWriteDeadline(time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := under.deadlines.Load(); n != 0 {
+		t.Fatalf("setting no deadline over no deadline reached the connection %d times", n)
+	}
+	if err := c.SetWriteDeadline(time.Now().Add(-time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	c.HoldWrites()
+	c.Write([]byte("late"))
+	if err := c.ReleaseWrites(); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("a write past its deadline: %v", err)
+	}
+	if n := under.deadlines.Load(); n != 1 {
+		t.Fatalf("the passed deadline reached the connection %d times, want 1", n)
+	}
+	if err := c.SetWriteDeadline(time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if n := under.deadlines.Load(); n != 2 {
+		t.Fatalf("lifting the deadline reached the connection %d times in all, want 2", n)
+	}
+	c.Close()
+	<-got
 }
