@@ -181,12 +181,18 @@ func TestCoalescingConnCloseSendsHeldWrites(t *testing.T) {
 // Write returned it, and by a Write otherwise.
 func TestCoalescingConnHeldWriteErrors(t *testing.T) {
 	t.Parallel()
+	// heldToClosedPeer returns a connection holding writes to a peer that
+	// has gone.
+	heldToClosedPeer := func() *coalescingConn {
+		a, b := net.Pipe()
+		b.Close()
+		c := newCoalescingConn(a)
+		c.HoldWrites()
+		return c
+	}
 	t.Run("by ReleaseWrites", func(t *testing.T) {
 		t.Parallel()
-		a, b := net.Pipe()
-		c := newCoalescingConn(a)
-		b.Close()
-		c.HoldWrites()
+		c := heldToClosedPeer()
 		if _, err := c.Write([]byte("x")); err != nil {
 			t.Fatalf("held write: %v", err)
 		}
@@ -200,10 +206,7 @@ func TestCoalescingConnHeldWriteErrors(t *testing.T) {
 	})
 	t.Run("by a Write", func(t *testing.T) {
 		t.Parallel()
-		a, b := net.Pipe()
-		c := newCoalescingConn(a)
-		b.Close()
-		c.HoldWrites()
+		c := heldToClosedPeer()
 		_, err := c.Write(make([]byte, maxPendingWrites+1)) // written out at once
 		if !errors.Is(err, io.ErrClosedPipe) {
 			t.Fatalf("a held write past the bound: %v", err)
