@@ -103,15 +103,21 @@ func pipeReader(t *testing.T, b net.Conn) <-chan []byte {
 	return got
 }
 
+// countedPipe returns a coalescing connection over one end of a pipe, the
+// counter of what reaches that end, and what the other end receives.
+func countedPipe(t *testing.T) (*coalescingConn, *countingConn, <-chan []byte) {
+	t.Helper()
+	a, b := net.Pipe()
+	under := &countingConn{Conn: a}
+	return newCoalescingConn(under), under, pipeReader(t, b)
+}
+
 // Held writes reach the connection in one write, made by ReleaseWrites;
 // nothing leaves before it. Writes of every size keep their order across
 // holds, including a held queue past the bound and direct writes.
 func TestCoalescingConnHeldWrites(t *testing.T) {
 	t.Parallel()
-	a, b := net.Pipe()
-	under := &countingConn{Conn: a}
-	c := newCoalescingConn(under)
-	got := pipeReader(t, b)
+	c, under, got := countedPipe(t)
 	var want bytes.Buffer
 	write := func(p []byte) {
 		t.Helper()
@@ -223,10 +229,7 @@ func TestCoalescingConnHeldWriteErrors(t *testing.T) {
 // write, as it would without the queue.
 func TestCoalescingConnWriteDeadline(t *testing.T) {
 	t.Parallel()
-	a, b := net.Pipe()
-	under := &countingConn{Conn: a}
-	c := newCoalescingConn(under)
-	got := pipeReader(t, b)
+	c, under, got := countedPipe(t)
 	for range 5 {
 		if err := c.SetWriteDeadline(time.Time{}); err != nil {
 			t.Fatal(err)
