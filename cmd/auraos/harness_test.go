@@ -78,7 +78,20 @@ func freeAddr(t *testing.T) string {
 // stopped (SIGTERM) when the test ends, if still running.
 func startServer(t *testing.T, dataDir string, extra ...string) *server {
 	t.Helper()
-	addr := freeAddr(t)
+	// The free port may be taken by another socket of the machine before
+	// the server listens on it: then it is tried again on another.
+	for attempt := 1; ; attempt++ {
+		if s := launchServer(t, freeAddr(t), dataDir, attempt < 3, extra...); s != nil {
+			return s
+		}
+	}
+}
+
+// launchServer runs `auraos serve` on addr and waits until it answers. It
+// returns nil when retry is set and the server exited because addr was in
+// use.
+func launchServer(t *testing.T, addr, dataDir string, retry bool, extra ...string) *server {
+	t.Helper()
 	args := append([]string{"serve", "--addr", addr, "--data-dir", dataDir, "--node-id", "e2e-node", "--log-level", "debug"}, extra...)
 	s := &server{t: t, URL: "http://" + addr, DataDir: dataDir, args: args, out: &syncbuf.Buffer{}, exited: make(chan error, 1)}
 	s.cmd = exec.Command(auraosBin, args...)
@@ -108,6 +121,10 @@ func startServer(t *testing.T, dataDir string, extra ...string) *server {
 		}
 		select {
 		case err := <-s.exited:
+			s.done = true
+			if retry && strings.Contains(s.out.String(), "address already in use") {
+				return nil
+			}
 			t.Fatalf("server exited before it served: %v\n%s", err, s.out.String())
 		default:
 		}

@@ -120,18 +120,38 @@ type proxy struct {
 	conns  []net.Conn
 }
 
+// newProxy listens on a port of its own choosing: picking a free port and
+// listening on it later lets another socket of the machine take it between.
 func newProxy(t *testing.T, target string) *proxy {
-	p := &proxy{t: t, target: target, addr: freeAddr(t)}
-	p.start()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{t: t, target: target, addr: ln.Addr().String()}
+	p.serve(ln)
 	t.Cleanup(p.cut)
 	return p
 }
 
+// start listens again on the proxy's address after a cut. The port was
+// free a moment ago; a socket that took it meanwhile (another test's
+// connection, say) is given a few seconds to let go.
 func (p *proxy) start() {
-	ln, err := net.Listen("tcp", p.addr)
+	var ln net.Listener
+	var err error
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if ln, err = net.Listen("tcp", p.addr); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
 	if err != nil {
 		p.t.Fatal(err)
 	}
+	p.serve(ln)
+}
+
+// serve accepts connections on ln and forwards them to the target.
+func (p *proxy) serve(ln net.Listener) {
 	p.mu.Lock()
 	p.ln = ln
 	p.mu.Unlock()
