@@ -20,9 +20,9 @@ import (
 // (the flusher yields once before it writes, so the packets that are
 // already on their way join the write), and no write waits for a timer.
 // The websocket transport does better where it can: it holds the writes of
-// a batch of packets and sends them together at the batch's end, on its own
-// goroutine (HoldWrites and ReleaseWrites), so a send costs one system call
-// and no flusher.
+// its sends and writes them out itself when no send is queued behind
+// (HoldWrites and ReleaseWrites), so its batches cost one system call and
+// no flusher.
 
 // coalesceWebsocketWrites wraps the Socket.IO handler so that the connections
 // of websocket upgrades coalesce their writes.
@@ -164,10 +164,7 @@ func (c *coalescingConn) Write(p []byte) (int, error) {
 		// The goroutine writing takes it along.
 	case c.holding:
 		if len(c.pending) > maxPendingWrites {
-			c.writing = true
-			c.writeOut()
-			c.writing = false
-			c.cond.Broadcast()
+			c.writeOutHere()
 			if c.err != nil {
 				return 0, c.returnErr()
 			}
@@ -209,10 +206,7 @@ func (c *coalescingConn) ReleaseWrites() error {
 	defer c.mu.Unlock()
 	c.holding = false
 	if !c.writing && len(c.pending) > 0 && c.err == nil {
-		c.writing = true
-		c.writeOut()
-		c.writing = false
-		c.cond.Broadcast()
+		c.writeOutHere()
 	}
 	if c.err != nil && !c.errReturned {
 		return c.returnErr()
@@ -260,10 +254,18 @@ func (c *coalescingConn) flush() {
 		runtime.Gosched()
 		c.mu.Lock()
 	}
+	c.writeOutHere()
+	c.mu.Unlock()
+}
+
+// writeOutHere writes the queue out on the caller's goroutine, with c.mu
+// held and no other goroutine writing (the flusher's starter has set
+// c.writing for it already).
+func (c *coalescingConn) writeOutHere() {
+	c.writing = true
 	c.writeOut()
 	c.writing = false
 	c.cond.Broadcast()
-	c.mu.Unlock()
 }
 
 // writeOut writes the queue until it is empty or a write fails, with c.mu
