@@ -307,24 +307,28 @@ func (w *websocket) send(packets []*packet.Packet) {
 	}
 }
 
-// gatherBelow is the size of held writes under which releaseWrites lets
-// the goroutines that are ready run first.
+// gatherBelow bounds what a send's hold gathers: from this many bytes held
+// it is written out even with more sends queued, so a socket under a steady
+// stream is not held back until the connection's own bound.
 const gatherBelow = 16 << 10
 
 // releaseWrites ends a send's hold on its writes (PATCH(auraos)): upstream
 // made one write system call per frame. The ready hook has just handed the
 // packets queued meanwhile to Send, which queued the next send behind this
-// one; that send then runs on this goroutine and holds on, so its frames
-// join these. When no send is queued and little is held, the goroutines that
-// are ready run first (under load, broadcasts with more packets for this
-// socket); then what is held is written, on this goroutine, in one system
-// call.
+// one; while little is held, that send then runs on this goroutine and
+// holds on, so its frames join these. When no send is queued, the
+// goroutines that are ready run first (under load, broadcasts with more
+// packets for this socket); then what is held is written, on this
+// goroutine, in one system call.
 func (w *websocket) releaseWrites() {
 	b := w.batcher
-	if b == nil || w.writeQueue.Size() > 0 {
+	if b == nil {
 		return
 	}
 	if b.Held() < gatherBelow {
+		if w.writeQueue.Size() > 0 {
+			return
+		}
 		runtime.Gosched()
 		if w.writeQueue.Size() > 0 {
 			return
