@@ -354,16 +354,18 @@ func Resolved(res AppendResult, err error) *Pending {
 }
 
 // Resolve completes p and runs the OnDone callbacks. It must be called once.
+// Wait returns after the callbacks have run, so what they record (a
+// reading remembered, say) is there for whoever waited.
 func (p *Pending) Resolve(res AppendResult, err error) {
 	p.mu.Lock()
 	p.res, p.err, p.resolved = res, err, true
-	close(p.done)
 	callbacks := p.callbacks
 	p.callbacks = nil
 	p.mu.Unlock()
 	for _, f := range callbacks {
 		f(res, err)
 	}
+	close(p.done)
 }
 
 // OnDone calls f with the outcome when it is known (at once if it already
