@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -304,5 +305,18 @@ func TestConfigPrecedenceAndPrint(t *testing.T) {
 	}
 	if v := serve.Flags().Lookup("status-interval").Value.String(); v != "5s" {
 		t.Fatalf("status-interval %s, want the command line's 5s", v)
+	}
+}
+
+// A negative --gc-headroom is refused before anything is opened.
+func TestGCHeadroomFlag(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	out, err := exec.Command(auraosBin, "serve", "--addr", freeAddr(t), "--data-dir", dir, "--gc-headroom", "-1").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "--gc-headroom -1: must be 0 (off) or a number of MiB") {
+		t.Fatalf("serve --gc-headroom -1: err=%v, want the flag's error in:\n%s", err, out)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Fatalf("the refused serve wrote %d entries into its data directory", len(entries))
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/auraos/realtime/cmd/auraos/app"
+	"github.com/auraos/realtime/internal/gcgoal"
 	"github.com/auraos/realtime/internal/memreturn"
 	"github.com/auraos/realtime/socketadapter"
 	"github.com/auraos/realtime/socketadapter/jwtauth"
@@ -44,6 +45,7 @@ type serveOptions struct {
 	adminUI         adminUIFlags
 	readyMaxLag     uint64
 	gcPercent       int
+	gcHeadroom      int
 	returnMemory    bool
 	debugAddr       string
 	logFormat       string
@@ -169,6 +171,7 @@ and exits 0.`,
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a stop may take")
 	f.DurationVar(&o.commandTimeout, "command-timeout", 10*time.Second, "how long a client event may take before the client gets UNAVAILABLE")
 	f.StringVar(&o.debugAddr, "debug-addr", "", "address of a separate listener for Go's /debug/pprof profiles (off when empty; keep it private)")
+	f.IntVar(&o.gcHeadroom, "gc-headroom", 128, "MiB the heap may grow past its live data before a collection: the GC target falls below --gc-percent (to 50 at least) as the live heap grows; 0 keeps --gc-percent fixed")
 	f.IntVar(&o.gcPercent, "gc-percent", 400, "Go garbage collector target (GOGC): higher trades memory for CPU; the GOGC variable, when set, wins")
 	f.BoolVar(&o.returnMemory, "return-memory", true, "when the server goes quiet after a burst of allocation (clients connecting, a flood), collect once and give the freed heap back to the operating system")
 	f.Uint64Var(&o.readyMaxLag, "ready-max-lag", 10000, "/readyz turns 503 when a projection trails the log by more positions than this")
@@ -200,10 +203,24 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if err != nil {
 		return err
 	}
+	if o.gcHeadroom < 0 {
+		return fmt.Errorf("--gc-headroom %d: must be 0 (off) or a number of MiB", o.gcHeadroom)
+	}
 	if _, set := os.LookupEnv("GOGC"); !set && o.gcPercent > 0 {
 		// A realtime server allocates per packet; collecting less often is
 		// the cheapest throughput there is.
 		debug.SetGCPercent(o.gcPercent)
+		if o.gcHeadroom > 0 {
+			// Idle connections make the live heap large; the target's
+			// multiple of it would be memory no throughput needs.
+			gcCtx, stopGC := context.WithCancel(context.WithoutCancel(ctx))
+			var gcDone sync.WaitGroup
+			gcDone.Go(func() {
+				gcgoal.Run(gcCtx, gcgoal.Policy{MaxPercent: o.gcPercent, Headroom: uint64(o.gcHeadroom) << 20}, 250*time.Millisecond)
+			})
+			defer gcDone.Wait()
+			defer stopGC()
+		}
 	}
 	if o.returnMemory {
 		// With that target a burst (thousands of websockets connecting)
