@@ -171,7 +171,7 @@ func (a *adminUI) authenticate(s *socket.Socket, next func(*socket.ExtendedError
 		next(socket.NewExtendedError("server is shutting down", map[string]any{"code": domain.EUNAVAILABLE}))
 		return
 	}
-	auth := s.Handshake().Auth
+	auth := s.Auth()
 	str := func(k string) string { v, _ := auth[k].(string); return v }
 	switch {
 	case str("sessionId") != "" && a.sessionValid(str("sessionId")):
@@ -193,7 +193,7 @@ func (a *adminUI) authenticate(s *socket.Socket, next func(*socket.ExtendedError
 
 func (a *adminUI) refuse(s *socket.Socket, next func(*socket.ExtendedError), err error) {
 	code := domain.ErrorCode(err)
-	a.srv.cfg.Logger.Info("admin connection refused", "code", code, "reason", domain.ErrorMessage(err), "address", s.Handshake().Address)
+	a.srv.cfg.Logger.Info("admin connection refused", "code", code, "reason", domain.ErrorMessage(err), "address", s.Conn().RemoteAddress())
 	next(socket.NewExtendedError("invalid credentials", map[string]any{"code": code, "message": domain.ErrorMessage(err)}))
 }
 

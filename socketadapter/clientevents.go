@@ -82,7 +82,7 @@ func (srv *Server) onConnection(s *socket.Socket) {
 		actor.SessionID, actor.NodeID = sid, srv.cfg.NodeID
 	}
 	sess := newSession(sid, actor, ci.Profile, &srv.cfg.Limits)
-	sess.list.diff = wantsPresenceDiff(s.Handshake().Auth)
+	sess.list.diff = wantsPresenceDiff(s.Auth())
 	if srv.cfg.Sessions != nil && s.Pid() != "" {
 		sess.pidHash = hashPID(string(s.Pid()))
 	}

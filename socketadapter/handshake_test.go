@@ -102,3 +102,54 @@ func TestHandshakeOutlivesItsRequest(t *testing.T) {
 		}
 	}
 }
+
+// The Socket.IO socket keeps only the auth payload and the time it
+// connected (PATCH(auraos) in socketadapter/patched/socketio-server/socket.go):
+// each Handshake call builds the same details anew, so a caller that changes
+// one changes no other, and Auth gives the payload without building them.
+func TestHandshakeIsBuiltOnEachCall(t *testing.T) {
+	t.Parallel()
+	io := socket.NewServer(nil, socket.DefaultServerOptions())
+	t.Cleanup(func() { io.Close(nil) })
+	sockets := make(chan *socket.Socket, 1)
+	io.On("connection", func(args ...any) { sockets <- args[0].(*socket.Socket) })
+	srv := httptest.NewServer(io.ServeHandler(nil))
+	t.Cleanup(srv.Close)
+
+	url := "ws" + strings.TrimPrefix(srv.URL, "http") + "/socket.io/?EIO=4&transport=websocket&room=kitchen"
+	ws, _, err := websocket.DefaultDialer.Dial(url, http.Header{"X-Test": {"yes"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ws.Close() })
+	if err := ws.WriteMessage(websocket.TextMessage, []byte(`40{"token":"t1"}`)); err != nil {
+		t.Fatal(err)
+	}
+	var s *socket.Socket
+	select {
+	case s = <-sockets:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no connection")
+	}
+
+	if got, _ := s.Auth()["token"].(string); got != "t1" {
+		t.Fatalf("Auth() = %v, want token t1", s.Auth())
+	}
+	first := s.Handshake()
+	first.Headers["X-Test"] = []string{"changed"}
+	first.Query["room"] = []string{"changed"}
+	time.Sleep(1100 * time.Millisecond) // a second later: Time and Issued must not move
+	second := s.Handshake()
+	if got, _ := second.Headers["X-Test"].([]string); len(got) != 1 || got[0] != "yes" {
+		t.Errorf("after a caller changed its copy, header X-Test = %v", second.Headers["X-Test"])
+	}
+	if got, _ := second.Query["room"].([]string); len(got) != 1 || got[0] != "kitchen" {
+		t.Errorf("after a caller changed its copy, query room = %v", second.Query["room"])
+	}
+	if second.Issued != first.Issued || second.Time != first.Time || second.Issued == 0 {
+		t.Errorf("connection time moved: %d %q, then %d %q", first.Issued, first.Time, second.Issued, second.Time)
+	}
+	if got, _ := second.Auth["token"].(string); got != "t1" {
+		t.Errorf("Handshake().Auth = %v, want token t1", second.Auth)
+	}
+}

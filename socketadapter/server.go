@@ -106,7 +106,8 @@ type Identity struct {
 	Admin   bool
 }
 
-// Handshake is what a client presents when it connects.
+// Handshake is what a client presents when it connects. Header is the
+// connection's own: an Authenticator reads it and never changes it.
 type Handshake struct {
 	Auth   map[string]any
 	Header http.Header
@@ -426,8 +427,10 @@ func (srv *Server) authenticate(s *socket.Socket, next func(*socket.ExtendedErro
 		next(socket.NewExtendedError("server is shutting down", map[string]any{"code": domain.EUNAVAILABLE}))
 		return
 	}
-	hs := s.Handshake()
-	h := Handshake{Auth: hs.Auth, Header: hs.Headers.Header(), Query: hs.Query.Query()}
+	// The request the Engine.IO socket keeps, read as it is: the
+	// Socket.IO handshake would copy every header twice over.
+	req := s.Request().Request()
+	h := Handshake{Auth: s.Auth(), Header: req.Header, Query: req.URL.Query()}
 	ctx, cancel := context.WithTimeout(srv.ctx, srv.cfg.CommandTimeout)
 	defer cancel()
 	id, err := srv.cfg.Auth.Authenticate(ctx, h)
@@ -439,7 +442,7 @@ func (srv *Server) authenticate(s *socket.Socket, next func(*socket.ExtendedErro
 		if ci, ok := s.Data().(*connectionIdentity); ok && ci.restored != nil {
 			srv.abandonRestore(ci.restored)
 		}
-		srv.cfg.Logger.Info("connection refused", "code", code, "reason", domain.ErrorMessage(err), "address", hs.Address)
+		srv.cfg.Logger.Info("connection refused", "code", code, "reason", domain.ErrorMessage(err), "address", s.Conn().RemoteAddress())
 		next(socket.NewExtendedError(domain.ErrorMessage(err), map[string]any{"code": code, "message": domain.ErrorMessage(err)}))
 		return
 	}
@@ -448,7 +451,7 @@ func (srv *Server) authenticate(s *socket.Socket, next func(*socket.ExtendedErro
 		// presents must name the same user.
 		if id.UserID != "" && ci.UserID != "" && id.UserID != ci.UserID {
 			srv.abandonRestore(ci.restored)
-			srv.cfg.Logger.Info("connection refused", "code", domain.EAUTH, "reason", "token names another user than the recovered session", "address", hs.Address)
+			srv.cfg.Logger.Info("connection refused", "code", domain.EAUTH, "reason", "token names another user than the recovered session", "address", s.Conn().RemoteAddress())
 			next(socket.NewExtendedError("the token names another user than the session", map[string]any{"code": domain.EAUTH, "message": "the token names another user than the session"}))
 			return
 		}

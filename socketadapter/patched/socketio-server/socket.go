@@ -101,8 +101,11 @@ type (
 		// Whether the connection state was recovered after a temporary disconnection. In that case, any missed packets will
 		// be transmitted to the client, the data attribute and the rooms will be restored.
 		recovered bool
-		// The handshake details.
-		handshake *Handshake
+		// What the handshake details are built from (PATCH(auraos)): the
+		// client's auth payload and when it connected; Handshake builds
+		// the rest from the request the Engine.IO socket keeps.
+		auth   map[string]any
+		issued time.Time
 
 		// Additional information that can be attached to the Socket instance and which will be used in the
 		// [Server.fetchSockets()] method.
@@ -181,8 +184,22 @@ func (s *Socket) Recovered() bool {
 }
 
 // The handshake details.
+//
+// PATCH(auraos): built on each call, from the request the Engine.IO
+// socket keeps, rather than kept with the socket: a copy of every header
+// and of the parsed query per socket for its life was about a kilobyte of
+// every idle connection, for details that are read when the socket
+// connects and when an operator lists sockets. Each call returns a new
+// copy; changing it changes no other.
 func (s *Socket) Handshake() *Handshake {
-	return s.handshake
+	return s.buildHandshake()
+}
+
+// Auth returns the auth payload the client connected with, the
+// handshake's Auth, without building the rest of the handshake
+// (PATCH(auraos)).
+func (s *Socket) Auth() map[string]any {
+	return s.auth
 }
 
 // Additional information that can be attached to the Socket instance and which will be used in the
@@ -267,7 +284,7 @@ func (s *Socket) Construct(nsp Namespace, client *Client, auth map[string]any, p
 			s.pid = PrivateSessionId(utils.Base64Id().GenerateId())
 		}
 	}
-	s.handshake = s.buildHandshake(auth)
+	s.auth, s.issued = auth, time.Now() // PATCH(auraos): see Handshake
 
 	// prevents crash when the socket receives an "error" event without listener
 	//
@@ -281,7 +298,7 @@ func (s *Socket) Construct(nsp Namespace, client *Client, auth map[string]any, p
 // parameter bags give them (each header's values copied, the query parsed,
 // Origin's last value), without building the bags: they would stay with the
 // request the Engine.IO socket keeps for the life of the connection.
-func (s *Socket) buildHandshake(auth map[string]any) *Handshake {
+func (s *Socket) buildHandshake() *Handshake {
 	ctx := s.Request()
 	req := ctx.Request()
 	headers := make(map[string]any, len(req.Header))
@@ -291,16 +308,16 @@ func (s *Socket) buildHandshake(auth map[string]any) *Handshake {
 	origin := req.Header["Origin"]
 	return &Handshake{
 		Headers: headers,
-		Time:    time.Now().Format(time.RFC3339),
+		Time:    s.issued.Format(time.RFC3339),
 		Address: s.Conn().RemoteAddress(),
 		Xdomain: len(origin) > 0 && origin[len(origin)-1] != "",
 		Secure:  ctx.Secure(),
-		Issued:  time.Now().UnixMilli(),
+		Issued:  s.issued.UnixMilli(),
 		Url:     req.RequestURI,
 		Query: utils.MapValues(req.URL.Query(), func(value []string) any {
 			return value
 		}),
-		Auth: auth,
+		Auth: s.auth,
 	}
 }
 
