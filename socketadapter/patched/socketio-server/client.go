@@ -2,6 +2,7 @@ package socket
 
 import (
 	"net/url"
+	stdslices "slices"
 	"sync"
 	"sync/atomic"
 
@@ -18,12 +19,13 @@ var client_log = log.NewLog("socket.io:client")
 type Client struct {
 	conn engine.Socket
 
-	id             string
-	server         *Server
-	encoder        parser.Encoder
-	decoder        parser.Decoder
-	sockets        *types.Map[SocketId, *Socket]
-	nsps           *types.Map[string, *Socket]
+	id      string
+	server  *Server
+	encoder parser.Encoder
+	decoder parser.Decoder
+	// PATCH(auraos): the sockets of the namespaces the client joined, in
+	// one small list; see clientSockets.
+	sockets        clientSockets
 	connectTimeout atomic.Pointer[utils.Timer]
 	closed         atomic.Bool
 
@@ -32,12 +34,7 @@ type Client struct {
 
 // MakeClient creates a new Client instance.
 func MakeClient() *Client {
-	c := &Client{
-		sockets: &types.Map[SocketId, *Socket]{},
-		nsps:    &types.Map[string, *Socket]{},
-	}
-
-	return c
+	return &Client{}
 }
 
 // NewClient creates a new Client and initializes it with the given server and connection.
@@ -76,7 +73,7 @@ func (c *Client) setup() {
 	_ = c.conn.On("error", c.onerror)
 
 	c.connectTimeout.Store(utils.SetTimeout(func() {
-		if c.nsps.Len() == 0 {
+		if c.sockets.len() == 0 {
 			client_log.Debug("no namespace joined yet, close the client")
 			c.close()
 		} else {
@@ -121,8 +118,7 @@ func (c *Client) connect(name string, auth map[string]any) {
 func (c *Client) doConnect(name string, auth map[string]any) {
 	nsp := c.server.Of(name, nil)
 	nsp.Add(c, auth, func(socket *Socket) {
-		c.sockets.Store(socket.Id(), socket)
-		c.nsps.Store(nsp.Name(), socket)
+		c.sockets.add(socket)
 		if connectTimeout := c.connectTimeout.Load(); connectTimeout != nil {
 			utils.ClearTimeout(connectTimeout)
 			c.connectTimeout.Store(nil)
@@ -132,20 +128,15 @@ func (c *Client) doConnect(name string, auth map[string]any) {
 
 // _disconnect disconnects from all namespaces and closes the transport.
 func (c *Client) _disconnect() {
-	c.sockets.Range(func(id SocketId, socket *Socket) bool {
+	for _, socket := range c.sockets.clear() {
 		socket.Disconnect(false)
-		return true
-	})
-	c.sockets.Clear()
+	}
 	c.close()
 }
 
 // _remove removes a socket from the client. Called by each Socket.
 func (c *Client) _remove(socket *Socket) {
-	if nsp, ok := c.sockets.Load(socket.Id()); ok {
-		c.sockets.Delete(socket.Id())
-		c.nsps.Delete(nsp.Nsp().Name())
-	} else {
+	if !c.sockets.remove(socket.Id()) {
 		client_log.Debug("ignoring remove for %s", socket.Id())
 	}
 }
@@ -221,7 +212,7 @@ func (c *Client) ondecoded(args ...any) {
 		namespace = packet.Nsp
 		authPayload, _ = packet.Data.(map[string]any)
 	}
-	socket, ok := c.nsps.Load(namespace)
+	socket, ok := c.sockets.inNamespace(namespace)
 	if !ok && packet.Type == parser.CONNECT {
 		c.connect(namespace, authPayload)
 	} else if ok && packet.Type != parser.CONNECT && packet.Type != parser.CONNECT_ERROR {
@@ -234,10 +225,9 @@ func (c *Client) ondecoded(args ...any) {
 
 // onerror handles an error from the transport or parser.
 func (c *Client) onerror(args ...any) {
-	c.sockets.Range(func(_ SocketId, socket *Socket) bool {
+	for _, socket := range c.sockets.snapshot() {
 		socket._onerror(args[0])
-		return true
-	})
+	}
 	c.conn.Close(false)
 }
 
@@ -257,11 +247,9 @@ func (c *Client) onclose(args ...any) {
 	// that sends DISCONNECT (socket.disconnect()) and closes its transport
 	// right after was often seen to drop ("transport close") instead of to
 	// leave ("client namespace disconnect").
-	c.sockets.Range(func(id SocketId, socket *Socket) bool {
+	for _, socket := range c.sockets.clear() {
 		socket.Enqueue(func() { socket._onclose(args...) })
-		return true
-	})
-	c.sockets.Clear()
+	}
 
 	c.decoder.Destroy() // clean up decoder
 }
@@ -277,4 +265,70 @@ func (c *Client) destroy() {
 		utils.ClearTimeout(connectTimeout)
 		c.connectTimeout.Store(nil)
 	}
+}
+
+// clientSockets is a client's sockets, one for each namespace it joined
+// (PATCH(auraos)). Upstream kept two concurrent maps per client, by socket
+// id and by namespace name, about 600 bytes of every connection for the
+// one or two sockets a client has; a short list behind a mutex serves
+// both lookups.
+type clientSockets struct {
+	mu   sync.Mutex
+	list []*Socket
+}
+
+// add keeps socket; a later socket of the same namespace is the one
+// inNamespace finds, as upstream's map by name kept the last one stored.
+func (cs *clientSockets) add(socket *Socket) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	cs.list = append(cs.list, socket)
+}
+
+// remove drops the socket with id and reports whether it was kept.
+func (cs *clientSockets) remove(id SocketId) bool {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	for i, s := range cs.list {
+		if s.Id() == id {
+			cs.list = stdslices.Delete(cs.list, i, i+1)
+			return true
+		}
+	}
+	return false
+}
+
+// inNamespace returns the socket of the namespace called name.
+func (cs *clientSockets) inNamespace(name string) (*Socket, bool) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	for i := len(cs.list) - 1; i >= 0; i-- {
+		if cs.list[i].Nsp().Name() == name {
+			return cs.list[i], true
+		}
+	}
+	return nil, false
+}
+
+func (cs *clientSockets) len() int {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	return len(cs.list)
+}
+
+// snapshot returns the sockets kept now, for a caller that acts on each
+// without the lock (acting may remove them).
+func (cs *clientSockets) snapshot() []*Socket {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	return stdslices.Clone(cs.list)
+}
+
+// clear forgets every socket and returns them.
+func (cs *clientSockets) clear() []*Socket {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	list := cs.list
+	cs.list = nil
+	return list
 }
