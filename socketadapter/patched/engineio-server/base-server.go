@@ -350,7 +350,7 @@ func (bs *baseServer) Handshake(transportName string, ctx *types.HttpContext) (*
 
 		// PATCH(auraos): the listener lives as long as the transport; it
 		// keeps what it needs of the handshake request, not the request
-		// (see keptRequest in socket.go).
+		// (see firstRequest in socket.go).
 		initial := !ctx.Query().Has("sid")
 		_ = transport.On("headers", func(args ...any) {
 			headers, req := slices.TryGetAny[*types.ParameterBag](args, 0), slices.TryGetAny[*types.HttpContext](args, 1)

@@ -2,6 +2,7 @@
 package engine
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	stderrors "errors"
 	"io"
@@ -45,10 +46,10 @@ type socket struct {
 	//
 	// TODO for the next major release: remove it
 	//
-	// PATCH(auraos): a copy of what the Socket.IO handshake reads of it
-	// (see keptRequest), not the request itself; Request wraps it in a
-	// context of its own on each call.
-	request *http.Request
+	// PATCH(auraos): what the Socket.IO handshake reads of it (see
+	// firstRequest), not the request itself; Request builds a request from
+	// it, in a context of its own, on each call.
+	request firstRequest
 	// The IP address of the client.
 	remoteAddress string
 
@@ -95,11 +96,11 @@ func (s *socket) RemoteAddress() string {
 }
 
 // Request returns the first request of the session, as kept (see
-// keptRequest), in a new context on each call (PATCH(auraos)): a context
+// firstRequest), in a new context on each call (PATCH(auraos)): a context
 // per socket for life would be most of a kilobyte, for the Socket.IO
 // handshake of each namespace the client connects to.
 func (s *socket) Request() *types.HttpContext {
-	return types.NewHttpContext(sentResponse{}, s.request)
+	return types.NewHttpContext(sentResponse{}, s.request.build())
 }
 
 func (s *socket) Transport() transports.Transport {
@@ -150,7 +151,7 @@ func NewSocket(id string, server BaseServer, transport transports.Transport, ctx
 func (s *socket) Construct(id string, server BaseServer, transport transports.Transport, ctx *types.HttpContext, protocol int) {
 	s.id = id
 	s.server = server
-	s.request = keptRequest(ctx) // PATCH(auraos)
+	s.request = keepRequest(ctx) // PATCH(auraos)
 	s.protocol = protocol
 
 	// Cache IP since it might not be in the req later
@@ -160,6 +161,9 @@ func (s *socket) Construct(id string, server BaseServer, transport transports.Tr
 		s.remoteAddress = ctx.Websocket.RemoteAddr().String()
 	} else {
 		s.remoteAddress = ctx.Request().RemoteAddr
+	}
+	if s.remoteAddress == s.request.remoteAddr {
+		s.remoteAddress = s.request.remoteAddr // PATCH(auraos): one string, not two
 	}
 
 	s.setTransport(transport)
@@ -172,33 +176,53 @@ func (s *socket) Construct(id string, server BaseServer, transport transports.Tr
 	}
 }
 
-// keptRequest is what a socket keeps of its first request (PATCH(auraos)):
+// firstRequest is what a socket keeps of its first request (PATCH(auraos)):
 // the method, URL, headers, host, remote address and TLS state, which the
 // Socket.IO handshake of every namespace the client connects to reads.
 // Upstream kept the request's context for the life of the socket: net/http's
 // request with its context chain, the lazily built parameter bags, the
-// response and its listeners, kilobytes per connection. The copy's response
-// is gone: writing to it fails.
-func keptRequest(ctx *types.HttpContext) *http.Request {
+// response and its listeners, kilobytes per connection. A copy of the
+// http.Request and its URL was still about 400 bytes of every idle
+// connection; these fields, kept in the socket itself, are what build needs
+// to make one when it is asked for.
+type firstRequest struct {
+	method, proto           string
+	protoMajor, protoMinor  int
+	header                  http.Header
+	host, remoteAddr, uri   string
+	path, rawPath, rawQuery string
+	tls                     *tls.ConnectionState
+}
+
+// keepRequest takes what firstRequest keeps from ctx's request.
+func keepRequest(ctx *types.HttpContext) firstRequest {
 	r := ctx.Request()
-	kept := &http.Request{
-		Method:     r.Method,
-		Proto:      r.Proto,
-		ProtoMajor: r.ProtoMajor,
-		ProtoMinor: r.ProtoMinor,
-		Header:     r.Header,
-		Body:       http.NoBody,
-		Host:       r.Host,
-		RemoteAddr: r.RemoteAddr,
-		RequestURI: r.RequestURI,
-		TLS:        r.TLS,
+	kept := firstRequest{
+		method: r.Method, proto: r.Proto, protoMajor: r.ProtoMajor, protoMinor: r.ProtoMinor,
+		header: r.Header, host: r.Host, remoteAddr: r.RemoteAddr, uri: r.RequestURI, tls: r.TLS,
 	}
 	if r.URL != nil {
-		kept.URL = &url.URL{Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
-	} else {
-		kept.URL = &url.URL{}
+		kept.path, kept.rawPath, kept.rawQuery = r.URL.Path, r.URL.RawPath, r.URL.RawQuery
 	}
 	return kept
+}
+
+// build returns a new request with what was kept; its body is empty and its
+// headers are the connection's own, shared with every request build makes.
+func (f *firstRequest) build() *http.Request {
+	return &http.Request{
+		Method:     f.method,
+		Proto:      f.proto,
+		ProtoMajor: f.protoMajor,
+		ProtoMinor: f.protoMinor,
+		Header:     f.header,
+		Body:       http.NoBody,
+		Host:       f.host,
+		RemoteAddr: f.remoteAddr,
+		RequestURI: f.uri,
+		TLS:        f.tls,
+		URL:        &url.URL{Path: f.path, RawPath: f.rawPath, RawQuery: f.rawQuery},
+	}
 }
 
 // sentResponse stands for the response of a request whose response was
