@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/zishang520/socket.io/servers/engine/v3/emitter"
@@ -71,5 +73,40 @@ func TestEmitterBehavesAsUpstreams(t *testing.T) {
 	upstream, ours := script(types.NewEventEmitter()), script(emitter.New())
 	if !slices.Equal(upstream, ours) {
 		t.Fatalf("upstream's emitter:\n  %s\nours:\n  %s", strings.Join(upstream, "\n  "), strings.Join(ours, "\n  "))
+	}
+}
+
+// Emits from many goroutines while listeners are added and removed: a
+// Once listener runs exactly once, an On listener added before the emits
+// runs on every one, and the race detector sees no unguarded access.
+func TestEmitterUnderConcurrentEmits(t *testing.T) {
+	t.Parallel()
+	e := emitter.New()
+	var onces, always atomic.Int64
+	_ = e.Once("x", func(...any) { onces.Add(1) })
+	_ = e.On("x", func(...any) { always.Add(1) })
+	const goroutines, emits = 8, 200
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Go(func() {
+			extra := func(...any) {}
+			for i := range emits {
+				e.Emit("x", g, i)
+				if i%10 == 0 {
+					_ = e.On("y", extra)
+					e.RemoveListener("y", extra)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if n := onces.Load(); n != 1 {
+		t.Errorf("the Once listener ran %d times, want 1", n)
+	}
+	if n := always.Load(); n != goroutines*emits {
+		t.Errorf("the On listener ran %d times, want %d", n, goroutines*emits)
+	}
+	if n := e.ListenerCount("x"); n != 1 {
+		t.Errorf("x has %d listeners after the emits, want 1", n)
 	}
 }

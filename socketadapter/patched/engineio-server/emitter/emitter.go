@@ -8,9 +8,12 @@
 // Upstream's emitter keeps a concurrent map of events, each event a
 // concurrent slice, and allocates an entry per listener: about a kilobyte
 // for every object of every connection before any listener runs. This one
-// keeps one small slice of events behind a mutex, and each event's
-// listeners in a slice that is replaced, never changed, so Emit runs them
-// without a lock and without copying them. It behaves as upstream's:
+// keeps every listener of every event in one slice behind a mutex: a few
+// hundred bytes for the handful of listeners such an object has, in one
+// allocation. The slice is appended to in place and copied only to remove
+// from it, so Emit runs the listeners it saw without a lock and without
+// copying them: an emit never sees the listeners added after it started,
+// and still runs those removed while it runs. It behaves as upstream's:
 // listeners run in the order they were added, each behind a recover; a
 // listener is removed by its function's code pointer (the first one with
 // that pointer); Once removes its listener before running it; an event
@@ -22,7 +25,6 @@ import (
 	"runtime/debug"
 	"slices"
 	"sync"
-	"sync/atomic"
 
 	"github.com/zishang520/socket.io/v3/pkg/log"
 	"github.com/zishang520/socket.io/v3/pkg/types"
@@ -30,20 +32,20 @@ import (
 
 var eventsLog = log.NewLog("engine:events")
 
+// entry is one listener of one event; an entry without fn only keeps its
+// event's name once every listener of it is removed (EventNames lists it).
 type entry struct {
-	fn  types.EventListener
-	ptr uintptr // the code pointer RemoveListener compares
-}
-
-type event struct {
-	name      types.EventName
-	listeners []entry // replaced, never changed in place
+	name types.EventName
+	fn   types.EventListener
+	ptr  uintptr // the code pointer RemoveListener compares
+	once uint64  // not 0: a Once listener, this number names it
 }
 
 // Emitter is a types.EventEmitter; New returns one.
 type Emitter struct {
-	mu     sync.Mutex
-	events []event
+	mu      sync.Mutex
+	entries []entry // appended to in place; copied to remove from it
+	onces   uint64  // the last number given to a Once listener
 }
 
 var _ types.EventEmitter = (*Emitter)(nil)
@@ -51,41 +53,62 @@ var _ types.EventEmitter = (*Emitter)(nil)
 // New returns an empty emitter.
 func New() types.EventEmitter { return &Emitter{} }
 
-func (e *Emitter) find(evt types.EventName) int {
-	for i := range e.events {
-		if e.events[i].name == evt {
-			return i
-		}
-	}
-	return -1
-}
-
-func (e *Emitter) add(evt types.EventName, entries []entry) {
-	if len(entries) == 0 {
-		return
-	}
+// snapshot returns the entries as they are now; later appends are beyond
+// its length and removals make a new slice, so it never changes.
+func (e *Emitter) snapshot() []entry {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	i := e.find(evt)
-	if i < 0 {
-		e.events = append(e.events, event{name: evt})
-		i = len(e.events) - 1
+	return e.entries
+}
+
+// removeAt replaces the entries by a copy without entry i; when i was its
+// event's last listener, a name-only entry takes its place. Call with mu
+// held.
+func (e *Emitter) removeAt(i int) {
+	old := e.entries
+	name := old[i].name
+	last := true
+	for j := range old {
+		if j != i && old[j].name == name {
+			last = false
+			break
+		}
 	}
-	old := e.events[i].listeners
-	next := make([]entry, len(old), len(old)+len(entries))
-	copy(next, old)
-	e.events[i].listeners = append(next, entries...)
+	next := make([]entry, 0, len(old))
+	next = append(next, old[:i]...)
+	if last {
+		next = append(next, entry{name: name})
+	}
+	e.entries = append(next, old[i+1:]...)
+}
+
+func (e *Emitter) add(evt types.EventName, listeners []types.EventListener, once bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, fn := range listeners {
+		if fn == nil {
+			continue
+		}
+		for i := range e.entries {
+			if e.entries[i].name == evt && e.entries[i].fn == nil {
+				// The name-only entry goes; a copy, since an emit may
+				// be reading the slice.
+				e.entries = slices.Delete(slices.Clone(e.entries), i, i+1)
+				break
+			}
+		}
+		n := entry{name: evt, fn: fn, ptr: reflect.ValueOf(fn).Pointer()}
+		if once {
+			e.onces++
+			n.once = e.onces
+		}
+		e.entries = append(e.entries, n)
+	}
 }
 
 // AddListener adds listeners to evt; nil ones are skipped.
 func (e *Emitter) AddListener(evt types.EventName, listeners ...types.EventListener) error {
-	var entries []entry
-	for _, fn := range listeners {
-		if fn != nil {
-			entries = append(entries, entry{fn: fn, ptr: reflect.ValueOf(fn).Pointer()})
-		}
-	}
-	e.add(evt, entries)
+	e.add(evt, listeners, false)
 	return nil
 }
 
@@ -94,48 +117,36 @@ func (e *Emitter) On(evt types.EventName, listeners ...types.EventListener) erro
 	return e.AddListener(evt, listeners...)
 }
 
-// once is a listener that removes itself before it runs, and runs once.
-type once struct {
-	fired atomic.Bool
-	evt   types.EventName
-	e     *Emitter
-	fn    types.EventListener
-}
-
-func (o *once) run(args ...any) {
-	if !o.fired.CompareAndSwap(false, true) {
-		return
-	}
-	o.e.RemoveListener(o.evt, o.fn)
-	o.fn(args...)
-}
-
 // Once adds listeners that are removed before their first run.
 func (e *Emitter) Once(evt types.EventName, listeners ...types.EventListener) error {
-	var entries []entry
-	for _, fn := range listeners {
-		if fn != nil {
-			o := &once{evt: evt, e: e, fn: fn}
-			entries = append(entries, entry{fn: o.run, ptr: reflect.ValueOf(fn).Pointer()})
-		}
-	}
-	e.add(evt, entries)
+	e.add(evt, listeners, true)
 	return nil
 }
 
-func (e *Emitter) listeners(evt types.EventName) []entry {
+// takeOnce removes the Once listener numbered once and reports whether it
+// was still there: whoever removes it runs it.
+func (e *Emitter) takeOnce(once uint64) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if i := e.find(evt); i >= 0 {
-		return e.events[i].listeners
+	for i := range e.entries {
+		if e.entries[i].once == once {
+			e.removeAt(i)
+			return true
+		}
 	}
-	return nil
+	return false
 }
 
 // Emit runs evt's listeners with args, in order; a panicking listener is
 // logged and the next one runs.
 func (e *Emitter) Emit(evt types.EventName, args ...any) {
-	for _, l := range e.listeners(evt) {
+	for _, l := range e.snapshot() {
+		if l.name != evt || l.fn == nil {
+			continue
+		}
+		if l.once != 0 && !e.takeOnce(l.once) {
+			continue
+		}
 		call(l.fn, args)
 	}
 }
@@ -151,29 +162,40 @@ func call(fn types.EventListener, args []any) {
 
 // EventNames lists the events that have had listeners.
 func (e *Emitter) EventNames() []types.EventName {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	names := make([]types.EventName, len(e.events))
-	for i := range e.events {
-		names[i] = e.events[i].name
+	var names []types.EventName
+	for _, l := range e.snapshot() {
+		if !slices.Contains(names, l.name) {
+			names = append(names, l.name)
+		}
 	}
 	return names
 }
 
 // ListenerCount is the number of evt's listeners.
 func (e *Emitter) ListenerCount(evt types.EventName) int {
-	return len(e.listeners(evt))
+	n := 0
+	for _, l := range e.snapshot() {
+		if l.name == evt && l.fn != nil {
+			n++
+		}
+	}
+	return n
 }
 
 // Listeners returns a copy of evt's listeners.
 func (e *Emitter) Listeners(evt types.EventName) []types.EventListener {
-	l := e.listeners(evt)
-	if l == nil {
-		return nil
+	var fns []types.EventListener
+	found := false
+	for _, l := range e.snapshot() {
+		if l.name == evt {
+			found = true
+			if l.fn != nil {
+				fns = append(fns, l.fn)
+			}
+		}
 	}
-	fns := make([]types.EventListener, len(l))
-	for i := range l {
-		fns[i] = l[i].fn
+	if found && fns == nil {
+		fns = []types.EventListener{}
 	}
 	return fns
 }
@@ -182,11 +204,10 @@ func (e *Emitter) Listeners(evt types.EventName) []types.EventListener {
 func (e *Emitter) RemoveAllListeners(evt types.EventName) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	i := e.find(evt)
-	if i < 0 {
+	if !slices.ContainsFunc(e.entries, func(l entry) bool { return l.name == evt }) {
 		return false
 	}
-	e.events = slices.Delete(e.events, i, i+1)
+	e.entries = slices.DeleteFunc(slices.Clone(e.entries), func(l entry) bool { return l.name == evt })
 	return true
 }
 
@@ -199,16 +220,9 @@ func (e *Emitter) RemoveListener(evt types.EventName, listener types.EventListen
 	ptr := reflect.ValueOf(listener).Pointer()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	i := e.find(evt)
-	if i < 0 {
-		return false
-	}
-	old := e.events[i].listeners
-	for j := range old {
-		if old[j].ptr == ptr {
-			next := make([]entry, 0, len(old)-1)
-			next = append(next, old[:j]...)
-			e.events[i].listeners = append(next, old[j+1:]...)
+	for i := range e.entries {
+		if l := e.entries[i]; l.name == evt && l.fn != nil && l.ptr == ptr {
+			e.removeAt(i)
 			return true
 		}
 	}
@@ -219,12 +233,10 @@ func (e *Emitter) RemoveListener(evt types.EventName, listener types.EventListen
 func (e *Emitter) Clear() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.events = nil
+	e.entries = nil
 }
 
 // Len is the number of events EventNames lists.
 func (e *Emitter) Len() int {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return len(e.events)
+	return len(e.EventNames())
 }
