@@ -171,7 +171,7 @@ and exits 0.`,
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a stop may take")
 	f.DurationVar(&o.commandTimeout, "command-timeout", 10*time.Second, "how long a client event may take before the client gets UNAVAILABLE")
 	f.StringVar(&o.debugAddr, "debug-addr", "", "address of a separate listener for Go's /debug/pprof profiles (off when empty; keep it private)")
-	f.IntVar(&o.gcHeadroom, "gc-headroom", 128, "MiB the heap may grow past its live data before a collection: the GC target falls below --gc-percent (to 50 at least) as the live heap grows; 0 keeps --gc-percent fixed")
+	f.IntVar(&o.gcHeadroom, "gc-headroom", 96, "MiB the heap may grow past its live data before a collection: the GC target falls below --gc-percent (to 50 at least) as the live heap grows; 0 keeps --gc-percent fixed")
 	f.IntVar(&o.gcPercent, "gc-percent", 400, "Go garbage collector target (GOGC): higher trades memory for CPU; the GOGC variable, when set, wins")
 	f.BoolVar(&o.returnMemory, "return-memory", true, "when the server goes quiet after a burst of allocation (clients connecting, a flood), collect once and give the freed heap back to the operating system")
 	f.Uint64Var(&o.readyMaxLag, "ready-max-lag", 10000, "/readyz turns 503 when a projection trails the log by more positions than this")
