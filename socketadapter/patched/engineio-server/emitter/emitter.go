@@ -83,19 +83,19 @@ func (e *Emitter) removeAt(i int) {
 }
 
 func (e *Emitter) add(evt types.EventName, listeners []types.EventListener, once bool) {
+	if !slices.ContainsFunc(listeners, func(fn types.EventListener) bool { return fn != nil }) {
+		return
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if i := slices.IndexFunc(e.entries, func(l entry) bool { return l.name == evt && l.fn == nil }); i >= 0 {
+		// The name-only entry goes; a copy, since an emit may be reading
+		// the slice.
+		e.entries = slices.Delete(slices.Clone(e.entries), i, i+1)
+	}
 	for _, fn := range listeners {
 		if fn == nil {
 			continue
-		}
-		for i := range e.entries {
-			if e.entries[i].name == evt && e.entries[i].fn == nil {
-				// The name-only entry goes; a copy, since an emit may
-				// be reading the slice.
-				e.entries = slices.Delete(slices.Clone(e.entries), i, i+1)
-				break
-			}
 		}
 		n := entry{name: evt, fn: fn, ptr: reflect.ValueOf(fn).Pointer()}
 		if once {
